@@ -1,0 +1,1 @@
+"""Crossroads: a live, streamed decision-making journey."""

@@ -1,0 +1,62 @@
+"""The report step: a prompt from the whole journey, and the parser of sections and scores."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from server.generators.journey import SYSTEM_PROMPT, Journey, Prompt, transcript
+
+SECTIONS = ("Summary", "Your decision style", "Strengths", "Blind spots", "Suggestions")
+SCORES_HEADING = "Scores"
+
+
+@dataclass(frozen=True)
+class Report:
+    markdown: str
+    scores: dict[str, int]
+    missing: tuple[str, ...]
+
+
+def build(journey: Journey, step: int, max_tokens: int) -> Prompt:
+    headings = "\n".join(f"## {name}" for name in SECTIONS)
+    dims = "\n".join(f"- {dim}: <0-10> - <one short reason>" for dim in journey.dimensions)
+    user = (
+        f"{transcript(journey)}\n\n"
+        "Write the person's report in Markdown with exactly these sections, in order:\n"
+        f"{headings}\n## {SCORES_HEADING}\n"
+        "Quote at least three of their answers word for word (in quotation marks). "
+        "Strengths, blind spots and suggestions are bullet lists; suggestions are concrete, "
+        "reflective habits, not instructions. Under Scores, one line per dimension exactly "
+        f"like this:\n{dims}"
+    )
+    return Prompt(
+        kind="report",
+        journey=journey,
+        messages=(
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": user},
+        ),
+        max_tokens=max_tokens,
+        step=step,
+    )
+
+
+_SCORES_SECTION = re.compile(rf"^#+\s*{SCORES_HEADING}\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def parse(text: str, dimensions: tuple[str, ...]) -> Report:
+    """The report body without its Scores section, and a 0-10 score per known dimension."""
+    match = _SCORES_SECTION.search(text)
+    body, scores_text = (text[: match.start()], text[match.end() :]) if match else (text, "")
+    scores: dict[str, int] = {}
+    for dim in dimensions:
+        found = re.search(
+            rf"^\s*[-*]?\s*\**{re.escape(dim)}\**\s*[:\-\u2013\u2014]\s*\**(\d{{1,2}})(?:\s*/\s*10)?",
+            scores_text,
+            re.IGNORECASE | re.MULTILINE,
+        )
+        if found and 0 <= int(found.group(1)) <= 10:
+            scores[dim] = int(found.group(1))
+    missing = tuple(dim for dim in dimensions if dim not in scores)
+    return Report(markdown=body.strip(), scores=scores, missing=missing)

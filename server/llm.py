@@ -1,0 +1,370 @@
+"""The model interface, the OpenAI-compatible model with its deadlines and retries, the offline model."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, cast
+
+import anyio
+import httpx2
+import openai
+import pydantic
+
+from server.generators.journey import Prompt
+from server.generators.offline import OfflineWriter
+from server.settings import Settings
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 8.0
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of text; the last one of a stream carries the finish reason."""
+
+    text: str
+    finish_reason: str | None = None
+
+
+class ModelError(Exception):
+    """A model call that failed; `reason` says which deadline or fault, for the log and the fallback."""
+
+    reason: ClassVar[str] = "model_error"
+
+    def __init__(self, detail: str, *, attempts: int = 1) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.attempts = attempts
+
+
+class FirstTokenTimeout(ModelError):
+    reason = "first_token_timeout"
+
+
+class ChunkTimeout(ModelError):
+    reason = "chunk_timeout"
+
+
+class StepTimeout(ModelError):
+    reason = "step_timeout"
+
+
+class RateLimited(ModelError):
+    reason = "rate_limited"
+
+
+class UpstreamStatus(ModelError):
+    reason = "upstream_status"
+
+
+class ConnectionFailed(ModelError):
+    reason = "connection_error"
+
+
+class MalformedChunk(ModelError):
+    reason = "malformed_chunk"
+
+
+class IncompleteStream(ModelError):
+    reason = "incomplete_stream"
+
+
+class Model(Protocol):
+    """Turns a prompt into an async stream of text deltas ending with a finish reason."""
+
+    name: str
+    live: bool
+
+    def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[Delta]: ...
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    first_token_s: float
+    chunk_s: float
+    max_attempts: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Deadlines:
+        limits = settings.limits
+        return cls(limits.first_token_timeout_s, limits.chunk_timeout_s, limits.max_attempts)
+
+
+class _Retryable(Exception):
+    def __init__(self, error: ModelError, retry_after: float | None) -> None:
+        self.error = error
+        self.retry_after = retry_after
+
+
+class OpenAIModel:
+    """Any OpenAI-compatible streaming chat endpoint, through one shared AsyncOpenAI client."""
+
+    live = True
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        *,
+        name: str,
+        deadlines: Deadlines,
+        max_tokens_param: str = "max_tokens",
+        temperature: float = 0.8,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._client = client
+        self.name = name
+        self._deadlines = deadlines
+        self._max_tokens_param = max_tokens_param
+        self._temperature = temperature
+        self._clock = clock
+        self._jitter = jitter
+
+    async def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[Delta]:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                upstream, first = await self._open(prompt, deadline, attempt)
+                break
+            except _Retryable as retry:
+                delay = self._backoff(attempt, retry.retry_after)
+                if attempt >= self._deadlines.max_attempts or self._clock() + delay >= deadline:
+                    retry.error.attempts = attempt
+                    raise retry.error from None
+                await anyio.sleep(delay)
+        try:
+            for delta in first:
+                yield delta
+            if first and first[-1].finish_reason:
+                return
+            async for delta in self._tail(upstream, deadline, attempt):
+                yield delta
+                if delta.finish_reason:
+                    return
+        finally:
+            with anyio.CancelScope(shield=True):
+                await upstream.close()
+
+    async def _open(
+        self, prompt: Prompt, deadline: float, attempt: int
+    ) -> tuple[openai.AsyncStream[Any], list[Delta]]:
+        """Send the request and wait for its first text, both under the first-token deadline."""
+        started = self._clock()
+        budget = min(self._deadlines.first_token_s, deadline - started)
+        if budget <= 0:
+            raise StepTimeout("no time left in the step before the request", attempts=attempt)
+        upstream: openai.AsyncStream[Any] | None = None
+        try:
+            with anyio.fail_after(budget):
+                created = await self._client.chat.completions.create(
+                    model=self.name,
+                    messages=list(prompt.messages),  # type: ignore[arg-type]
+                    stream=True,
+                    temperature=self._temperature,
+                    extra_body={self._max_tokens_param: prompt.max_tokens},
+                )
+                upstream = cast("openai.AsyncStream[Any]", created)
+                deltas: list[Delta] = []
+                iterator = upstream.__aiter__()
+                while not deltas:
+                    chunk = await anext(iterator, None)
+                    if chunk is None:
+                        raise IncompleteStream("the stream ended before any text", attempts=attempt)
+                    deltas = _deltas(chunk, attempt)
+                return upstream, deltas
+        except TimeoutError:
+            await _close(upstream)
+            if budget < self._deadlines.first_token_s:
+                raise StepTimeout(
+                    f"step deadline passed after {budget:.1f}s waiting for the first token",
+                    attempts=attempt,
+                ) from None
+            slow = FirstTokenTimeout(f"no token within {budget:.1f}s", attempts=attempt)
+            raise _Retryable(slow, None) from None
+        except openai.RateLimitError as exc:
+            raise _Retryable(
+                RateLimited(f"429 from upstream: {_message(exc)}", attempts=attempt),
+                _retry_after(exc.response),
+            ) from None
+        except openai.APIStatusError as exc:
+            error = UpstreamStatus(
+                f"{exc.status_code} from upstream: {_message(exc)}", attempts=attempt
+            )
+            if exc.status_code >= 500 or exc.status_code == 408:
+                raise _Retryable(error, _retry_after(exc.response)) from None
+            raise error from None
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:
+            await _close(upstream)
+            raise _Retryable(ConnectionFailed(_describe(exc), attempts=attempt), None) from None
+        except ModelError:
+            await _close(upstream)
+            raise
+        except _MALFORMED as exc:
+            await _close(upstream)
+            raise MalformedChunk(_describe(exc), attempts=attempt) from None
+
+    async def _tail(
+        self, upstream: openai.AsyncStream[Any], deadline: float, attempt: int
+    ) -> AsyncGenerator[Delta]:
+        iterator = upstream.__aiter__()
+        while True:
+            remaining = deadline - self._clock()
+            wait = min(self._deadlines.chunk_s, remaining)
+            try:
+                with anyio.fail_after(max(wait, 0)):
+                    chunk = await anext(iterator, None)
+            except TimeoutError:
+                if wait < self._deadlines.chunk_s:
+                    raise StepTimeout(
+                        "the step deadline passed mid-stream", attempts=attempt
+                    ) from None
+                raise ChunkTimeout(f"no chunk for {wait:.1f}s", attempts=attempt) from None
+            except (openai.APIError, httpx2.TransportError) as exc:
+                raise ConnectionFailed(_describe(exc), attempts=attempt) from None
+            except _MALFORMED as exc:
+                raise MalformedChunk(_describe(exc), attempts=attempt) from None
+            if chunk is None:
+                raise IncompleteStream("the stream ended without a finish reason", attempts=attempt)
+            for delta in _deltas(chunk, attempt):
+                yield delta
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** (attempt - 1))
+        return ceiling * (0.5 + self._jitter() / 2)
+
+
+_MALFORMED = (
+    json.JSONDecodeError,
+    pydantic.ValidationError,
+    AttributeError,
+    TypeError,
+    KeyError,
+    ValueError,
+)
+
+
+def _deltas(chunk: Any, attempt: int) -> list[Delta]:
+    """Text and finish reason of one chunk; an empty `choices` (usage, role-only) is no text."""
+    choices = chunk.choices
+    if choices is None or not isinstance(choices, list):
+        raise MalformedChunk("a chunk without a choices list", attempts=attempt)
+    deltas = []
+    for choice in choices[:1]:
+        delta = getattr(choice, "delta", None)
+        content = getattr(delta, "content", None) if delta is not None else None
+        if content is not None and not isinstance(content, str):
+            raise MalformedChunk("a chunk whose content is not text", attempts=attempt)
+        if content or choice.finish_reason:
+            deltas.append(Delta(content or "", choice.finish_reason))
+    return deltas
+
+
+async def _close(upstream: openai.AsyncStream[Any] | None) -> None:
+    if upstream is not None:
+        with anyio.CancelScope(shield=True):
+            await upstream.close()
+
+
+def _retry_after(response: httpx2.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    return str(exc.message)[:200]
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+class OfflineModel:
+    """The built-in model: composes from the bank, typed out at a pace when it is the configured model."""
+
+    live = False
+    name = "offline"
+
+    def __init__(self, writer: OfflineWriter, *, chars_per_s: float | None) -> None:
+        self.writer = writer
+        self._chars_per_s = chars_per_s
+
+    async def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[Delta]:
+        text = self.writer.write(prompt.journey, prompt.kind)
+        if self._chars_per_s is None:
+            yield Delta(text, "stop")
+            return
+        pieces = _words(text)
+        for piece in pieces[:-1]:
+            yield Delta(piece)
+            # The deliberate typing pace of the offline model (a setting), the one sleep that paces output.
+            await anyio.sleep(len(piece) / self._chars_per_s)
+        yield Delta(pieces[-1], "stop")
+
+    def at_once(self) -> OfflineModel:
+        """The same writer without the typing pace: how it serves as a fallback."""
+        return OfflineModel(self.writer, chars_per_s=None)
+
+
+def _words(text: str) -> list[str]:
+    pieces: list[str] = []
+    start = 0
+    for index, char in enumerate(text):
+        if char in " \n" and index + 1 - start >= 3:
+            pieces.append(text[start : index + 1])
+            start = index + 1
+    if start < len(text) or not pieces:
+        pieces.append(text[start:])
+    return pieces
+
+
+def build_client(
+    settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
+) -> openai.AsyncOpenAI:
+    """The one AsyncOpenAI client of the process: SDK retries off, explicit timeouts, a sized pool."""
+    limits = settings.limits
+    timeout = httpx2.Timeout(
+        connect=settings.llm.connect_timeout_s,
+        read=max(limits.first_token_timeout_s, limits.chunk_timeout_s) + 5,
+        write=10.0,
+        pool=limits.queue_timeout_s + limits.first_token_timeout_s,
+    )
+    pool = httpx2.Limits(
+        max_connections=limits.max_concurrent_ai_requests + 4,
+        max_keepalive_connections=limits.max_concurrent_ai_requests,
+    )
+    http_client = httpx2.AsyncClient(timeout=timeout, limits=pool, transport=transport)
+    return openai.AsyncOpenAI(
+        api_key=settings.api_key or "no-key",
+        base_url=settings.llm.base_url or None,
+        max_retries=0,
+        timeout=timeout,
+        http_client=http_client,
+    )
+
+
+async def collect(model: Model, prompt: Prompt, *, deadline: float) -> str:
+    """The whole text of one stream (for tests and non-streaming callers)."""
+    parts: list[str] = []
+    async with aclosing(model.stream(prompt, deadline=deadline)) as deltas:
+        async for delta in deltas:
+            parts.append(delta.text)
+    return "".join(parts)

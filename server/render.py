@@ -1,0 +1,62 @@
+"""Model Markdown to safe HTML, and the report's score chart as SVG."""
+
+from __future__ import annotations
+
+from html import escape
+
+import nh3
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+_TAGS = {
+    "p", "br", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote",
+    "h2", "h3", "h4", "code", "pre", "hr", "a",
+}  # fmt: skip
+_ATTRIBUTES = {"a": {"href", "title"}}
+
+
+def markdown(text: str) -> Markup:
+    """Untrusted Markdown: raw HTML off in the parser, then sanitised; headings demoted below h1."""
+    rendered = _MARKDOWN.render(text.replace("\r\n", "\n"))
+    rendered = rendered.replace("<h1>", "<h2>").replace("</h1>", "</h2>")
+    clean = nh3.clean(
+        rendered,
+        tags=_TAGS,
+        attributes=_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+    )
+    return Markup(clean)
+
+
+BAR_HEIGHT = 28
+LABEL_WIDTH = 190
+BAR_WIDTH = 300
+
+
+def score_chart(scores: list[tuple[str, int]]) -> Markup:
+    """A horizontal bar per dimension, 0 to 10, readable without colour and in print."""
+    height = BAR_HEIGHT * len(scores) + 24
+    width = LABEL_WIDTH + BAR_WIDTH + 50
+    rows = []
+    for index, (label, score) in enumerate(scores):
+        y = 12 + index * BAR_HEIGHT
+        filled = BAR_WIDTH * max(0, min(10, score)) / 10
+        rows.append(
+            f'<g class="chart-row">'
+            f'<text x="{LABEL_WIDTH - 10}" y="{y + 15}" text-anchor="end" class="chart-label">'
+            f"{escape(label)}</text>"
+            f'<rect x="{LABEL_WIDTH}" y="{y + 3}" width="{BAR_WIDTH}" height="16" rx="3" '
+            f'class="chart-track"/>'
+            f'<rect x="{LABEL_WIDTH}" y="{y + 3}" width="{filled:.0f}" height="16" rx="3" '
+            f'class="chart-bar"/>'
+            f'<text x="{LABEL_WIDTH + BAR_WIDTH + 10}" y="{y + 15}" class="chart-value">'
+            f"{score}/10</text></g>"
+        )
+    title = "; ".join(f"{label}: {score} of 10" for label, score in scores)
+    return Markup(
+        f'<svg class="score-chart" role="img" viewBox="0 0 {width} {height}" '
+        f'width="100%" preserveAspectRatio="xMinYMin meet" aria-label="Scores">'
+        f"<title>{escape(title)}</title>{''.join(rows)}</svg>"
+    )

@@ -1,0 +1,359 @@
+"""Thin handlers: parse the request, call the journey, render a page or a fragment."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from server.errors import Problem
+from server.identity import COOKIE_MAX_AGE_S, COOKIE_NAME
+from server.journeys import NotOpen
+from server.services import Services
+from server.store import Conflict, Session, Step
+from server.streaming import Event, Generation, finished_events, follow
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+NOT_FOUND = "There is no such journey here. It may have expired, or it belongs to another browser."
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def browser(request: Request) -> str:
+    """This browser's id from its signed cookie, or a new one (set on the response)."""
+    existing: str | None = getattr(request.state, "browser", None)
+    if existing:
+        return existing
+    identity = services(request).identity
+    found = identity.browser_id(request.cookies.get(COOKIE_NAME))
+    if found is None:
+        found, cookie = identity.issue()
+        request.state.new_cookie = cookie
+    request.state.browser = found
+    return found
+
+
+def finish(request: Request, response: Response) -> Response:
+    cookie: str | None = getattr(request.state, "new_cookie", None)
+    if cookie:
+        response.set_cookie(
+            COOKIE_NAME,
+            cookie,
+            max_age=COOKIE_MAX_AGE_S,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+    response.headers.setdefault("cache-control", "no-store")
+    return response
+
+
+def page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    svc = services(request)
+    context.setdefault("csrf_token", svc.identity.csrf_token(browser(request)))
+    return finish(request, HTMLResponse(svc.views.render(template, **context), status_code=status))
+
+
+async def owned_session(request: Request) -> Session:
+    session = await services(request).store.session(request.path_params["sid"])
+    if session is None or session.owner != browser(request):
+        raise Problem(404, "Journey not found", NOT_FOUND)
+    return session
+
+
+def step_number(request: Request) -> int:
+    raw = request.path_params["n"]
+    if not raw.isdigit() or len(raw) > 4:
+        raise Problem(404, "Step not found", "This journey has no such step.")
+    return int(raw)
+
+
+async def form(request: Request, slot: str | None = None) -> FormData:
+    """The posted form, after the CSRF check."""
+    try:
+        data = await request.form()
+    except (UnicodeDecodeError, ValueError, AssertionError):
+        raise Problem(400, "That form could not be read", "Please try again.", slot=slot) from None
+    token = data.get("csrf_token")
+    if not services(request).identity.check_csrf(
+        browser(request), token if isinstance(token, str) else None
+    ):
+        raise Problem(
+            403,
+            "This form has expired",
+            "Reload the page and send it again; nothing was changed.",
+            slot=slot,
+        )
+    return data
+
+
+async def home(request: Request) -> Response:
+    svc = services(request)
+    owned = await svc.store.sessions_of(browser(request))
+    journeys = []
+    for session, done, answered in owned:
+        category = svc.settings.categories.get(session.category)
+        if done >= session.report_step + 1:
+            state = "report ready"
+        elif answered:
+            state = f"{answered} of {session.questions_total} answered"
+        else:
+            state = "just started"
+        journeys.append(
+            {
+                "session": session,
+                "title": category.title if category else session.category,
+                "state": state,
+                "iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(session.created_at)),
+                "when": time.strftime("%d %b %Y, %H:%M UTC", time.gmtime(session.created_at)),
+            }
+        )
+    return page(
+        request, "home.html", categories=list(svc.settings.categories.items()), journeys=journeys
+    )
+
+
+async def create_session(request: Request) -> Response:
+    svc = services(request)
+    data = await form(request, slot="#home-error")
+    category = data.get("category")
+    if not isinstance(category, str) or category not in svc.settings.categories:
+        raise Problem(
+            400, "Unknown life area", "Please pick one of the areas listed.", slot="#home-error"
+        )
+    session = await svc.journeys.create(owner=browser(request), category=category)
+    url = f"/s/{session.id}"
+    if is_htmx(request):
+        return finish(request, Response(status_code=200, headers={"HX-Redirect": url}))
+    return finish(request, RedirectResponse(url, status_code=303))
+
+
+async def session_page(request: Request) -> Response:
+    svc = services(request)
+    session = await owned_session(request)
+    for step in await svc.store.steps(session.id):
+        if step.status != "done":
+            # A page view keeps the step alive, and restarts one left behind by a restart.
+            await svc.journeys.ensure(session, step.n)
+    view = await svc.views.session_view(session)
+    return page(request, "session.html", view=view)
+
+
+async def stream(request: Request) -> Response:
+    svc = services(request)
+    session = await owned_session(request)
+    n = step_number(request)
+    try:
+        found = await svc.journeys.ensure(session, n)
+    except NotOpen as error:
+        status = 409 if error.exists else 404
+        return finish(request, PlainTextResponse(str(error), status_code=status))
+    if isinstance(found, Step):
+        done_html = await svc.views.done_html(session, n)
+        events = finished_events("done", found.version, found.text, done_html)
+        return sse(_replay(events), heartbeat_s=svc.settings.stream.heartbeat_s)
+    return sse(
+        _live(found, request.headers.get("last-event-id"), svc.settings.stream.frame_ms / 1000),
+        heartbeat_s=svc.settings.stream.heartbeat_s,
+    )
+
+
+def sse(events: AsyncIterator[ServerSentEvent], *, heartbeat_s: float) -> Response:
+    return EventSourceResponse(
+        events,
+        ping=heartbeat_s,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _live(
+    gen: Generation, last_event_id: str | None, frame_s: float
+) -> AsyncIterator[ServerSentEvent]:
+    async for event in follow(gen, last_event_id, frame_s=frame_s):
+        yield _sse_event(event)
+
+
+async def _replay(events: list[Event]) -> AsyncIterator[ServerSentEvent]:
+    for event in events:
+        yield _sse_event(event)
+
+
+def _sse_event(event: Event) -> ServerSentEvent:
+    return ServerSentEvent(data=event.data, event=event.event, id=event.id)
+
+
+async def answer(request: Request) -> Response:
+    svc = services(request)
+    session = await owned_session(request)
+    n = step_number(request)
+    slot = f"#error-{n}"
+    data = await form(request, slot=slot)
+    text = _answer_text(data.get("answer"), svc.settings.journey.answer_max_chars, slot)
+    try:
+        await svc.journeys.answer(session, n, text)
+    except Conflict:
+        raise Problem(
+            409,
+            "This question is not open",
+            "It was already answered, or it has not been asked yet. Reload to see where you are.",
+            slot=slot,
+            back_url=f"/s/{session.id}",
+        ) from None
+    if is_htmx(request):
+        fragment = await svc.views.step_fragment(
+            session, n, svc.identity.csrf_token(browser(request))
+        )
+        return finish(request, HTMLResponse(fragment))
+    return finish(request, RedirectResponse(f"/s/{session.id}", status_code=303))
+
+
+def _answer_text(raw: object, max_chars: int, slot: str) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise Problem(
+            400, "Your answer is empty", "Write a few words, or pick a quick reply.", slot=slot
+        )
+    if "\x00" in raw or "\ufffd" in raw:
+        raise Problem(
+            400,
+            "Your answer could not be read",
+            "It contains characters that are not text.",
+            slot=slot,
+        )
+    text = raw.strip().replace("\r\n", "\n")
+    if len(text) > max_chars:
+        raise Problem(
+            400,
+            "Your answer is too long",
+            f"Please keep it under {max_chars} characters (it has {len(text)}).",
+            slot=slot,
+        )
+    return text
+
+
+async def _finished_report(request: Request, session: Session) -> Any:
+    svc = services(request)
+    step = await svc.store.step(session.id, session.report_step)
+    if step is None or step.status != "done":
+        raise Problem(
+            404,
+            "The report is not ready",
+            "Finish the questions first; the report is written after the last answer.",
+            back_url=f"/s/{session.id}",
+        )
+    return await svc.views.session_view(session)
+
+
+async def report(request: Request) -> Response:
+    session = await owned_session(request)
+    view = await _finished_report(request, session)
+    return page(request, "report.html", view=view, shared=False)
+
+
+async def report_markdown(request: Request) -> Response:
+    svc = services(request)
+    session = await owned_session(request)
+    view = await _finished_report(request, session)
+    step = next(step for step in await svc.store.steps(session.id) if step.n == session.report_step)
+    body, scores = await svc.views.report_parts(session, step)
+    document = svc.views.markdown_document(view, body, scores)
+    filename = f"crossroads-{session.category}-{session.id[:8]}.md"
+    return finish(
+        request,
+        Response(
+            document,
+            media_type="text/markdown; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        ),
+    )
+
+
+async def shared_report(request: Request) -> Response:
+    svc = services(request)
+    session = await svc.store.session_by_share(request.path_params["share_id"])
+    if session is None:
+        raise Problem(404, "Report not found", "This share link does not exist or was revoked.")
+    view = await _finished_report(request, session)
+    return page(request, "report.html", view=view, shared=True)
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    svc = services(request)
+    try:
+        store_ok = await svc.store.ping()
+    except Exception:
+        store_ok = False
+    body = {
+        "status": "ok" if store_ok else "unavailable",
+        "watchdog": "ok",
+        "store": store_ok,
+        "cache": True,
+    }
+    return JSONResponse(body, status_code=200 if store_ok else 503)
+
+
+def routes() -> list[Route | Mount]:
+    return [
+        Route("/", home, methods=["GET"]),
+        Route("/sessions", create_session, methods=["POST"]),
+        Route("/s/{sid}", session_page, methods=["GET"]),
+        Route("/s/{sid}/steps/{n}/stream", stream, methods=["GET"]),
+        Route("/s/{sid}/steps/{n}/answer", answer, methods=["POST"]),
+        Route("/s/{sid}/report", report, methods=["GET"]),
+        Route("/s/{sid}/report.md", report_markdown, methods=["GET"]),
+        Route("/r/{share_id}", shared_report, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+
+
+def problem_response(request: Request, problem: Problem) -> Response:
+    """The error as a page, or for htmx as a fragment retargeted to the slot beside the form."""
+    svc = services(request)
+    headers: dict[str, str] = {}
+    if problem.retry_after is not None:
+        headers["Retry-After"] = str(problem.retry_after)
+    context = {
+        "title": problem.title,
+        "message": problem.message,
+        "retry_after": problem.retry_after,
+        "back_url": problem.back_url,
+    }
+    if is_htmx(request):
+        template = "_503.html" if problem.status == 503 else "_error.html"
+        if problem.slot:
+            headers["HX-Retarget"] = problem.slot
+            headers["HX-Reswap"] = "innerHTML"
+        else:
+            headers["HX-Reswap"] = "none"
+        body = svc.views.render(template, **context)
+        return finish(request, HTMLResponse(body, status_code=problem.status, headers=headers))
+    template = "503.html" if problem.status == 503 else "error.html"
+    response = page(request, template, status=problem.status, **context)
+    response.headers.update(headers)
+    return response

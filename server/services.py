@@ -1,0 +1,24 @@
+"""The shared resources built in the lifespan and handed to the handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.admission import Admission
+from server.identity import Identity
+from server.journeys import Journeys
+from server.settings import Settings
+from server.store import Store
+from server.streaming import Generations
+from server.views import Views
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    identity: Identity
+    generations: Generations
+    admission: Admission
+    journeys: Journeys
+    views: Views

@@ -1,0 +1,225 @@
+"""Typed settings: the only reader of settings.toml and of the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "CROSSROADS_"
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "settings.toml"
+
+
+class SettingsError(Exception):
+    """A setting that stops the start; the message names key, value and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1)
+    limit_concurrency: int = Field(4000, ge=10)
+    keep_alive_s: float = Field(5, gt=0)
+    graceful_shutdown_s: float = Field(10, ge=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("workers")
+    @classmethod
+    def _one_worker(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(
+                "must be 1: generations, the AI-request semaphore and the memory watchdog "
+                "live in one process, so more workers would split them"
+            )
+        return value
+
+
+class LlmSettings(_Section):
+    base_url: str = ""
+    model: str = Field("gpt-4o-mini", min_length=1)
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    max_tokens_scenario: int = Field(450, ge=16, le=32000)
+    max_tokens_question: int = Field(200, ge=16, le=32000)
+    max_tokens_report: int = Field(1100, ge=16, le=32000)
+    temperature: float = Field(0.8, ge=0, le=2)
+    connect_timeout_s: float = Field(5.0, gt=0)
+
+
+class LimitsSettings(_Section):
+    max_concurrent_ai_requests: int = Field(16, ge=1)
+    queue_timeout_s: float = Field(5.0, ge=0)
+    first_token_timeout_s: float = Field(20.0, gt=0)
+    chunk_timeout_s: float = Field(10.0, gt=0)
+    worker_time_limit_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(3, ge=1, le=10)
+    worker_memory_limit_mb: int = Field(1024, ge=64)
+    memory_soft_pct: float = Field(75, gt=0, lt=100)
+    memory_hard_pct: float = Field(90, gt=0, le=100)
+    watchdog_interval_s: float = Field(1.0, gt=0)
+    high_risk_request_s: float = Field(30.0, gt=0)
+    high_risk_rss_mb: float = Field(50, gt=0)
+    max_body_bytes: int = Field(16384, ge=1024)
+    sessions_per_minute_per_client: int = Field(10, ge=0)
+    answers_per_minute_per_client: int = Field(30, ge=0)
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> LimitsSettings:
+        if self.memory_hard_pct <= self.memory_soft_pct:
+            raise ValueError(
+                f"memory_hard_pct ({self.memory_hard_pct}) must be above "
+                f"memory_soft_pct ({self.memory_soft_pct})"
+            )
+        return self
+
+
+class StreamSettings(_Section):
+    heartbeat_s: float = Field(5.0, gt=0, le=60)
+    frame_ms: int = Field(50, ge=0, le=1000)
+    abandon_grace_s: float = Field(15.0, ge=0)
+
+
+class StorageSettings(_Section):
+    data_dir: Path = Path("data")
+    cache_size_mb: int = Field(256, ge=1)
+    session_ttl_days: int = Field(30, ge=1)
+
+
+class JourneySettings(_Section):
+    questions_per_session: int = Field(5, ge=1, le=12)
+    answer_max_chars: int = Field(2000, ge=20, le=20000)
+
+
+class OfflineSettings(_Section):
+    chars_per_s: float = Field(400.0, gt=0)
+
+
+class Category(_Section):
+    title: str = Field(min_length=1)
+    blurb: str = ""
+    dimensions: tuple[str, ...] = Field(min_length=2, max_length=8)
+
+
+class Settings(_Section):
+    server: ServerSettings = ServerSettings()
+    llm: LlmSettings = LlmSettings()
+    limits: LimitsSettings = LimitsSettings()
+    stream: StreamSettings = StreamSettings()
+    storage: StorageSettings = StorageSettings()
+    journey: JourneySettings = JourneySettings()
+    offline: OfflineSettings = OfflineSettings()
+    categories: dict[str, Category] = Field(min_length=1)
+    # From the environment only, never from the file.
+    api_key: str | None = Field(None, exclude=True, repr=False)
+    secret_key: str | None = Field(None, exclude=True, repr=False)
+
+    @field_validator("categories")
+    @classmethod
+    def _category_ids(cls, value: dict[str, Category]) -> dict[str, Category]:
+        for cid in value:
+            if not cid.replace("_", "").replace("-", "").isalnum() or cid != cid.lower():
+                raise ValueError(f"category id {cid!r} must be lowercase letters, digits, - or _")
+        return value
+
+    @property
+    def uses_live_model(self) -> bool:
+        """A live model is configured by a base URL, or by an API key for OpenAI's own URL."""
+        return bool(self.llm.base_url or self.api_key)
+
+
+def load(
+    path: Path | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Read the file, apply environment overrides then explicit ones, validate."""
+    env = os.environ if environ is None else environ
+    file_path = Path(path) if path is not None else DEFAULT_PATH
+    try:
+        raw: dict[str, Any] = tomllib.loads(file_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"settings file {file_path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {file_path} is not valid TOML: {exc}") from None
+    for (section, key), value in _env_overrides(env).items():
+        _put(raw, section, key, value)
+    for section, values in (overrides or {}).items():
+        for key, value in values.items():
+            _put(raw, section, key, value)
+    raw["api_key"] = env.get("OPENAI_API_KEY") or None
+    raw["secret_key"] = env.get("CROSSROADS_SECRET_KEY") or None
+    return validate(raw)
+
+
+def validate(raw: Mapping[str, Any]) -> Settings:
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _put(raw: dict[str, Any], section: str, key: str | None, value: Any) -> None:
+    if key is None:
+        raw[section] = value
+        return
+    target = raw.setdefault(section, {})
+    if not isinstance(target, dict):
+        raise SettingsError(f"setting {section} is not a table, cannot set {section}.{key}")
+    target[key] = value
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[tuple[str, str | None], Any]:
+    found: dict[tuple[str, str | None], Any] = {}
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "CROSSROADS_SECRET_KEY":
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        found[(section, key or None)] = _parse_env_value(text)
+    return found
+
+
+def _parse_env_value(text: str) -> Any:
+    # JSON first so numbers, booleans, lists and tables keep their type;
+    # anything else (a URL, a bare word) is a string.
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"]) or "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {key}: remove it or check its spelling"
+    if error["type"] == "missing":
+        return f"setting {key} is missing"
+    return f"invalid setting {key} = {error.get('input')!r}: {message}"
+
+
+def secret_key(settings: Settings) -> str:
+    """CROSSROADS_SECRET_KEY, or a secret generated on first run and kept in the data dir (0600)."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.storage.data_dir / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(value)
+    return value

@@ -1,0 +1,379 @@
+"""SQLite sessions, steps and answers, each call run off the event loop."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+
+StepStatus = Literal["open", "generating", "done"]
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    category TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    questions_total INTEGER NOT NULL,
+    share_id TEXT UNIQUE,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_owner ON sessions (owner, created_at);
+CREATE TABLE IF NOT EXISTS steps (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
+    text TEXT NOT NULL DEFAULT '',
+    source TEXT,
+    model TEXT,
+    note TEXT,
+    reason TEXT,
+    opened_at REAL NOT NULL,
+    first_chunk_s REAL,
+    duration_s REAL,
+    chunks INTEGER,
+    attempts INTEGER,
+    PRIMARY KEY (session_id, n)
+);
+CREATE TABLE IF NOT EXISTS answers (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (session_id, n)
+);
+"""
+
+
+class Conflict(Exception):
+    """The write does not fit the stored state (a step not open, an answer already given)."""
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    owner: str
+    category: str
+    seed: int
+    questions_total: int
+    share_id: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def report_step(self) -> int:
+        return self.questions_total + 1
+
+
+@dataclass(frozen=True)
+class Step:
+    session_id: str
+    n: int
+    kind: str
+    status: StepStatus
+    version: int
+    text: str
+    source: str | None
+    model: str | None
+    note: str | None
+    reason: str | None
+    first_chunk_s: float | None
+    duration_s: float | None
+    chunks: int | None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a completed generation records with its step."""
+
+    text: str
+    source: str
+    model: str
+    note: str | None = None
+    reason: str | None = None
+    first_chunk_s: float | None = None
+    duration_s: float | None = None
+    chunks: int = 0
+    attempts: int = 0
+
+
+class Store:
+    """One SQLite connection in WAL mode; calls are serialised on one worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self._limiter = anyio.CapacityLimiter(1)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                return fn(self._db)
+
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return await self._run(call)
+
+    async def ping(self) -> bool:
+        return await self._run(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
+
+    async def create_session(
+        self, *, owner: str, category: str, seed: int, questions_total: int
+    ) -> Session:
+        now = time.time()
+        session = Session(
+            id=secrets.token_urlsafe(12),
+            owner=owner,
+            category=category,
+            seed=seed,
+            questions_total=questions_total,
+            share_id=secrets.token_urlsafe(18),
+            created_at=now,
+            updated_at=now,
+        )
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session.id,
+                    owner,
+                    category,
+                    seed,
+                    questions_total,
+                    session.share_id,
+                    now,
+                    now,
+                ),
+            )
+            db.execute(
+                "INSERT INTO steps (session_id, n, kind, status, opened_at) "
+                "VALUES (?, 0, 'scenario', 'open', ?)",
+                (session.id, now),
+            )
+
+        await self._tx(insert)
+        return session
+
+    async def session(self, session_id: str) -> Session | None:
+        row = await self._run(
+            lambda db: db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        )
+        return Session(**dict(row)) if row else None
+
+    async def session_by_share(self, share_id: str) -> Session | None:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT * FROM sessions WHERE share_id = ?", (share_id,)
+            ).fetchone()
+        )
+        return Session(**dict(row)) if row else None
+
+    async def sessions_of(self, owner: str, limit: int = 50) -> list[tuple[Session, int, int]]:
+        """The owner's sessions, newest first, with their count of finished steps and answers."""
+        sql = (
+            "SELECT s.*, "
+            "(SELECT COUNT(*) FROM steps t WHERE t.session_id = s.id AND t.status = 'done') AS done, "
+            "(SELECT COUNT(*) FROM answers a WHERE a.session_id = s.id) AS answered "
+            "FROM sessions s WHERE owner = ? ORDER BY created_at DESC LIMIT ?"
+        )
+        rows = await self._run(lambda db: db.execute(sql, (owner, limit)).fetchall())
+        result = []
+        for row in rows:
+            data = dict(row)
+            done, answered = data.pop("done"), data.pop("answered")
+            result.append((Session(**data), done, answered))
+        return result
+
+    async def steps(self, session_id: str) -> list[Step]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT * FROM steps WHERE session_id = ? ORDER BY n", (session_id,)
+            ).fetchall()
+        )
+        return [_step(row) for row in rows]
+
+    async def step(self, session_id: str, n: int) -> Step | None:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT * FROM steps WHERE session_id = ? AND n = ?", (session_id, n)
+            ).fetchone()
+        )
+        return _step(row) if row else None
+
+    async def answers(self, session_id: str) -> dict[int, str]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT n, text FROM answers WHERE session_id = ? ORDER BY n", (session_id,)
+            ).fetchall()
+        )
+        return {row["n"]: row["text"] for row in rows}
+
+    async def open_step(self, session_id: str, n: int, kind: str) -> None:
+        """Open a step unless it already exists (idempotent)."""
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR IGNORE INTO steps (session_id, n, kind, status, opened_at) "
+                "VALUES (?, ?, ?, 'open', ?)",
+                (session_id, n, kind, time.time()),
+            )
+        )
+
+    async def begin_generation(self, session_id: str, n: int) -> int:
+        """Mark a step generating under a new text version, and return that version."""
+
+        def begin(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "UPDATE steps SET status = 'generating', version = version + 1, text = '' "
+                "WHERE session_id = ? AND n = ? AND status != 'done' RETURNING version",
+                (session_id, n),
+            ).fetchone()
+            if row is None:
+                raise Conflict(f"step {n} of {session_id} is not open")
+            return int(row[0])
+
+        return await self._tx(begin)
+
+    async def bump_version(self, session_id: str, n: int) -> int:
+        row = await self._run(
+            lambda db: db.execute(
+                "UPDATE steps SET version = version + 1 WHERE session_id = ? AND n = ? "
+                "RETURNING version",
+                (session_id, n),
+            ).fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    async def release(self, session_id: str, n: int) -> None:
+        """A generation that ended without text (abandoned, shut down): open again for the next viewer."""
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE steps SET status = 'open' WHERE session_id = ? AND n = ? "
+                "AND status = 'generating'",
+                (session_id, n),
+            )
+        )
+
+    async def finish_step(
+        self, session_id: str, n: int, finished: Finished, *, open_next: tuple[int, str] | None
+    ) -> None:
+        """Record the finished text and, in the same transaction, open the step that follows."""
+
+        def finish(db: sqlite3.Connection) -> None:
+            now = time.time()
+            db.execute(
+                "UPDATE steps SET status = 'done', text = ?, source = ?, model = ?, note = ?, "
+                "reason = ?, first_chunk_s = ?, duration_s = ?, chunks = ?, attempts = ? "
+                "WHERE session_id = ? AND n = ?",
+                (
+                    finished.text,
+                    finished.source,
+                    finished.model,
+                    finished.note,
+                    finished.reason,
+                    finished.first_chunk_s,
+                    finished.duration_s,
+                    finished.chunks,
+                    finished.attempts,
+                    session_id,
+                    n,
+                ),
+            )
+            if open_next is not None:
+                db.execute(
+                    "INSERT OR IGNORE INTO steps (session_id, n, kind, status, opened_at) "
+                    "VALUES (?, ?, ?, 'open', ?)",
+                    (session_id, open_next[0], open_next[1], now),
+                )
+            db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
+
+        await self._tx(finish)
+
+    async def save_answer(
+        self, session_id: str, n: int, text: str, *, open_next: tuple[int, str]
+    ) -> None:
+        """Commit an answer to an open question and open the next step, or raise Conflict."""
+
+        def save(db: sqlite3.Connection) -> None:
+            row = db.execute(
+                "SELECT status, kind FROM steps WHERE session_id = ? AND n = ?", (session_id, n)
+            ).fetchone()
+            if row is None or row["kind"] != "question" or row["status"] != "done":
+                raise Conflict(f"question {n} is not open for an answer")
+            try:
+                db.execute(
+                    "INSERT INTO answers VALUES (?, ?, ?, ?)", (session_id, n, text, time.time())
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"question {n} is already answered") from None
+            db.execute(
+                "INSERT OR IGNORE INTO steps (session_id, n, kind, status, opened_at) "
+                "VALUES (?, ?, ?, 'open', ?)",
+                (session_id, open_next[0], open_next[1], time.time()),
+            )
+            db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (time.time(), session_id))
+
+        await self._tx(save)
+
+    async def expire(self, ttl_days: float) -> int:
+        cutoff = time.time() - ttl_days * 86400
+        return await self._run(
+            lambda db: db.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,)).rowcount
+        )
+
+    async def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
+        """Read-only access for tests and operators' checks."""
+        return await self._run(lambda db: db.execute(sql, params).fetchall())
+
+
+def _step(row: sqlite3.Row) -> Step:
+    return Step(
+        session_id=row["session_id"],
+        n=row["n"],
+        kind=row["kind"],
+        status=row["status"],
+        version=row["version"],
+        text=row["text"],
+        source=row["source"],
+        model=row["model"],
+        note=row["note"],
+        reason=row["reason"],
+        first_chunk_s=row["first_chunk_s"],
+        duration_s=row["duration_s"],
+        chunks=row["chunks"],
+    )

@@ -1,0 +1,239 @@
+"""Generations owned by the server: single flight, snapshot then tail, coalescing, grace on leave."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import TaskGroup
+
+Key = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One SSE event: `status`, `snapshot`, `chunk` or `done`; only text events carry an id."""
+
+    event: str
+    data: str
+    id: str | None = None
+
+
+class Generation:
+    """The live text of one step, written by one task and read by any number of viewers."""
+
+    def __init__(
+        self, key: Key, *, grace_s: float, on_abandon: Callable[[Generation], None]
+    ) -> None:
+        self.key = key
+        self.version = 0
+        self.text = ""
+        self.status = "connecting"
+        self.note: str | None = None
+        self.done_html: str | None = None
+        self.ended = False  # finished, abandoned or shut down: no more changes
+        self.viewers = 0
+        self.created_at = time.monotonic()
+        self.cancel_scope = anyio.CancelScope()
+        self.ready = anyio.Event()
+        self._changed = anyio.Event()
+        self._grace_s = grace_s
+        self._on_abandon = on_abandon
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._schedule_grace()
+
+    # Writer side.
+
+    def start(self, version: int) -> None:
+        self.version = version
+        self.ready.set()
+        self._notify()
+
+    def append(self, text: str) -> None:
+        if text:
+            self.text += text
+            self._notify()
+
+    def replace(self, text: str, version: int) -> None:
+        self.text = text
+        self.version = version
+        self._notify()
+
+    def set_status(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            self._notify()
+
+    def finish(self, done_html: str) -> None:
+        self.done_html = done_html
+        self._end()
+
+    def _end(self) -> None:
+        self.ended = True
+        self.ready.set()
+        self._cancel_grace()
+        self._notify()
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    # Viewer side.
+
+    def join(self) -> None:
+        self.viewers += 1
+        self._cancel_grace()
+
+    def leave(self) -> None:
+        self.viewers -= 1
+        if self.viewers == 0:
+            self._schedule_grace()
+
+    def touch(self) -> None:
+        """A page view: keeps an unwatched generation alive for another grace period."""
+        if self.viewers == 0:
+            self._schedule_grace()
+
+    @property
+    def changed(self) -> anyio.Event:
+        return self._changed
+
+    # Grace on leave.
+
+    def _schedule_grace(self) -> None:
+        self._cancel_grace()
+        if not self.ended:
+            loop = asyncio.get_running_loop()
+            self._grace_timer = loop.call_later(self._grace_s, self._abandon)
+
+    def _cancel_grace(self) -> None:
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+
+    def _abandon(self) -> None:
+        self._grace_timer = None
+        if self.viewers == 0 and not self.ended:
+            self._on_abandon(self)
+            self.cancel_scope.cancel()
+
+
+Work = Callable[[Generation], Awaitable[None]]
+
+
+class Generations:
+    """The registry of running generations, one per (session, step), in the app's task group."""
+
+    def __init__(self, task_group: TaskGroup, *, grace_s: float) -> None:
+        self._tg = task_group
+        self._grace_s = grace_s
+        self._running: dict[Key, Generation] = {}
+        self.abandoned = 0
+        self.started = 0
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def get(self, key: Key) -> Generation | None:
+        return self._running.get(key)
+
+    def all(self) -> list[Generation]:
+        return list(self._running.values())
+
+    def start(self, key: Key, work: Work) -> Generation:
+        """The running generation of this step, or a new one: never two at once."""
+        running = self._running.get(key)
+        if running is not None and not running.ended:
+            running.touch()
+            return running
+        gen = Generation(key, grace_s=self._grace_s, on_abandon=self._count_abandon)
+        self._running[key] = gen
+        self.started += 1
+        self._tg.start_soon(self._run, gen, work, name=f"generation {key[0]}/{key[1]}")
+        return gen
+
+    def _count_abandon(self, gen: Generation) -> None:
+        self.abandoned += 1
+
+    async def _run(self, gen: Generation, work: Work) -> None:
+        try:
+            with gen.cancel_scope:
+                await work(gen)
+        finally:
+            if not gen.ended:
+                gen._end()
+            if self._running.get(gen.key) is gen:
+                del self._running[gen.key]
+
+    def cancel_all(self) -> None:
+        for gen in list(self._running.values()):
+            gen.cancel_scope.cancel()
+
+
+def event_id(version: int, offset: int) -> str:
+    return f"{version}.{offset}"
+
+
+def parse_event_id(value: str | None) -> tuple[int, int] | None:
+    """`<version>.<offset>`; anything malformed or negative is treated as absent."""
+    if not value:
+        return None
+    version, dot, offset = value.strip().partition(".")
+    if not dot or not version.isdigit() or not offset.isdigit():
+        return None
+    return int(version), int(offset)
+
+
+async def follow(
+    gen: Generation, last_event_id: str | None, *, frame_s: float
+) -> AsyncIterator[Event]:
+    """Status at once, then a snapshot (or only the missing text on a resume), then coalesced chunks."""
+    gen.join()
+    try:
+        yield Event("status", gen.status)
+        sent_status = gen.status
+        await gen.ready.wait()
+        resume = parse_event_id(last_event_id)
+        if resume is not None and resume[0] == gen.version and resume[1] <= len(gen.text):
+            sent_version, sent = resume
+        else:
+            sent_version, sent = gen.version, len(gen.text)
+            yield Event("snapshot", html.escape(gen.text), event_id(gen.version, sent))
+        last_frame = time.monotonic()
+        while True:
+            changed = gen.changed
+            if gen.status != sent_status:
+                sent_status = gen.status
+                yield Event("status", gen.status)
+            if gen.version != sent_version:
+                sent_version, sent = gen.version, len(gen.text)
+                yield Event("snapshot", html.escape(gen.text), event_id(gen.version, sent))
+                last_frame = time.monotonic()
+            elif len(gen.text) > sent:
+                piece, sent = gen.text[sent:], len(gen.text)
+                yield Event("chunk", html.escape(piece), event_id(gen.version, sent))
+                last_frame = time.monotonic()
+            if gen.ended:
+                if gen.done_html is not None:
+                    yield Event("done", gen.done_html)
+                return
+            await changed.wait()
+            # Coalescing: at most one text frame per frame_s; the first text goes out at once.
+            wait = last_frame + frame_s - time.monotonic()
+            if wait > 0 and sent > 0:
+                await anyio.sleep(wait)
+    finally:
+        gen.leave()
+
+
+def finished_events(status: str, version: int, text: str, done_html: str) -> list[Event]:
+    """What a stream on a finished step sends: status, snapshot, done."""
+    return [
+        Event("status", status),
+        Event("snapshot", html.escape(text), event_id(version, len(text))),
+        Event("done", done_html),
+    ]

@@ -1,0 +1,165 @@
+"""What pages show: the session's steps as view models, rendered with Jinja templates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from server.generators import question as question_gen
+from server.generators import report as report_gen
+from server.generators.offline import OfflineWriter
+from server.identity import Identity
+from server.journeys import Journeys
+from server.render import markdown, score_chart
+from server.settings import Settings
+from server.store import Session, Step
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass
+class StepView:
+    n: int
+    kind: str
+    live: bool
+    text: str = ""
+    html: Markup = field(default_factory=Markup)
+    note: str | None = None
+    source: str | None = None
+    replies: tuple[str, ...] = ()
+    answer: str | None = None
+    awaiting_answer: bool = False
+    chart: Markup | None = None
+    number: int = 0  # the question's number, 1-based
+
+
+@dataclass
+class SessionView:
+    session: Session
+    title: str
+    steps: list[StepView] = field(default_factory=list)
+
+    @property
+    def answered(self) -> int:
+        return sum(1 for step in self.steps if step.answer is not None)
+
+    @property
+    def finished(self) -> bool:
+        return any(step.kind == "report" and not step.live for step in self.steps)
+
+    @property
+    def progress(self) -> str:
+        total = self.session.questions_total
+        if self.finished:
+            return "Report ready"
+        if any(step.kind == "report" for step in self.steps):
+            return "Writing your report"
+        current = max((step.number for step in self.steps if step.kind == "question"), default=0)
+        if current == 0:
+            return "Scenario"
+        return f"Question {current} of {total}"
+
+
+class Views:
+    """Builds view models from the store and renders pages and step fragments."""
+
+    def __init__(
+        self, settings: Settings, journeys: Journeys, writer: OfflineWriter, identity: Identity
+    ) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.journeys = journeys
+        self.writer = writer
+        self.env = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.globals["settings"] = settings
+        self.env.globals["live_model"] = settings.uses_live_model
+        self.env.globals["model_name"] = settings.llm.model
+
+    def render(self, template: str, **context: Any) -> str:
+        return self.env.get_template(template).render(**context)
+
+    async def session_view(self, session: Session) -> SessionView:
+        store = self.journeys.store
+        steps = await store.steps(session.id)
+        answers = await store.answers(session.id)
+        category = self.settings.categories.get(session.category)
+        view = SessionView(session, category.title if category else session.category)
+        for step in steps:
+            view.steps.append(await self._step_view(session, step, answers))
+        return view
+
+    async def _step_view(self, session: Session, step: Step, answers: dict[int, str]) -> StepView:
+        kind = step.kind
+        number = step.n if kind == "question" else 0
+        if step.status != "done":
+            running = self.journeys.generations.get((session.id, step.n))
+            text = running.text if running is not None else ""
+            return StepView(step.n, kind, live=True, text=text, number=number)
+        view = StepView(
+            step.n,
+            kind,
+            live=False,
+            text=step.text,
+            note=step.note,
+            source=step.source,
+            number=number,
+        )
+        if kind == "scenario":
+            view.html = markdown(step.text)
+        elif kind == "question":
+            parsed = question_gen.parse(step.text)
+            view.html = markdown(parsed.text)
+            view.replies = parsed.replies
+            view.answer = answers.get(step.n)
+            view.awaiting_answer = view.answer is None
+        else:
+            body, scores = await self.report_parts(session, step)
+            view.html = markdown(body)
+            view.chart = score_chart(scores)
+        return view
+
+    async def report_parts(self, session: Session, step: Step) -> tuple[str, list[tuple[str, int]]]:
+        """The report's Markdown body and one score per dimension; a score the model left out
+        is filled by the offline model's transparent rule, never invented."""
+        category = self.settings.categories.get(session.category)
+        dimensions = category.dimensions if category else ()
+        parsed = report_gen.parse(step.text, dimensions)
+        scores = dict(parsed.scores)
+        if parsed.missing:
+            journey = await self.journeys.journey(session, step.n)
+            for rule in self.writer.scores(journey):
+                scores.setdefault(rule.label, rule.score)
+        return parsed.markdown, [(dim, scores[dim]) for dim in dimensions if dim in scores]
+
+    async def step_fragment(self, session: Session, n: int, csrf_token: str) -> str:
+        """The element of step n, followed by the element of a next step that is already open."""
+        view = await self.session_view(session)
+        parts = [step for step in view.steps if step.n in (n, n + 1)]
+        return self.render("_steps.html", view=view, steps=parts, csrf_token=csrf_token)
+
+    async def done_html(self, session: Session, n: int) -> str:
+        # Only the owner's browser sees a session, so its forms carry the owner's token.
+        return await self.step_fragment(session, n, self.identity.csrf_token(session.owner))
+
+    def markdown_document(self, view: SessionView, body: str, scores: list[tuple[str, int]]) -> str:
+        lines = [f"# Crossroads: {view.title}", ""]
+        for step in view.steps:
+            if step.kind == "scenario":
+                lines += ["## The situation", "", step.text.strip(), ""]
+            elif step.kind == "question":
+                lines += [f"### Question {step.number}", "", question_gen.parse(step.text).text, ""]
+                if step.answer is not None:
+                    lines += ["> " + step.answer.replace("\n", "\n> "), ""]
+        lines += ["## Your report", "", body.strip(), "", "## Scores", ""]
+        lines += [f"- {label}: {score}/10" for label, score in scores]
+        lines += ["", "_A reflection, not professional advice._", ""]
+        return "\n".join(lines)

@@ -1,0 +1,121 @@
+// Applies the step streams' named SSE events (htmx 4 dispatches them as DOM events),
+// keeps typed answers as drafts until they are saved, and keeps the progress line current.
+(function () {
+  "use strict";
+
+  function streamRoot(event) {
+    var target = event.target;
+    return target && target.nodeType === 1 && target.hasAttribute("data-stream") ? target : null;
+  }
+
+  function part(root, role) {
+    return root.querySelector('[data-role="' + role + '"]');
+  }
+
+  // Event data is HTML-escaped text: decode it without ever inserting it as markup.
+  var decoder = document.createElement("textarea");
+  function unescapeText(html) {
+    decoder.innerHTML = html;
+    return decoder.value;
+  }
+
+  document.addEventListener("status", function (event) {
+    var root = streamRoot(event);
+    if (!root) return;
+    var el = part(root, "status-text");
+    if (el) el.textContent = event.detail.data;
+  });
+
+  document.addEventListener("snapshot", function (event) {
+    var root = streamRoot(event);
+    if (!root) return;
+    var el = part(root, "text");
+    if (el) el.textContent = unescapeText(event.detail.data);
+  });
+
+  document.addEventListener("chunk", function (event) {
+    var root = streamRoot(event);
+    if (!root) return;
+    var el = part(root, "text");
+    if (el) el.append(unescapeText(event.detail.data));
+  });
+
+  document.addEventListener("done", function (event) {
+    var root = streamRoot(event);
+    if (!root) return;
+    var hadFocus = root.contains(document.activeElement);
+    var template = document.createElement("template");
+    template.innerHTML = event.detail.data;
+    var fresh = Array.prototype.slice.call(template.content.children);
+    root.replaceWith(template.content);
+    fresh.forEach(function (el) {
+      htmx.process(el);
+      restoreDrafts(el);
+    });
+    updateProgress();
+    var field = fresh.length && fresh[0].querySelector("textarea");
+    if (field && (hadFocus || document.activeElement === document.body)) field.focus({ preventScroll: true });
+  });
+
+  function updateProgress() {
+    var progress = document.getElementById("progress");
+    var steps = document.querySelectorAll("[data-step][data-progress]");
+    if (progress && steps.length) progress.textContent = steps[steps.length - 1].getAttribute("data-progress");
+  }
+
+  // Drafts: what a person types survives a reload or an error until the answer is saved.
+  function draftKey(form) {
+    return "crossroads-draft-" + form.getAttribute("data-draft");
+  }
+
+  function restoreDrafts(scope) {
+    var forms = scope.querySelectorAll ? scope.querySelectorAll("form[data-draft]") : [];
+    Array.prototype.forEach.call(forms, function (form) {
+      var field = form.querySelector("textarea");
+      var saved = window.localStorage && localStorage.getItem(draftKey(form));
+      if (field && saved && !field.value) field.value = saved;
+    });
+  }
+
+  document.addEventListener("input", function (event) {
+    var form = event.target.form;
+    if (form && form.hasAttribute("data-draft") && window.localStorage) {
+      localStorage.setItem(draftKey(form), event.target.value);
+    }
+  });
+
+  document.addEventListener("htmx:after:swap", function () {
+    updateProgress();
+  });
+
+  // A saved answer's draft is no longer needed; the step is replaced by the server's answer.
+  document.addEventListener("htmx:after:request", function (event) {
+    var source = event.target;
+    var ctx = event.detail && event.detail.ctx;
+    var ok = ctx && ctx.response && ctx.response.status < 400;
+    if (!ok || !source || !source.closest) return;
+    var step = source.closest("[data-step]");
+    if (!step) return;
+    Array.prototype.forEach.call(step.querySelectorAll("form[data-draft]"), function (form) {
+      if (window.localStorage) localStorage.removeItem(draftKey(form));
+    });
+  });
+
+  // Buttons of a form in flight are disabled, so a double click sends one answer.
+  document.addEventListener("htmx:before:request", function (event) {
+    var form = event.target;
+    if (form && form.tagName === "FORM") {
+      Array.prototype.forEach.call(form.querySelectorAll("button"), function (b) { b.disabled = true; });
+    }
+  });
+  document.addEventListener("htmx:after:request", function (event) {
+    var form = event.target;
+    if (form && form.tagName === "FORM" && form.isConnected) {
+      Array.prototype.forEach.call(form.querySelectorAll("button"), function (b) { b.disabled = false; });
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    restoreDrafts(document);
+  });
+})();
