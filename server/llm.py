@@ -6,7 +6,7 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, cast
@@ -117,6 +117,7 @@ class OpenAIModel:
         temperature: float = 0.8,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self._client = client
         self.name = name
@@ -125,6 +126,7 @@ class OpenAIModel:
         self._temperature = temperature
         self._clock = clock
         self._jitter = jitter
+        self._sleep = sleep
 
     async def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[Delta]:
         attempt = 0
@@ -138,7 +140,7 @@ class OpenAIModel:
                 if attempt >= self._deadlines.max_attempts or self._clock() + delay >= deadline:
                     retry.error.attempts = attempt
                     raise retry.error from None
-                await anyio.sleep(delay)
+                await self._sleep(delay)
         try:
             for delta in first:
                 yield delta

@@ -1,0 +1,354 @@
+"""The model layer: deadlines close the upstream, retries honour Retry-After, faults are typed."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+
+from server import llm
+from server.generators import scenario
+from server.generators.journey import Journey, Prompt
+from server.generators.offline import OfflineWriter, load_bank
+from server.settings import Settings
+from tests.conftest import SettingsFactory
+from tests.fake_upstream import FakeUpstream, Script, serve
+
+pytestmark = pytest.mark.anyio
+
+JOURNEY = Journey("finance", "Money", ("Risk tolerance", "Long-term thinking"), seed=7)
+PROMPT = scenario.build(JOURNEY, max_tokens=123)
+
+
+class Sleeps:
+    """Records backoff waits instead of sleeping, so no test depends on the clock."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.fixture
+def fake() -> FakeUpstream:
+    return FakeUpstream()
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings(
+        llm={"base_url": "http://upstream.test/v1", "model": "fake-model"},
+        limits={"first_token_timeout_s": 0.5, "chunk_timeout_s": 0.5, "max_attempts": 3},
+    )
+
+
+def model_for(
+    settings: Settings,
+    transport: httpx2.AsyncBaseTransport | None,
+    sleeps: Sleeps | None = None,
+    **kw: Any,
+) -> llm.OpenAIModel:
+    client = llm.build_client(settings, transport)
+    return llm.OpenAIModel(
+        client,
+        name=settings.llm.model,
+        deadlines=llm.Deadlines.from_settings(settings),
+        max_tokens_param=kw.pop("max_tokens_param", settings.llm.max_tokens_param),
+        sleep=sleeps or Sleeps(),
+        jitter=lambda: 0.5,
+        **kw,
+    )
+
+
+async def run(
+    model: llm.OpenAIModel, prompt: Prompt = PROMPT, budget_s: float = 5.0
+) -> list[llm.Delta]:
+    deltas = []
+    with anyio.fail_after(budget_s + 10):
+        stream: AsyncIterator[llm.Delta] = model.stream(
+            prompt, deadline=time.monotonic() + budget_s
+        )
+        async for delta in stream:
+            deltas.append(delta)
+    return deltas
+
+
+async def closed(fake: FakeUpstream) -> None:
+    """The app gave up on the upstream: no body left open."""
+    await fake.wait_for(lambda f: f.open_streams == 0, timeout=5)
+
+
+async def test_a_stream_yields_text_and_ends_with_its_finish_reason(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    deltas = await run(model_for(settings, fake.transport()))
+    assert "".join(d.text for d in deltas) == "You stand at a fork in a quiet road as night falls."
+    assert deltas[-1].finish_reason == "stop"
+    assert all(d.finish_reason is None for d in deltas[:-1])
+    body = fake.requests[0]
+    assert body["stream"] is True and body["model"] == "fake-model"
+    assert body["max_tokens"] == 123
+    assert body["messages"] == list(PROMPT.messages)
+
+
+async def test_the_token_limit_parameter_name_is_a_setting(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    await run(model_for(settings, fake.transport(), max_tokens_param="max_completion_tokens"))
+    assert fake.requests[0]["max_completion_tokens"] == 123
+    assert "max_tokens" not in fake.requests[0]
+
+
+async def test_length_finish_counts_as_complete(fake: FakeUpstream, settings: Settings) -> None:
+    fake.script(Script(finish_reason="length"))
+    deltas = await run(model_for(settings, fake.transport()))
+    assert deltas[-1].finish_reason == "length"
+
+
+async def test_usage_and_role_chunks_with_empty_choices_are_not_malformed(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(usage_chunk=True, empty_first_chunk=True))
+    deltas = await run(model_for(settings, fake.transport()))
+    assert deltas[-1].finish_reason == "stop"
+
+
+async def test_first_token_deadline_closes_upstream_then_retries(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(first_delay_s=30), Script())
+    sleeps = Sleeps()
+    deltas = await run(model_for(settings, fake.transport(), sleeps))
+    assert deltas[-1].finish_reason == "stop"
+    assert len(fake.requests) == 2
+    await closed(fake)
+    # The stalled attempt, and the good one, closed once its finish reason arrived.
+    assert fake.client_closed == 2
+    assert len(sleeps.waits) == 1
+
+
+async def test_first_token_deadline_on_every_attempt_is_a_typed_error(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.default = Script(first_delay_s=30)
+    with pytest.raises(llm.FirstTokenTimeout) as caught:
+        await run(model_for(settings, fake.transport()))
+    assert caught.value.attempts == 3
+    assert len(fake.requests) == 3
+    await closed(fake)
+    assert fake.client_closed == 3
+
+
+async def test_stall_before_headers_is_a_first_token_timeout(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.default = Script(headers_delay_s=30)
+    with pytest.raises(llm.FirstTokenTimeout):
+        await run(model_for(settings, fake.transport()))
+
+
+async def test_between_chunk_deadline_closes_upstream(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(stall_after=3))
+    seen: list[str] = []
+    with pytest.raises(llm.ChunkTimeout):
+        with anyio.fail_after(10):
+            async for delta in model_for(settings, fake.transport()).stream(
+                PROMPT, deadline=time.monotonic() + 5
+            ):
+                seen.append(delta.text)
+    assert "".join(seen) == "You stand at "
+    await closed(fake)
+    assert fake.client_closed == 1
+    assert len(fake.requests) == 1  # no retry once text was shown
+
+
+async def test_whole_step_deadline_ends_a_trickle(fake: FakeUpstream, settings: Settings) -> None:
+    fake.script(Script(chunk_delay_s=0.3, endless=True))
+    started = time.monotonic()
+    with pytest.raises(llm.StepTimeout):
+        await run(model_for(settings, fake.transport()), budget_s=1.5)
+    assert time.monotonic() - started < 1.5 + 2  # the deadline fired
+    await closed(fake)
+    assert fake.client_closed == 1
+
+
+async def test_an_endless_stream_ends_at_the_step_deadline(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(endless=True, chunk_delay_s=0.01))
+    with pytest.raises(llm.StepTimeout):
+        await run(model_for(settings, fake.transport()), budget_s=1.0)
+    await closed(fake)
+
+
+async def test_429_waits_for_retry_after_then_succeeds(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(status=429, retry_after="1"), Script())
+    sleeps = Sleeps()
+    deltas = await run(model_for(settings, fake.transport(), sleeps))
+    assert deltas[-1].finish_reason == "stop"
+    assert sleeps.waits == [1.0]
+
+
+async def test_429_with_retry_after_past_the_budget_fails_at_once(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(status=429, retry_after="120"))
+    sleeps = Sleeps()
+    with pytest.raises(llm.RateLimited) as caught:
+        await run(model_for(settings, fake.transport(), sleeps), budget_s=5)
+    assert sleeps.waits == []
+    assert caught.value.attempts == 1
+    assert len(fake.requests) == 1
+
+
+async def test_500_on_every_try_backs_off_then_fails(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.default = Script(status=500)
+    sleeps = Sleeps()
+    with pytest.raises(llm.UpstreamStatus) as caught:
+        await run(model_for(settings, fake.transport(), sleeps))
+    assert len(fake.requests) == 3
+    assert caught.value.attempts == 3
+    # Exponential with jitter pinned at the middle: 0.75 x 0.5 s, then 0.75 x 1 s.
+    assert sleeps.waits == [pytest.approx(0.375), pytest.approx(0.75)]
+
+
+async def test_a_client_error_is_not_retried(fake: FakeUpstream, settings: Settings) -> None:
+    fake.script(Script(status=400))
+    with pytest.raises(llm.UpstreamStatus):
+        await run(model_for(settings, fake.transport()))
+    assert len(fake.requests) == 1
+
+
+async def test_a_dropped_connection_after_text_is_a_connection_error(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(drop_after=4))
+    with pytest.raises(llm.ConnectionFailed):
+        await run(model_for(settings, fake.transport()))
+
+
+async def test_a_malformed_chunk_is_a_typed_error(fake: FakeUpstream, settings: Settings) -> None:
+    fake.script(Script(malformed_at=2))
+    with pytest.raises(llm.MalformedChunk):
+        await run(model_for(settings, fake.transport()))
+    await closed(fake)
+
+
+async def test_a_malformed_first_chunk_is_a_typed_error(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(malformed_at=0))
+    with pytest.raises(llm.MalformedChunk):
+        await run(model_for(settings, fake.transport()))
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        Script(close_without_finish=True),
+        Script(finish_reason=None, send_done=True),
+    ],
+    ids=["closed-early", "no-finish-reason"],
+)
+async def test_a_stream_without_finish_reason_is_never_complete(
+    fake: FakeUpstream, settings: Settings, script: Script
+) -> None:
+    fake.script(script)
+    with pytest.raises(llm.IncompleteStream):
+        await run(model_for(settings, fake.transport()))
+
+
+async def test_nothing_listening_is_a_connection_error_after_retries(settings: Settings) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    real = settings.model_copy(
+        update={"llm": settings.llm.model_copy(update={"base_url": f"http://127.0.0.1:{port}/v1"})}
+    )
+    sleeps = Sleeps()
+    with pytest.raises(llm.ConnectionFailed) as caught:
+        await run(model_for(real, None, sleeps))
+    assert caught.value.attempts == 3
+    assert len(sleeps.waits) == 2
+
+
+async def test_over_real_http_the_first_token_deadline_closes_the_connection(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.default = Script(first_delay_s=30)
+    with serve(fake) as url:
+        real = settings.model_copy(
+            update={"llm": settings.llm.model_copy(update={"base_url": url})}
+        )
+        model = model_for(real, None)
+        with pytest.raises(llm.FirstTokenTimeout):
+            await run(model)
+        await fake.wait_for(lambda f: f.client_closed == 3 and f.open_streams == 0, timeout=10)
+        await model._client.close()
+
+
+async def test_over_real_http_a_stall_mid_stream_closes_the_connection(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.default = Script(stall_after=2)
+    with serve(fake) as url:
+        real = settings.model_copy(
+            update={"llm": settings.llm.model_copy(update={"base_url": url})}
+        )
+        model = model_for(real, None)
+        with pytest.raises(llm.ChunkTimeout):
+            await run(model)
+        await fake.wait_for(lambda f: f.client_closed == 1 and f.open_streams == 0, timeout=10)
+        await model._client.close()
+
+
+async def test_a_consumer_that_leaves_closes_the_upstream(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(endless=True, chunk_delay_s=0.01))
+    model = model_for(settings, fake.transport())
+    with anyio.fail_after(10):
+        stream = model.stream(PROMPT, deadline=time.monotonic() + 30)
+        async for _ in stream:
+            break
+        await stream.aclose()
+    await closed(fake)
+    assert fake.client_closed == 1
+
+
+async def test_the_offline_model_types_at_its_pace_or_delivers_at_once() -> None:
+    writer = OfflineWriter(load_bank())
+    paced = llm.OfflineModel(writer, chars_per_s=100000.0)
+    deltas = await run_offline(paced)
+    at_once = await run_offline(paced.at_once())
+    assert len(deltas) > 20
+    assert len(at_once) == 1
+    assert "".join(d.text for d in deltas) == at_once[0].text == writer.write(JOURNEY, "scenario")
+    assert deltas[-1].finish_reason == at_once[0].finish_reason == "stop"
+    assert not paced.live
+
+
+async def run_offline(model: llm.OfflineModel) -> list[llm.Delta]:
+    with anyio.fail_after(10):
+        return [d async for d in model.stream(PROMPT, deadline=time.monotonic() + 10)]
+
+
+async def test_the_client_has_sdk_retries_off_and_explicit_timeouts(settings: Settings) -> None:
+    client = llm.build_client(settings)
+    assert client.max_retries == 0
+    assert isinstance(client.timeout, httpx2.Timeout)
+    assert client.timeout.read is not None and client.timeout.read < 600
+    await client.close()
