@@ -1,0 +1,292 @@
+"""Generations without HTTP: single flight, snapshot then tail, resume, coalescing, grace."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from server.streaming import Event, Generation, Generations, follow, parse_event_id
+
+pytestmark = pytest.mark.anyio
+
+PIECES = [f"word{i} " for i in range(40)] + ["caf\u00e9 \U0001f600 <b>&amp;</b>"]
+FINAL = "".join(PIECES)
+
+
+class Script:
+    """A writer that appends one piece each time the test says so."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.step = anyio.Event()
+        self.cancelled = anyio.Event()
+
+    def advance(self) -> None:
+        self.step.set()
+
+    async def work(self, gen: Generation) -> None:
+        self.calls += 1
+        gen.start(1)
+        try:
+            for piece in PIECES:
+                await self.step.wait()
+                self.step = anyio.Event()
+                gen.append(piece)
+            gen.finish(f"<section id='step-0'>{html.escape(FINAL)}</section>")
+        except anyio.get_cancelled_exc_class():
+            self.cancelled.set()
+            raise
+
+
+async def free_running(gen: Generation) -> None:
+    gen.start(1)
+    for piece in PIECES:
+        gen.append(piece)
+        await anyio.lowlevel.checkpoint()
+    gen.finish("<section id='step-0'>done</section>")
+
+
+def apply(events: list[Event]) -> str:
+    """What a browser shows: snapshot replaces, chunk appends (both HTML-escaped)."""
+    text = ""
+    for event in events:
+        if event.event == "snapshot":
+            text = html.unescape(event.data)
+        elif event.event == "chunk":
+            text += html.unescape(event.data)
+    return text
+
+
+async def collect(stream: AsyncIterator[Event]) -> list[Event]:
+    with anyio.fail_after(10):
+        return [event async for event in stream]
+
+
+@pytest.fixture
+async def generations() -> AsyncIterator[Generations]:
+    async with anyio.create_task_group() as tg:
+        yield Generations(tg, grace_s=5.0)
+        tg.cancel_scope.cancel()
+
+
+async def test_single_flight_under_twenty_subscribers(generations: Generations) -> None:
+    script = Script()
+    gens = [generations.start(("s", 0), script.work) for _ in range(20)]
+    assert all(gen is gens[0] for gen in gens)
+    results: list[list[Event]] = []
+
+    async def watch() -> None:
+        results.append(await collect(follow(gens[0], None, frame_s=0)))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(watch)
+        await anyio.wait_all_tasks_blocked()
+        for _ in PIECES:
+            script.advance()
+            await anyio.wait_all_tasks_blocked()
+    assert script.calls == 1
+    assert len(results) == 20
+    for events in results:
+        assert apply(events) == FINAL
+        assert events[-1].event == "done"
+
+
+async def test_every_subscriber_gets_exactly_the_final_text_whenever_it_joins(
+    generations: Generations,
+) -> None:
+    script = Script()
+    gen = generations.start(("s", 0), script.work)
+    results: list[list[Event]] = []
+
+    async def watch() -> None:
+        results.append(await collect(follow(gen, None, frame_s=0)))
+
+    async with anyio.create_task_group() as tg:
+        for index, _ in enumerate(PIECES):
+            if index % 5 == 0:
+                tg.start_soon(watch)
+            await anyio.wait_all_tasks_blocked()
+            script.advance()
+            await anyio.wait_all_tasks_blocked()
+    assert len(results) == len(range(0, len(PIECES), 5))
+    for events in results:
+        assert events[0].event == "status"
+        assert events[1].event == "snapshot"
+        assert apply(events) == FINAL
+        ids = [parse_event_id(e.id) for e in events if e.id]
+        offsets = [pid[1] for pid in ids if pid]
+        assert offsets == sorted(offsets)
+        assert offsets[-1] == len(FINAL)  # offsets count code points, not bytes
+
+
+async def test_resume_with_the_current_version_sends_only_the_missing_text(
+    generations: Generations,
+) -> None:
+    script = Script()
+    gen = generations.start(("s", 0), script.work)
+    await anyio.wait_all_tasks_blocked()
+    for _ in range(10):
+        script.advance()
+        await anyio.wait_all_tasks_blocked()
+    shown = len(gen.text) - 7  # the browser saw all but the last 7 code points
+    events: list[Event] = []
+
+    async def watch() -> None:
+        events.extend(await collect(follow(gen, f"1.{shown}", frame_s=0)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        for _ in PIECES[10:]:
+            await anyio.wait_all_tasks_blocked()
+            script.advance()
+    names = [e.event for e in events]
+    assert names[0] == "status"
+    assert "snapshot" not in names
+    assert FINAL[:shown] + apply(events) == FINAL
+
+
+@pytest.mark.parametrize("last_event_id", ["2.3", "0.1", "1.99999", "-1.2", "abc", "1.x", "", "1"])
+async def test_an_unusable_last_event_id_gets_a_full_snapshot(
+    generations: Generations, last_event_id: str
+) -> None:
+    gen = generations.start(("s", 0), free_running)
+    events = await collect(follow(gen, last_event_id, frame_s=0))
+    assert [e.event for e in events[:2]] == ["status", "snapshot"]
+    assert apply(events) == FINAL
+
+
+async def test_a_replaced_text_arrives_as_a_new_versioned_snapshot(
+    generations: Generations,
+) -> None:
+    release = anyio.Event()
+
+    async def work(gen: Generation) -> None:
+        gen.start(1)
+        gen.append("half a sentence that the model ")
+        await release.wait()
+        gen.replace("A prepared scenario.", 2)
+        gen.finish("<section id='step-0'>A prepared scenario.</section>")
+
+    gen = generations.start(("s", 0), work)
+    events: list[Event] = []
+
+    async def watch() -> None:
+        events.extend(await collect(follow(gen, None, frame_s=0)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    snapshots = [e for e in events if e.event == "snapshot"]
+    assert [s.id for s in snapshots] == ["1.31", "2.20"]
+    assert apply(events) == "A prepared scenario."
+
+
+async def test_chunks_are_coalesced_into_frames(generations: Generations) -> None:
+    burst = anyio.Event()
+
+    async def work(gen: Generation) -> None:
+        gen.start(1)
+        gen.append("first ")
+        await burst.wait()
+        for i in range(200):
+            gen.append(f"t{i} ")
+            await anyio.lowlevel.checkpoint()
+        gen.finish("<section>done</section>")
+
+    gen = generations.start(("s", 0), work)
+    events: list[Event] = []
+
+    async def watch() -> None:
+        events.extend(await collect(follow(gen, None, frame_s=0.05)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        await anyio.wait_all_tasks_blocked()
+        burst.set()
+    chunks = [e for e in events if e.event == "chunk"]
+    assert 1 <= len(chunks) < 50  # 200 appends, far fewer frames
+    assert apply(events) == "first " + "".join(f"t{i} " for i in range(200))
+
+
+async def test_a_status_change_reaches_viewers(generations: Generations) -> None:
+    go = anyio.Event()
+
+    async def work(gen: Generation) -> None:
+        gen.start(1)
+        gen.set_status("queued: 2 ahead of you")
+        await go.wait()
+        gen.set_status("writing")
+        gen.append("text")
+        gen.finish("<section>text</section>")
+
+    gen = generations.start(("s", 0), work)
+    events: list[Event] = []
+
+    async def watch() -> None:
+        events.extend(await collect(follow(gen, None, frame_s=0)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        await anyio.wait_all_tasks_blocked()
+        go.set()
+    statuses = [e.data for e in events if e.event == "status"]
+    assert statuses == ["queued: 2 ahead of you", "writing"]
+    assert all(e.id is None for e in events if e.event in ("status", "done"))
+
+
+async def test_a_generation_nobody_watches_is_cancelled_after_the_grace_period() -> None:
+    script = Script()
+    async with anyio.create_task_group() as tg:
+        generations = Generations(tg, grace_s=0.2)
+        gen = generations.start(("s", 0), script.work)
+        with anyio.fail_after(5):
+            await script.cancelled.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert gen.ended and gen.done_html is None
+        assert generations.get(("s", 0)) is None
+        assert generations.abandoned == 1
+
+
+async def test_the_last_viewer_leaving_starts_the_grace_period_and_a_return_cancels_it() -> None:
+    script = Script()
+    async with anyio.create_task_group() as tg:
+        generations = Generations(tg, grace_s=0.3)
+        gen = generations.start(("s", 0), script.work)
+        viewer = follow(gen, None, frame_s=0)
+        await viewer.__anext__()  # joined
+        assert gen.viewers == 1
+        await viewer.aclose()  # left: the grace period starts
+        assert gen.viewers == 0
+        again = follow(gen, None, frame_s=0)
+        await again.__anext__()  # back before the grace ran out
+        await anyio.sleep(0.5)  # longer than the grace: nothing may be cancelled now
+        assert not script.cancelled.is_set()
+        await again.aclose()
+        with anyio.fail_after(5):
+            await script.cancelled.wait()
+
+
+async def test_no_task_is_left_after_two_hundred_generations() -> None:
+    before = len(asyncio.all_tasks())
+    async with anyio.create_task_group() as tg:
+        generations = Generations(tg, grace_s=5.0)
+        for index in range(200):
+            gen = generations.start((f"s{index}", 0), free_running)
+            events = await collect(follow(gen, None, frame_s=0))
+            assert events[-1].event == "done"
+        await anyio.wait_all_tasks_blocked()
+        assert len(generations) == 0
+        assert generations.started == 200
+    assert len(asyncio.all_tasks()) == before
+
+
+def test_event_ids_parse_strictly() -> None:
+    assert parse_event_id("3.120") == (3, 120)
+    for bad in (None, "", "3", "3.", ".3", "-1.2", "1.-2", "a.b", "1.2.3"):
+        assert parse_event_id(bad) is None
