@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ class Stream:
 
     def largest_gap(self) -> float:
         moments = sorted([self.started, self.ended, *self.comments, *(e.at for e in self.events)])
-        return max((b - a for a, b in zip(moments, moments[1:], strict=False)), default=0.0)
+        return max((b - a for a, b in itertools.pairwise(moments)), default=0.0)
 
 
 async def parse(
