@@ -20,7 +20,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, event, request_id, session_id, step, then figures."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = getattr(record, "fields", {})
+        fields: dict[str, Any] = dict(getattr(record, "fields", {}))
         line: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -37,8 +37,9 @@ class JsonFormatter(logging.Formatter):
 
 
 def event(level: int, name: str, **fields: Any) -> None:
-    """Log one event with its own figures."""
-    log.log(level, name, extra={"fields": fields})
+    """Log one event with its own figures; the context is captured now, not when formatted."""
+    context = {"request_id": request_id.get(), "session_id": session_id.get(), "step": step.get()}
+    log.log(level, name, extra={"fields": {**context, **fields}})
 
 
 def configure(level: str = "info") -> None:

@@ -1,0 +1,209 @@
+"""Steps written by a live (fake) model over real HTTP: fallback, heartbeats, grace, restarts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from server.app import create_app
+from server.logs import JsonFormatter
+from server.settings import Settings
+from tests.conftest import SettingsFactory
+from tests.fake_upstream import FakeUpstream, Script, serve
+from tests.servers import serve_app
+from tests.visitor import Visitor
+
+pytestmark = pytest.mark.anyio
+
+HEARTBEAT_S = 0.5
+SCENARIO = [f"w{i} " for i in range(150)]
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeUpstream, str]]:
+    upstream = FakeUpstream(Script(chunks=SCENARIO))
+    with serve(upstream) as url:
+        yield upstream, url
+
+
+@pytest.fixture
+def live(make_settings: SettingsFactory, fake: tuple[FakeUpstream, str]) -> Settings:
+    return make_settings(
+        llm={"base_url": fake[1], "model": "fake-model"},
+        limits={
+            "first_token_timeout_s": 1.0,
+            "chunk_timeout_s": 1.0,
+            "worker_time_limit_s": 4.0,
+            "max_attempts": 1,
+        },
+        stream={"heartbeat_s": HEARTBEAT_S, "abandon_grace_s": 0.5},
+        journey={"questions_per_session": 2},
+    )
+
+
+async def test_a_live_scenario_streams_from_the_model(
+    live: Settings, fake: tuple[FakeUpstream, str]
+) -> None:
+    with serve_app(create_app(live)) as url:
+        async with Visitor(url) as visitor:
+            sid = await visitor.start("finance")
+            stream = await visitor.stream(sid, 0)
+            page = await visitor.http.get(f"/s/{sid}")
+    assert stream.names()[-1] == "done"
+    assert stream.text() == "".join(SCENARIO)
+    assert 'data-source="model"' in stream.events[-1].data
+    assert "Written live by" in page.text and "fake-model" in page.text
+    upstream = fake[0]
+    assert upstream.requests[0]["model"] == "fake-model"
+
+
+async def test_a_stalled_model_falls_back_with_a_note_and_a_log_line(
+    live: Settings, fake: tuple[FakeUpstream, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    upstream = fake[0]
+    upstream.default = Script(first_delay_s=30)
+    caplog.set_level(logging.WARNING, logger="crossroads")
+    with serve_app(create_app(live)) as url:
+        async with Visitor(url) as visitor:
+            sid = await visitor.start("finance")
+            started = time.monotonic()
+            stream = await visitor.stream(sid, 0)
+            elapsed = time.monotonic() - started
+    assert elapsed < live.limits.first_token_timeout_s + 2  # the deadline fired
+    assert stream.names()[-1] == "done"
+    done = stream.events[-1].data
+    assert 'data-source="offline"' in done
+    assert "slow" in done and "prepared scenario" in done
+    assert "using a prepared scenario" in [e.data for e in stream.of("status")]
+    assert len(stream.text().split()) >= 120
+    assert stream.largest_gap() <= HEARTBEAT_S + 1
+    await upstream.wait_for(lambda f: f.open_streams == 0, timeout=5)
+    records = [
+        r
+        for r in caplog.records
+        if r.getMessage() == "Request terminated to prevent worker timeout"
+    ]
+    assert len(records) >= 1
+    line = json.loads(JsonFormatter().format(records[0]))
+    assert line["session_id"] == sid and line["step"] == 0
+    assert line["reason"] == "first_token_timeout"
+    assert {"ts", "level", "event", "request_id", "elapsed_s"} <= set(line)
+
+
+async def test_text_already_shown_is_replaced_under_a_new_version(
+    live: Settings, fake: tuple[FakeUpstream, str]
+) -> None:
+    fake[0].default = Script(chunks=SCENARIO, stall_after=20)
+    with serve_app(create_app(live)) as url:
+        async with Visitor(url) as visitor:
+            sid = await visitor.start("ethics")
+            stream = await visitor.stream(sid, 0)
+    snapshots = stream.of("snapshot")
+    versions = {e.id.split(".")[0] for e in stream.events if e.id}
+    assert len(versions) == 2  # the model's partial text, then the fallback's
+    assert snapshots[-1].id is not None
+    final = stream.text()
+    assert not final.startswith("w0 w1")
+    assert 'data-source="offline"' in stream.events[-1].data
+    assert "prepared scenario" in stream.events[-1].data
+    assert "prepared scenario" not in final  # the note is never inside the text
+
+
+async def test_heartbeats_keep_a_waiting_stream_alive(make_settings: SettingsFactory) -> None:
+    upstream = FakeUpstream(Script(first_delay_s=2.5))
+    with serve(upstream) as upstream_url:
+        settings = make_settings(
+            llm={"base_url": upstream_url},
+            limits={"first_token_timeout_s": 5.0, "worker_time_limit_s": 8.0},
+            stream={"heartbeat_s": HEARTBEAT_S},
+        )
+        with serve_app(create_app(settings)) as url:
+            async with Visitor(url) as visitor:
+                sid = await visitor.start()
+                stream = await visitor.stream(sid, 0)
+    assert stream.names()[-1] == "done"
+    assert len(stream.comments) >= 3
+    assert stream.largest_gap() <= HEARTBEAT_S + 1
+    assert 'data-source="model"' in stream.events[-1].data
+
+
+async def test_an_abandoned_generation_closes_the_upstream_and_runs_again_later(
+    live: Settings, fake: tuple[FakeUpstream, str]
+) -> None:
+    upstream = fake[0]
+    upstream.script(Script(chunks=SCENARIO, chunk_delay_s=0.2))
+    with serve_app(create_app(live)) as url:
+        async with Visitor(url) as visitor:
+            sid = await visitor.start("career")
+            # Nobody watches: after the grace period the generation is cancelled.
+            await upstream.wait_for(
+                lambda f: f.client_closed == 1 and f.open_streams == 0, timeout=10
+            )
+            stream = await visitor.stream(sid, 0)
+    assert stream.names()[-1] == "done"
+    scenario_requests = [
+        r for r in upstream.requests if "decision scenario" in r["messages"][1]["content"]
+    ]
+    assert len(scenario_requests) == 2
+    assert stream.text() == "".join(SCENARIO)
+    assert stream.events[1].id is not None and stream.events[1].id.startswith("2.")
+
+
+async def test_a_step_left_generating_by_a_dead_process_is_written_again(
+    live: Settings, fake: tuple[FakeUpstream, str]
+) -> None:
+    with serve_app(create_app(live)) as url:
+        async with Visitor(url) as visitor:
+            sid = await visitor.start("health")
+            await visitor.stream(sid, 0)
+            cookies = visitor.http.cookies
+    db = Path(live.storage.data_dir) / "crossroads.db"
+    # As if the process had died mid-question: the step is still marked generating.
+    with sqlite3.connect(db) as raw:
+        raw.execute(
+            "UPDATE steps SET status = 'generating', version = 4 WHERE session_id = ? AND n = 1",
+            (sid,),
+        )
+    with serve_app(create_app(live)) as url:
+        async with Visitor(url) as visitor:
+            visitor.http.cookies = cookies
+            page = await visitor.http.get(f"/s/{sid}")
+            assert page.status_code == 200 and 'id="step-1"' in page.text
+            stream = await visitor.stream(sid, 1)
+    assert stream.names()[-1] == "done"
+    first_id = next(e.id for e in stream.events if e.id)
+    assert first_id.startswith("5.")
+
+
+async def test_queue_position_is_announced_while_waiting_for_a_slot(
+    make_settings: SettingsFactory,
+) -> None:
+    upstream = FakeUpstream(Script(chunks=SCENARIO, chunk_delay_s=0.01))
+    with serve(upstream) as upstream_url:
+        settings = make_settings(
+            llm={"base_url": upstream_url},
+            limits={"max_concurrent_ai_requests": 1, "queue_timeout_s": 10.0},
+        )
+        with serve_app(create_app(settings)) as url:
+            async with Visitor(url) as visitor:
+                sids = [await visitor.start() for _ in range(3)]
+                streams = []
+
+                async def watch(sid: str) -> None:
+                    streams.append(await visitor.stream(sid, 0))
+
+                with anyio.fail_after(30):
+                    async with anyio.create_task_group() as tg:
+                        for sid in sids:
+                            tg.start_soon(watch, sid)
+    assert upstream.max_open_streams == 1
+    statuses = [e.data for s in streams for e in s.of("status")]
+    assert any(status.startswith("queued") for status in statuses)
+    assert all(s.names()[-1] == "done" for s in streams)
