@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from typing import Any
 
 import uvicorn
 
 from server import logs
 from server.app import create_app
-from server.settings import SettingsError, load
+from server.settings import ServerSettings, SettingsError, load
+
+
+def uvicorn_options(server: ServerSettings) -> dict[str, Any]:
+    """The keyword arguments for uvicorn.run that come from the [server] settings."""
+    return {
+        "host": server.host,
+        "port": server.port,
+        "workers": None,
+        "limit_concurrency": server.limit_concurrency,
+        # uvicorn wants whole seconds. Round up: int() turned keep_alive_s = 0.5 into 0 and
+        # graceful_shutdown_s = 0.5 into 0, which `or None` then made an unbounded wait.
+        "timeout_keep_alive": math.ceil(server.keep_alive_s),
+        "timeout_graceful_shutdown": math.ceil(server.graceful_shutdown_s),
+        "log_level": server.log_level,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,16 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crossroads: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.server.log_level)
-    server = settings.server
     uvicorn.run(
         create_app(settings),
-        host=server.host,
-        port=server.port,
-        workers=None,
-        limit_concurrency=server.limit_concurrency,
-        timeout_keep_alive=int(server.keep_alive_s),
-        timeout_graceful_shutdown=int(server.graceful_shutdown_s) or None,
-        log_level=server.log_level,
+        **uvicorn_options(settings.server),
         access_log=False,
         loop="uvloop",
         http="httptools",

@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 ENV_PREFIX = "CROSSROADS_"
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "settings.toml"
@@ -21,7 +29,8 @@ class SettingsError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf would disable a deadline silently (and crashes int() in run.py); nan fails every check.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ServerSettings(_Section):
@@ -72,14 +81,15 @@ class LimitsSettings(_Section):
     sessions_per_minute_per_client: int = Field(10, ge=0)
     answers_per_minute_per_client: int = Field(30, ge=0)
 
-    @model_validator(mode="after")
-    def _levels_ordered(self) -> LimitsSettings:
-        if self.memory_hard_pct <= self.memory_soft_pct:
-            raise ValueError(
-                f"memory_hard_pct ({self.memory_hard_pct}) must be above "
-                f"memory_soft_pct ({self.memory_soft_pct})"
-            )
-        return self
+    # A field validator (not a model one) so the error names limits.memory_hard_pct and its
+    # value; memory_soft_pct is declared first, so it is already in info.data when valid.
+    @field_validator("memory_hard_pct")
+    @classmethod
+    def _hard_above_soft(cls, value: float, info: ValidationInfo) -> float:
+        soft = info.data.get("memory_soft_pct")
+        if soft is not None and value <= soft:
+            raise ValueError(f"must be above limits.memory_soft_pct ({soft:g})")
+        return value
 
 
 class StreamSettings(_Section):
@@ -149,6 +159,10 @@ def load(
         raw: dict[str, Any] = tomllib.loads(file_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SettingsError(f"settings file {file_path} does not exist") from None
+    except OSError as exc:
+        raise SettingsError(f"settings file {file_path} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"settings file {file_path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"settings file {file_path} is not valid TOML: {exc}") from None
     for (section, key), value in _env_overrides(env).items():
@@ -205,6 +219,10 @@ def _describe(exc: ValidationError) -> str:
         return f"unknown setting {key}: remove it or check its spelling"
     if error["type"] == "missing":
         return f"setting {key} is missing"
+    if isinstance(error.get("input"), Mapping):
+        # A whole table failed (e.g. a bad category id): the message names the culprit,
+        # and dumping the table would bury it.
+        return f"invalid setting {key}: {message}"
     return f"invalid setting {key} = {error.get('input')!r}: {message}"
 
 
@@ -215,11 +233,20 @@ def secret_key(settings: Settings) -> str:
     path = settings.storage.data_dir / "secret_key"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return path.read_text(encoding="ascii").strip()
+        stored = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        pass
+        stored = ""
+    if stored:
+        return stored
+    # Written whole to a private (0600) temporary file, then renamed into place: a crash or a
+    # full disk never leaves an empty file whose "" would sign every cookie from then on.
     value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(value)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(value)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return value
