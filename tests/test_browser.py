@@ -1,0 +1,165 @@
+"""End to end in Debian's headless Chromium: the journey, a reload mid-stream, two tabs, a fallback."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from server.app import create_app
+from tests.conftest import SettingsFactory
+from tests.fake_upstream import FakeUpstream, Script, serve
+from tests.servers import serve_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+pytestmark = pytest.mark.browser
+
+# Records what the live region held just before `done` replaced it, and any CSP violation.
+PROBE = """
+window.__beforeDone = {};
+window.__violations = [];
+window.addEventListener('done', (e) => {
+  const text = e.target.querySelector('[data-role="text"]');
+  if (text) window.__beforeDone[e.target.id] = text.textContent;
+}, true);
+document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(e.violatedDirective));
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: `make test` installs it (make system-deps)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
+    ctx.add_init_script(PROBE)
+    yield ctx
+    ctx.close()
+
+
+def words(text: str) -> list[str]:
+    return text.split()
+
+
+def start(page: Page, base: str, category: str) -> str:
+    page.goto(base + "/")
+    page.get_by_role("button", name=re.compile(category)).click()
+    page.wait_for_url(re.compile(r"/s/[\w-]+$"))
+    return page.url.rsplit("/", 1)[1]
+
+
+def assert_no_violations(page: Page) -> None:
+    assert page.evaluate("window.__violations") == []
+
+
+def test_a_whole_journey_in_the_browser(
+    make_settings: SettingsFactory, context: BrowserContext
+) -> None:
+    settings = make_settings(journey={"questions_per_session": 3}, offline={"chars_per_s": 3000.0})
+    errors: list[str] = []
+    with serve_app(create_app(settings)) as base:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        start(page, base, "Money")
+        expect(page.locator("#step-0.is-done")).to_be_visible(timeout=15000)
+        expect(page.locator("#progress")).to_have_text("Question 1 of 3", timeout=15000)
+        expect(page.locator("#step-1.is-done")).to_be_visible(timeout=15000)
+        # Question 1: a quick reply.
+        reply = page.locator("#step-1 .reply").first
+        reply_text = reply.inner_text()
+        reply.click()
+        expect(page.locator("#step-1 .answer blockquote")).to_have_text(reply_text, timeout=15000)
+        expect(page.locator("#step-2.is-done")).to_be_visible(timeout=15000)
+        expect(page.locator("#progress")).to_have_text("Question 2 of 3")
+        # Question 2 reacts to the answer; answer it in free text with the keyboard only.
+        expect(page.locator("#step-2 .prose")).to_contain_text(reply_text.rstrip(".")[:20])
+        page.locator("#step-2 textarea").fill(
+            "I would wait, because I am worried about losing my savings."
+        )
+        page.locator("#step-2 textarea").press("Tab")
+        page.keyboard.press("Enter")
+        expect(page.locator("#step-3.is-done")).to_be_visible(timeout=15000)
+        expect(page.locator("#step-3 .prose")).to_contain_text("worried about losing my savings")
+        page.locator("#step-3 textarea").fill("Definitely invest half and keep the rest safe.")
+        page.locator("#step-3 button.primary").click()
+        report = page.locator("#step-4.is-done")
+        expect(report).to_be_visible(timeout=15000)
+        expect(report.locator("svg.score-chart")).to_be_visible()
+        expect(report).to_contain_text("worried about losing my savings")
+        expect(page.locator("#progress")).to_have_text("Report ready")
+        page.get_by_role("link", name="Open the report page").click()
+        expect(page.locator("h1")).to_contain_text("How you decide")
+        assert_no_violations(page)
+    assert errors == []
+
+
+def test_a_reload_mid_stream_resumes_without_duplicated_or_lost_text(
+    make_settings: SettingsFactory, context: BrowserContext
+) -> None:
+    settings = make_settings(offline={"chars_per_s": 250.0}, stream={"abandon_grace_s": 5.0})
+    with serve_app(create_app(settings)) as base:
+        page = context.new_page()
+        start(page, base, "Health")
+        live = page.locator("#step-0 [data-role='text']")
+        expect(live).to_contain_text(re.compile(r"\w+ \w+ \w+ \w+"), timeout=10000)
+        page.reload()
+        expect(page.locator("#step-0.is-live")).to_be_visible()
+        expect(page.locator("#step-0.is-done")).to_be_visible(timeout=20000)
+        before_done = page.evaluate("window.__beforeDone['step-0']")
+        final = page.locator("#step-0 .prose").inner_text()
+    assert words(before_done) == words(final)
+
+
+def test_a_second_tab_shows_the_same_live_text(
+    make_settings: SettingsFactory, context: BrowserContext
+) -> None:
+    settings = make_settings(offline={"chars_per_s": 400.0})
+    with serve_app(create_app(settings)) as base:
+        first = context.new_page()
+        start(first, base, "Family")
+        second = context.new_page()
+        second.goto(first.url)
+        for page in (first, second):
+            expect(page.locator("#step-0.is-done")).to_be_visible(timeout=20000)
+        texts = [page.evaluate("window.__beforeDone['step-0']") for page in (first, second)]
+        finals = [page.locator("#step-0 .prose").inner_text() for page in (first, second)]
+    assert words(texts[0]) == words(texts[1]) == words(finals[0]) == words(finals[1])
+
+
+def test_a_stalled_model_falls_back_and_the_page_says_so(
+    make_settings: SettingsFactory, context: BrowserContext
+) -> None:
+    upstream = FakeUpstream(Script(first_delay_s=60))
+    with serve(upstream) as upstream_url:
+        settings = make_settings(
+            llm={"base_url": upstream_url},
+            limits={"first_token_timeout_s": 1.0, "max_attempts": 1},
+        )
+        with serve_app(create_app(settings)) as base:
+            page = context.new_page()
+            start(page, base, "Ethics")
+            step = page.locator("#step-0.is-done")
+            expect(step).to_be_visible(timeout=15000)
+            expect(step.locator(".note")).to_contain_text("prepared scenario")
+            assert len(words(step.locator(".prose").inner_text())) >= 120
+            assert_no_violations(page)
