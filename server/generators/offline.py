@@ -14,6 +14,11 @@ from server.generators import report as report_gen
 from server.generators.journey import Journey, StepKind
 
 QUOTE_CHARS = 110
+SHORT_ANSWER_WORDS = 5
+NO_STRENGTH = (
+    "Your answers did not lean clearly enough on any dimension to name a strength with "
+    "confidence. Answers that give your reasons paint a sharper picture."
+)
 REACTION_KINDS = ("reason", "worry", "certainty", "doubt", "feeling")
 
 
@@ -97,8 +102,8 @@ def _category(data: dict[str, Any]) -> CategoryBank:
             label=label,
             low=d["low"],
             high=d["high"],
-            signals_high=tuple(s.lower() for s in d["signals_high"]),
-            signals_low=tuple(s.lower() for s in d["signals_low"]),
+            signals_high=tuple(_normal(s) for s in d["signals_high"]),
+            signals_low=tuple(_normal(s) for s in d["signals_low"]),
             questions=tuple(BankQuestion(q["text"], tuple(q["replies"])) for q in d["questions"]),
             strength=d["strength"],
             blind_spot=d["blind_spot"],
@@ -114,7 +119,7 @@ def _category(data: dict[str, Any]) -> CategoryBank:
 def _common(data: dict[str, Any]) -> Common:
     return Common(
         reactions={k: tuple(v) for k, v in data["reactions"].items()},
-        markers={k: tuple(m.lower() for m in v) for k, v in data["markers"].items()},
+        markers={k: tuple(_normal(m) for m in v) for k, v in data["markers"].items()},
         styles={s["id"]: Style(s["id"], s["name"], s["text"]) for s in data["styles"]},
         closing=tuple(data["closing"]),
     )
@@ -159,13 +164,16 @@ class OfflineWriter:
         return question_gen.Question(text=f"{lead} {chosen.text}", replies=chosen.replies)
 
     def scores(self, journey: Journey) -> list[DimensionScore]:
-        """Per dimension: 10 * (high + 1) / (high + low + 2), so no evidence scores 5."""
-        text = " ".join(exchange.answer for exchange in journey.exchanges).lower()
+        """Per dimension: 10 * (high + 1) / (high + low + 2), so no evidence scores 5.
+
+        A signal counts once, not when negated ("I would never gamble"), and not when it
+        sits inside a longer signal that matched ("not responsible" is not "responsible").
+        """
+        # Newlines keep one answer's negation from reaching into the next.
+        text = _normal("\n".join(exchange.answer for exchange in journey.exchanges))
         result = []
         for label in journey.dimensions:
-            dim = self._dimension(journey, label)
-            high = tuple(s for s in dim.signals_high if _mentions(text, s))
-            low = tuple(s for s in dim.signals_low if _mentions(text, s))
+            high, low = _signal_hits(text, self._dimension(journey, label))
             score = round(10 * (len(high) + 1) / (len(high) + len(low) + 2))
             result.append(DimensionScore(label, max(0, min(10, score)), high, low))
         return result
@@ -176,10 +184,14 @@ class OfflineWriter:
         answers = [exchange.answer for exchange in journey.exchanges]
         rng = random.Random(journey.seed * 7 + len(answers))
         style = self._style(answers)
-        quotes = [f"\u201c{_escape_md(_excerpt(answer))}\u201d" for answer in answers]
-        summary = self._summary(journey, quotes)
-        strengths = [self._point(journey, s, s.high_hits, high=True) for s in ranked[:2]]
-        blind = [self._point(journey, s, s.low_hits, high=False) for s in ranked[-2:][::-1]]
+        summary = self._summary(journey)
+        # With fewer than four dimensions the two lists must not name the same one.
+        top = min(2, max(1, len(ranked) // 2))
+        # A strength is claimed only where the answers leaned that way.
+        strengths = [
+            self._point(journey, s, s.high_hits, high=True) for s in ranked[:top] if s.score > 5
+        ] or [NO_STRENGTH]
+        blind = [self._point(journey, s, s.low_hits, high=False) for s in ranked[top:][-2:][::-1]]
         suggestions = self._suggestions(journey, ranked, rng)
         score_lines = [_score_line(s) for s in scores]
         closing = rng.choice(self._bank.common.closing)
@@ -201,15 +213,36 @@ class OfflineWriter:
             ]
         )
 
-    def _summary(self, journey: Journey, quotes: list[str]) -> str:
-        if not quotes:
+    def _summary(self, journey: Journey) -> str:
+        exchanges = journey.exchanges
+        if not exchanges:
             return f"You looked at a decision about {journey.category_title.lower()}."
-        parts = [f"You started by saying {quotes[0]}."]
-        if len(quotes) > 2:
-            parts.append(f"Asked to look closer, you answered {quotes[len(quotes) // 2]}.")
-        if len(quotes) > 1:
-            parts.append(f"By the end you said {quotes[-1]}.")
+        picks = [(exchanges[0], "You started by saying", "Asked {q}, you started with")]
+        if len(exchanges) > 2:
+            middle = exchanges[len(exchanges) // 2]
+            picks.append((middle, "Asked to look closer, you answered", "Asked {q}, you answered"))
+        if len(exchanges) > 1:
+            picks.append((exchanges[-1], "By the end you said", "Finally, asked {q}, you said"))
+        parts = []
+        for exchange, plain, with_question in picks:
+            asked = self._asked(journey, exchange.question)
+            # A short answer (often a quick reply) means little without what it answered.
+            if asked and len(exchange.answer.split()) <= SHORT_ANSWER_WORDS:
+                lead = with_question.format(q=f"\u201c{_escape_md(asked)}\u201d")
+            else:
+                lead = plain
+            parts.append(_end_sentence(f"{lead} {_quote(exchange.answer)}"))
         return " ".join(parts)
+
+    def _asked(self, journey: Journey, question: str) -> str:
+        """The question itself, without the sentence that reacted to the answer before it."""
+        flat = " ".join(question.split())
+        for dim in self._category(journey).dimensions.values():
+            for candidate in dim.questions:
+                if flat.endswith(candidate.text):
+                    return candidate.text
+        quoting = "\u201c" in flat or '"' in flat
+        return "" if quoting or len(flat) > QUOTE_CHARS else flat
 
     def _point(
         self, journey: Journey, score: DimensionScore, hits: tuple[str, ...], *, high: bool
@@ -218,7 +251,9 @@ class OfflineWriter:
         sentence = dim.strength if high else dim.blind_spot
         evidence = _answer_with(journey, hits)
         if evidence:
-            return f"**{dim.label}** ({score.score}/10): {sentence} You wrote \u201c{_escape_md(_excerpt(evidence))}\u201d."
+            return _end_sentence(
+                f"**{dim.label}** ({score.score}/10): {sentence} You wrote {_quote(evidence)}"
+            )
         return f"**{dim.label}** ({score.score}/10): {sentence}"
 
     def _suggestions(
@@ -235,7 +270,7 @@ class OfflineWriter:
 
     def _style(self, answers: list[str]) -> Style:
         styles = self._bank.common.styles
-        text = " ".join(answers).lower()
+        text = _normal("\n".join(answers))
         counts = {
             kind: sum(_mentions(text, m) for m in self._bank.common.markers.get(kind, ()))
             for kind in REACTION_KINDS
@@ -254,14 +289,15 @@ class OfflineWriter:
         return styles.get(chosen) or next(iter(styles.values()))
 
     def _reaction(self, answer: str, rng: random.Random) -> str:
+        """One sentence that quotes the answer, picked by the first cue found in it."""
         common = self._bank.common
-        lowered = answer.lower()
+        normal = _normal(answer)
         for kind in REACTION_KINDS:
             for marker in common.markers.get(kind, ()):
-                if _mentions(lowered, marker):
-                    quote = _clause_around(answer, marker)
-                    return rng.choice(common.reactions[kind]).replace("<quote>", quote)
-        return rng.choice(common.reactions["plain"]).replace("<quote>", _excerpt(answer))
+                if _mentions(normal, marker):
+                    template = rng.choice(common.reactions[kind])
+                    return _fill(template, _clause_around(answer, marker))
+        return _fill(rng.choice(common.reactions["plain"]), _excerpt(answer))
 
     def _category(self, journey: Journey) -> CategoryBank:
         bank = self._bank.categories.get(journey.category_id)
@@ -297,57 +333,127 @@ def _generic_dimension(label: str) -> Dimension:
     )
 
 
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
+_NEGATORS = frozenset({"not", "no", "never", "cannot", "hardly", "without"})
+_CLAUSE_END = re.compile(r"[.,;:!?\n]")
+_TRAILING = ".,;:!?\u2026-\u2013\u2014 "
+
+
+def _normal(text: str) -> str:
+    """Lower case with straight apostrophes, one character for one, so indexes still match
+    the original text (typed answers often carry \u2019, the bank is written with ')."""
+    return "".join(
+        low if len(low := char.lower()) == 1 else char for char in text.translate(_APOSTROPHES)
+    )
+
+
+def _negated(text: str, start: int) -> bool:
+    """A negation among the three words before `start`, within the same clause."""
+    clause = _CLAUSE_END.split(text[:start])[-1]
+    return any(word in _NEGATORS or word.endswith("n't") for word in clause.split()[-3:])
+
+
+def _spans(text: str, signal: str) -> list[tuple[int, int]]:
+    """Where a (normalised) signal occurs in normalised text as whole words, not negated."""
+    pattern = rf"(?<!\w){re.escape(signal)}(?!\w)"
+    return [
+        (found.start(), found.end())
+        for found in re.finditer(pattern, text)
+        if not _negated(text, found.start())
+    ]
+
+
 def _mentions(text: str, signal: str) -> bool:
-    if " " in signal or "'" in signal:
-        return signal in text
-    return re.search(rf"\b{re.escape(signal)}\b", text) is not None
+    return bool(_spans(text, signal))
+
+
+def _signal_hits(text: str, dim: Dimension) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The high and low signals found, in order of appearance; longest match wins a span."""
+    found = [
+        (start, end, signal, high)
+        for high, signals in ((True, dim.signals_high), (False, dim.signals_low))
+        for signal in signals
+        for start, end in _spans(text, signal)
+    ]
+    found.sort(key=lambda hit: (hit[0] - hit[1], hit[0]))
+    taken: list[tuple[int, int, str, bool]] = []
+    for hit in found:
+        if not any(hit[0] < other[1] and other[0] < hit[1] for other in taken):
+            taken.append(hit)
+    taken.sort()
+    high = tuple(dict.fromkeys(signal for _, _, signal, is_high in taken if is_high))
+    low = tuple(dict.fromkeys(signal for _, _, signal, is_high in taken if not is_high))
+    return high, low
 
 
 def _excerpt(text: str, limit: int = QUOTE_CHARS) -> str:
+    """The text on one line, cut at a word boundary with an ellipsis when it is long."""
     flat = " ".join(text.split())
     if len(flat) <= limit:
         return flat
-    cut = flat[:limit].rsplit(" ", 1)[0]
-    return cut + "\u2026"
+    cut = flat[: limit + 1].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
+    return cut.rstrip(_TRAILING) + "\u2026"
 
 
 def _clause_around(answer: str, marker: str) -> str:
     """The sentence holding the marker, trimmed to start at it when the sentence is long."""
     flat = " ".join(answer.split())
-    sentences = re.split(r"(?<=[.!?])\s+", flat)
-    for sentence in sentences:
-        lowered = sentence.lower()
-        at = lowered.find(marker)
-        if at < 0:
+    for sentence in re.split(r"(?<=[.!?])\s+", flat):
+        spans = _spans(_normal(sentence), marker)
+        if not spans:
             continue
+        at = spans[0][0]
         if len(sentence) > QUOTE_CHARS and at > 0:
             sentence = sentence[at:]
-        return _excerpt(sentence.rstrip(".!?"))
+        # A question or exclamation keeps its mark; a full stop or comma is the template's job.
+        return _excerpt(sentence.rstrip(".,;:-\u2013\u2014 ") or sentence)
     return _excerpt(flat)
+
+
+def _fill(template: str, excerpt: str) -> str:
+    return _end_sentence(template.replace("<quote>", _escape_md(excerpt)))
+
+
+def _quote(answer: str) -> str:
+    """An answer quoted word for word (shortened only when long), safe inside Markdown."""
+    return f"\u201c{_escape_md(_excerpt(answer))}\u201d"
+
+
+_SENTENCE_END = re.compile(r"([.!?])([\u201d\u2019\"')]*)\.?$")
+
+
+def _end_sentence(text: str) -> str:
+    """End with one full stop: a quote that already ends a sentence gets no second one."""
+    text = text.rstrip()
+    found = _SENTENCE_END.search(text)
+    if found:
+        return text[: found.end(2)]
+    return text if text.endswith("\u2026") else text + "."
 
 
 def _answer_with(journey: Journey, hits: tuple[str, ...]) -> str:
     for exchange in journey.exchanges:
-        lowered = exchange.answer.lower()
-        if any(_mentions(lowered, hit) for hit in hits):
+        normal = _normal(exchange.answer)
+        if any(_mentions(normal, hit) for hit in hits):
             return exchange.answer
     return ""
 
 
 def _score_line(score: DimensionScore) -> str:
-    def shown(hits: tuple[str, ...]) -> str:
-        return ", ".join(f"\u201c{hit}\u201d" for hit in hits[:3])
-
+    """The score with every signal behind it, so the rule can be checked by hand."""
     if not score.high_hits and not score.low_hits:
-        why = "no clear signal in your answers, so the middle of the scale"
-    else:
-        why = f"{len(score.high_hits)} signal(s) toward high"
-        if score.high_hits:
-            why += f" ({shown(score.high_hits)})"
-        why += f", {len(score.low_hits)} toward low"
-        if score.low_hits:
-            why += f" ({shown(score.low_hits)})"
-    return f"- {score.label}: {score.score} - {why}"
+        return f"- {score.label}: {score.score} - no clear signal in your answers, so the middle of the scale"
+    return (
+        f"- {score.label}: {score.score} - {_signals(score.high_hits)} toward high, "
+        f"{_signals(score.low_hits)} toward low"
+    )
+
+
+def _signals(hits: tuple[str, ...]) -> str:
+    if not hits:
+        return "no signals"
+    shown = ", ".join(f"\u201c{hit}\u201d" for hit in hits)
+    return f"{len(hits)} signal{'s' if len(hits) > 1 else ''} ({shown})"
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")

@@ -49,23 +49,42 @@ def build(journey: Journey, step: int, max_tokens: int) -> Prompt:
 
 
 _REPLY_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.+?)\s*$")
+# The heading on a line of its own (bold or not): a question that quotes an answer
+# containing the words "Quick replies:" must not be cut there.
+_HEADING_LINE = re.compile(
+    r"^[ \t]*\**[ \t]*quick replies[ \t]*:?[ \t]*\**[ \t]*:?[ \t]*$", re.I | re.M
+)
+_QUOTES = "\"'\u201c\u201d\u2018\u2019"
 
 
 def parse(text: str) -> Question:
     """Split the question from its quick replies; a question without replies is still valid."""
-    body, heading, tail = text.partition(REPLIES_HEADING)
-    if not heading:
+    headings = list(_HEADING_LINE.finditer(text))
+    if headings:
+        body, tail = text[: headings[-1].start()], text[headings[-1].end() :]
+    else:
         body, tail = _split_trailing_list(text)
     replies: list[str] = []
     for line in tail.splitlines():
         match = _REPLY_LINE.match(line)
         if not match:
             continue
-        reply = match.group(1).strip().strip('"\u201c\u201d').strip()
-        if reply and len(reply) <= MAX_REPLY_CHARS and reply not in replies:
+        reply = _unquote(match.group(1))
+        if (
+            reply
+            and len(reply) <= MAX_REPLY_CHARS
+            and reply.casefold() not in (seen.casefold() for seen in replies)
+        ):
             replies.append(reply)
     question = re.sub(r"\n{3,}", "\n\n", body.strip())
     return Question(text=question, replies=tuple(replies[:MAX_REPLIES]))
+
+
+def _unquote(reply: str) -> str:
+    reply = reply.strip()
+    while len(reply) >= 2 and reply[0] in _QUOTES and reply[-1] in _QUOTES:
+        reply = reply[1:-1].strip()
+    return reply.strip('"\u201c\u201d').strip()
 
 
 def _split_trailing_list(text: str) -> tuple[str, str]:

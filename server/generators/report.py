@@ -52,7 +52,8 @@ def parse(text: str, dimensions: tuple[str, ...]) -> Report:
     scores: dict[str, int] = {}
     for dim in dimensions:
         found = re.search(
-            rf"^\s*[-*]?\s*\**{re.escape(dim)}\**\s*[:\-\u2013\u2014]\s*\**(\d{{1,2}})(?:\s*/\s*10)?",
+            # "- Risk tolerance: 7 - why", "**Risk tolerance**: 7/10", "**Risk tolerance:** 7"
+            rf"^\s*[-*]?\s*\**{re.escape(dim)}\**\s*[:\-\u2013\u2014]\s*\**\s*(\d{{1,2}})(?!\d)",
             scores_text,
             re.IGNORECASE | re.MULTILINE,
         )
