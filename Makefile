@@ -36,13 +36,13 @@ test: install system-deps
 	env -u OPENAI_API_KEY $(BIN)/python -m pytest
 
 check: install
-	$(BIN)/ruff check server tests bench run.py
-	$(BIN)/ruff format --check server tests bench run.py
+	$(BIN)/ruff check server tests $(wildcard bench) run.py
+	$(BIN)/ruff format --check server tests $(wildcard bench) run.py
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format server tests bench run.py
-	$(BIN)/ruff check --fix server tests bench run.py
+	$(BIN)/ruff format server tests $(wildcard bench) run.py
+	$(BIN)/ruff check --fix server tests $(wildcard bench) run.py
 
 bench: install
 	$(BIN)/python -m bench
