@@ -20,7 +20,9 @@ class NotAdmitted(Exception):
 @dataclass(eq=False)
 class _Waiter:
     on_position: Callable[[int], None]
-    granted: anyio.Event = field(default_factory=anyio.Event)
+    woken: anyio.Event = field(default_factory=anyio.Event)
+    granted: bool = False
+    refused: str | None = None
 
 
 class Admission:
@@ -58,18 +60,22 @@ class Admission:
         on_position(len(self._queue) - 1)
         try:
             with anyio.move_on_after(self.queue_timeout_s):
-                await waiter.granted.wait()
+                await waiter.woken.wait()
         except BaseException:
             self._leave(waiter)
             raise
-        if not waiter.granted.is_set():
+        if waiter.refused is not None:
+            raise NotAdmitted(waiter.refused)
+        if not waiter.granted:
             self._leave(waiter)
             raise NotAdmitted("queue_timeout")
 
     def _leave(self, waiter: _Waiter) -> None:
-        if waiter.granted.is_set():
+        if waiter.granted:
             # The slot was handed over as the wait ended: give it back.
             self._release()
+            return
+        if waiter.refused is not None:
             return
         index = self._queue.index(waiter)
         del self._queue[index]
@@ -80,7 +86,8 @@ class Admission:
         if self._queue:
             # The slot passes straight to the next in line, so in_use stays the same.
             nxt = self._queue.pop(0)
-            nxt.granted.set()
+            nxt.granted = True
+            nxt.woken.set()
             for position, behind in enumerate(self._queue):
                 behind.on_position(position)
         else:
@@ -89,6 +96,10 @@ class Admission:
     def drain(self, reason: str) -> None:
         """Pause admission (memory pressure): waiters and new calls fall back."""
         self.paused_reason = reason
+        waiting, self._queue = self._queue, []
+        for waiter in waiting:
+            waiter.refused = reason
+            waiter.woken.set()
 
     def resume(self) -> None:
         self.paused_reason = None

@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
 import httpx2
+from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import logs, routes
 from server.admission import Admission
+from server.cache import ResponseCache
 from server.errors import Problem
 from server.generators.offline import OfflineWriter, load_bank
 from server.identity import Identity
-from server.journeys import Journeys
+from server.journeys import Journeys, LoadShedder
 from server.llm import Deadlines, Model, OfflineModel, OpenAIModel, build_client
-from server.middleware import BodyLimit, RequestContext, SecurityHeaders
+from server.metrics import LEVEL_VALUE, Metrics
+from server.middleware import BodyLimit, RequestContext, RequestGuard, SecurityHeaders
 from server.services import Services
 from server.settings import Settings, secret_key
+from server.steps import StepWriter
 from server.store import Session, Store
 from server.streaming import Generations
 from server.views import Views
+from server.watchdog import Thresholds, Watchdog, process_rss_mb
+
+SHUTDOWN_POLL_S = 0.25
 
 
 def create_app(
@@ -34,20 +41,29 @@ def create_app(
     *,
     model: Model | None = None,
     transport: httpx2.AsyncBaseTransport | None = None,
+    rss_probe: Callable[[], float] | None = None,
 ) -> Starlette:
-    """The app. `model` replaces the configured model; `transport` carries its HTTP (tests)."""
+    """The app. `model` replaces the configured model, `transport` carries its HTTP, and
+    `rss_probe` (a callable returning MB) replaces the watchdog's memory reading (tests)."""
+    probe = rss_probe or process_rss_mb
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        limits = settings.limits
         store = Store(settings.storage.data_dir / "crossroads.db")
-        writer = OfflineWriter(load_bank())
-        offline = OfflineModel(writer, chars_per_s=settings.offline.chars_per_s)
-        client = None
-        chosen: Model
-        if model is not None:
-            chosen = model
-        elif settings.uses_live_model:
-            client = build_client(settings, transport)
+        cache = ResponseCache(
+            settings.storage.data_dir / "cache", size_mb=settings.storage.cache_size_mb
+        )
+        bank_writer = OfflineWriter(load_bank())
+        offline = OfflineModel(bank_writer, chars_per_s=settings.offline.chars_per_s)
+        client = (
+            build_client(settings, transport)
+            if model is None and settings.uses_live_model
+            else None
+        )
+        chosen: Model = model or offline
+        if client is not None:
             chosen = OpenAIModel(
                 client,
                 name=settings.llm.model,
@@ -55,16 +71,24 @@ def create_app(
                 max_tokens_param=settings.llm.max_tokens_param,
                 temperature=settings.llm.temperature,
             )
-        else:
-            chosen = offline
         identity = Identity(secret_key(settings))
         admission = Admission(
-            settings.limits.max_concurrent_ai_requests,
-            queue_timeout_s=settings.limits.queue_timeout_s,
+            limits.max_concurrent_ai_requests, queue_timeout_s=limits.queue_timeout_s
         )
         try:
             async with anyio.create_task_group() as tg:
-                generations = Generations(tg, grace_s=settings.stream.abandon_grace_s)
+                generations = Generations(
+                    tg, grace_s=settings.stream.abandon_grace_s, on_abandon=metrics.abandoned.inc
+                )
+                writer = StepWriter(
+                    settings,
+                    model=chosen,
+                    offline=offline,
+                    admission=admission,
+                    cache=cache,
+                    store=store,
+                    metrics=metrics,
+                )
                 views: Views
 
                 async def render_done(session: Session, n: int) -> str:
@@ -74,40 +98,64 @@ def create_app(
                     settings,
                     store=store,
                     generations=generations,
-                    model=chosen,
-                    offline=offline,
-                    admission=admission,
+                    writer=writer,
                     render_done=render_done,
                 )
-                views = Views(settings, journeys, writer, identity)
+                views = Views(settings, journeys, bank_writer, identity)
+                shedder = LoadShedder(generations, admission)
+                watchdog = Watchdog(
+                    Thresholds(
+                        limits.worker_memory_limit_mb,
+                        limits.memory_soft_pct,
+                        limits.memory_hard_pct,
+                    ),
+                    shedder,
+                    interval_s=limits.watchdog_interval_s,
+                    probe=probe,
+                )
+                _gauges(metrics, generations, admission, watchdog)
                 app.state.services = Services(
                     settings=settings,
                     store=store,
+                    cache=cache,
                     identity=identity,
                     generations=generations,
                     admission=admission,
                     journeys=journeys,
                     views=views,
+                    watchdog=watchdog,
+                    metrics=metrics,
                 )
                 await store.expire(settings.storage.session_ttl_days)
+                tg.start_soon(watchdog.run, name="memory watchdog")
+                tg.start_soon(_release_on_shutdown, generations, name="shutdown watcher")
                 yield
-                generations.cancel_all()
+                generations.release_viewers()
+                tg.cancel_scope.cancel()
         finally:
             if client is not None:
                 await client.close()
+            cache.close()
             store.close()
 
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
+        metrics.rejected.labels(str(exc.status)).inc()
         return routes.problem_response(request, exc)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         titles = {404: "Page not found", 405: "Method not allowed"}
+        messages = {
+            404: "There is nothing at this address.",
+            405: "This address does not accept that kind of request.",
+        }
         problem = Problem(
-            exc.status_code, titles.get(exc.status_code, "Request refused"), _http_message(exc)
+            exc.status_code,
+            titles.get(exc.status_code, "Request refused"),
+            messages.get(exc.status_code, str(exc.detail)),
         )
-        response = routes.problem_response(request, problem)
+        response = await on_problem(request, problem)
         if exc.headers:
             response.headers.update(exc.headers)
         return response
@@ -117,33 +165,76 @@ def create_app(
         problem = Problem(
             500, "Something went wrong", "Your answers so far are saved. Please try again."
         )
-        return routes.problem_response(request, problem)
+        return await on_problem(request, problem)
 
-    async def too_large(scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        problem = Problem(
-            413,
-            "That is too much text",
-            f"A form may carry at most {settings.limits.max_body_bytes} bytes.",
-            slot=None,
-        )
-        await routes.problem_response(request, problem)(scope, receive, send)
+    def refusal(problem: Problem) -> ASGIApp:
+        async def respond(scope: Scope, receive: Receive, send: Send) -> None:
+            await routes.problem_response(Request(scope, receive), problem)(scope, receive, send)
 
+        return respond
+
+    too_large = Problem(
+        413,
+        "That is too much text",
+        f"A form may carry at most {settings.limits.max_body_bytes} bytes.",
+    )
+    too_slow = Problem(
+        503,
+        "Crossroads is busy",
+        "That request took too long, so it was stopped.",
+        retry_after=routes.RETRY_AFTER_S,
+    )
     return Starlette(
         routes=routes.routes(),
         middleware=[
             Middleware(RequestContext),
             Middleware(SecurityHeaders),
-            Middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes, reject=too_large),
+            Middleware(
+                RequestGuard,
+                time_limit_s=settings.limits.worker_time_limit_s,
+                high_risk_s=settings.limits.high_risk_request_s,
+                high_risk_rss_mb=settings.limits.high_risk_rss_mb,
+                is_stream=routes.is_stream_path,
+                reject=refusal(too_slow),
+                rss_mb=process_rss_mb,
+                on_high_risk=metrics.high_risk.inc,
+            ),
+            Middleware(
+                BodyLimit, max_bytes=settings.limits.max_body_bytes, reject=refusal(too_large)
+            ),
         ],
         exception_handlers={Problem: on_problem, HTTPException: on_http_error, Exception: on_crash},
         lifespan=lifespan,
     )
 
 
-def _http_message(exc: HTTPException) -> str:
-    if exc.status_code == 404:
-        return "There is nothing at this address."
-    if exc.status_code == 405:
-        return "This address does not accept that kind of request."
-    return str(exc.detail)
+def _gauges(
+    metrics: Metrics, generations: Generations, admission: Admission, watchdog: Watchdog
+) -> None:
+    metrics.gauge("crossroads_viewers", "Viewers of running generations.", generations.viewers)
+    metrics.gauge(
+        "crossroads_generations_running", "Running generations.", lambda: len(generations)
+    )
+    metrics.gauge(
+        "crossroads_queue_depth", "Generations waiting for a model slot.", lambda: admission.waiting
+    )
+    metrics.gauge("crossroads_slots_in_use", "Model slots in use.", lambda: admission.in_use)
+    metrics.gauge("crossroads_slots_total", "Model slots in all.", lambda: admission.slots)
+    metrics.gauge(
+        "crossroads_rss_bytes",
+        "Resident memory at the last sample.",
+        lambda: watchdog.rss_mb * 1024 * 1024,
+    )
+    metrics.gauge(
+        "crossroads_watchdog_level",
+        "Memory level: 0 ok, 1 soft, 2 hard.",
+        lambda: LEVEL_VALUE[watchdog.level],
+    )
+
+
+async def _release_on_shutdown(generations: Generations) -> None:
+    """On SIGTERM uvicorn waits for open streams; tell them to say goodbye and end, so the
+    browsers reconnect to the restarted server instead of being cut off."""
+    while not AppStatus.should_exit:  # noqa: ASYNC110 - a flag set by a signal handler, no event to wait on
+        await anyio.sleep(SHUTDOWN_POLL_S)
+    generations.release_viewers()

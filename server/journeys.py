@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
-from dataclasses import dataclass
 
 import anyio
 
 from server import logs
-from server.admission import Admission, NotAdmitted
+from server.admission import Admission
 from server.generators import question as question_gen
 from server.generators import report as report_gen
 from server.generators import scenario as scenario_gen
 from server.generators.journey import Exchange, Journey, Prompt, StepKind
-from server.llm import Model, ModelError, OfflineModel
 from server.settings import Settings
-from server.store import Conflict, Finished, Session, Step, Store
+from server.steps import StepWriter
+from server.store import Conflict, Session, Step, Store
 from server.streaming import Generation, Generations
+from server.watchdog import Level
 
 RenderDone = Callable[[Session, int], Awaitable[str]]
 
@@ -34,39 +31,6 @@ class NotOpen(Exception):
         self.exists = exists
 
 
-@dataclass(frozen=True)
-class Fallback:
-    reason: str
-    detail: str
-
-
-_SLOW = "The model was slow to answer"
-_DOWN = "The model could not be reached"
-NOTES = {
-    "first_token_timeout": _SLOW,
-    "chunk_timeout": _SLOW,
-    "step_timeout": _SLOW,
-    "rate_limited": "The model is busy right now",
-    "upstream_status": _DOWN,
-    "connection_error": _DOWN,
-    "malformed_chunk": "The model sent a broken answer",
-    "incomplete_stream": "The model stopped mid-answer",
-    "queue_timeout": "Many people are writing right now",
-    "memory_soft": "The server is short of memory",
-    "memory_hard": "The server is short of memory",
-}
-
-
-def fallback_note(kind: StepKind, reason: str) -> str:
-    cause = NOTES.get(reason, "The model was unavailable")
-    what = "a prepared scenario" if kind == "scenario" else "our built-in writer's version"
-    return f"{cause}, so this is {what}."
-
-
-def fallback_status(kind: StepKind) -> str:
-    return "using a prepared scenario" if kind == "scenario" else "using the built-in writer"
-
-
 class Journeys:
     """Creates sessions, opens steps, and runs each step's generation with deadlines and fallback."""
 
@@ -76,18 +40,13 @@ class Journeys:
         *,
         store: Store,
         generations: Generations,
-        model: Model,
-        offline: OfflineModel,
-        admission: Admission,
+        writer: StepWriter,
         render_done: RenderDone,
     ) -> None:
         self.settings = settings
         self.store = store
         self.generations = generations
-        self.model = model
-        self.offline = offline
-        self.fallback_model = offline.at_once()
-        self.admission = admission
+        self.writer = writer
         self.render_done = render_done
 
     def kind_of(self, session: Session, n: int) -> StepKind:
@@ -174,7 +133,7 @@ class Journeys:
         finished = False
         try:
             prompt = self.prompt(await self.journey(session, n), n)
-            record = await self._generate(gen, session, n, prompt)
+            record = await self.writer.write(gen, session, prompt)
             text = _clean(prompt.kind, record.text)
             nxt = n + 1 if n == 0 else None
             await self.store.finish_step(
@@ -193,111 +152,42 @@ class Journeys:
                 with anyio.CancelScope(shield=True):
                     await self.store.release(session.id, n)
 
-    async def _generate(
-        self, gen: Generation, session: Session, n: int, prompt: Prompt
-    ) -> Finished:
-        started = time.monotonic()
-        stats = _Stats(started)
-        if not self.model.live:
-            gen.set_status("writing")
-            await _pump(self.model, prompt, gen, stats, deadline=started + 3600)
-            return stats.finished(gen.text, source="offline", model=self.offline.name)
-        try:
-            async with self.admission.slot(lambda ahead: _queued(gen, ahead)):
-                slot_at = time.monotonic()
-                deadline = slot_at + self.settings.limits.worker_time_limit_s
-                gen.set_status("writing")
-                await _pump(self.model, prompt, gen, stats, deadline=deadline)
-                return stats.finished(gen.text, source="model", model=self.model.name)
-        except ModelError as error:
-            failure = Fallback(error.reason, error.detail)
-            stats.attempts = error.attempts
-        except NotAdmitted as refused:
-            failure = Fallback(refused.reason, "no slot for the model call")
-        logs.event(
-            logging.WARNING,
-            "Request terminated to prevent worker timeout",
-            reason=failure.reason,
-            detail=failure.detail,
-            kind=prompt.kind,
-            elapsed_s=round(time.monotonic() - started, 3),
-            first_chunk_s=stats.first_chunk_s,
-            chunks=stats.chunks,
-            shown_chars=len(gen.text),
-        )
-        return await self._fall_back(gen, session, n, prompt, failure, stats)
-
-    async def _fall_back(
-        self,
-        gen: Generation,
-        session: Session,
-        n: int,
-        prompt: Prompt,
-        failure: Fallback,
-        stats: _Stats,
-    ) -> Finished:
-        gen.set_status(fallback_status(prompt.kind))
-        text = await _collect(self.fallback_model, prompt)
-        if gen.text:
-            # Text was already shown: replace it under a new version, never splice.
-            gen.replace(text, await self.store.bump_version(session.id, n))
-        else:
-            gen.append(text)
-        return Finished(
-            text=text,
-            source="offline",
-            model=self.offline.name,
-            note=fallback_note(prompt.kind, failure.reason),
-            reason=failure.reason,
-            first_chunk_s=stats.first_chunk_s,
-            duration_s=time.monotonic() - stats.started,
-            chunks=stats.chunks,
-            attempts=stats.attempts,
-        )
-
-
-class _Stats:
-    def __init__(self, started: float) -> None:
-        self.started = started
-        self.first_chunk_s: float | None = None
-        self.chunks = 0
-        self.attempts = 1
-
-    def finished(self, text: str, *, source: str, model: str) -> Finished:
-        return Finished(
-            text=text,
-            source=source,
-            model=model,
-            first_chunk_s=self.first_chunk_s,
-            duration_s=time.monotonic() - self.started,
-            chunks=self.chunks,
-            attempts=self.attempts,
-        )
-
-
-async def _pump(
-    model: Model, prompt: Prompt, gen: Generation, stats: _Stats, *, deadline: float
-) -> None:
-    async with aclosing(model.stream(prompt, deadline=deadline)) as deltas:
-        async for delta in deltas:
-            if delta.text:
-                if stats.first_chunk_s is None:
-                    stats.first_chunk_s = time.monotonic() - stats.started
-                stats.chunks += 1
-                gen.append(delta.text)
-
-
-async def _collect(model: OfflineModel, prompt: Prompt) -> str:
-    parts = []
-    async with aclosing(model.stream(prompt, deadline=time.monotonic() + 60)) as deltas:
-        async for delta in deltas:
-            parts.append(delta.text)
-    return "".join(parts)
-
-
-def _queued(gen: Generation, ahead: int) -> None:
-    gen.set_status(f"queued: {ahead} ahead of you" if ahead else "queued: you are next")
-
 
 def _clean(kind: StepKind, text: str) -> str:
     return scenario_gen.parse(text) if kind == "scenario" else text.strip()
+
+
+class LoadShedder:
+    """What memory pressure does to the journey: stop admitting, then shed the newest calls."""
+
+    def __init__(
+        self, generations: Generations, admission: Admission, *, shed_fraction: float = 0.5
+    ) -> None:
+        self.generations = generations
+        self.admission = admission
+        self.shed_fraction = shed_fraction
+
+    def apply(self, level: Level, previous: Level) -> None:
+        if level == "ok":
+            self.admission.resume()
+            return
+        self.admission.drain(f"memory_{level}")
+        if level == "hard":
+            self.shed_newest()
+
+    def shed_newest(self) -> int:
+        """Cancel the model calls of the newest generations; they fall back."""
+        live = [gen for gen in self.generations.all() if not gen.ended and gen.shed_reason is None]
+        live.sort(key=lambda gen: gen.created_at, reverse=True)
+        count = max(1, int(len(live) * self.shed_fraction)) if live else 0
+        for gen in live[:count]:
+            gen.shed("memory_hard")
+        return count
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "streams": self.generations.viewers(),
+            "generations": len(self.generations),
+            "slots_in_use": self.admission.in_use,
+            "queued": self.admission.waiting,
+        }

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
+import time
+from collections.abc import Callable
 
+import anyio
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -109,3 +113,78 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+class RequestGuard:
+    """Bounds every non-streaming request by a time limit (a 503 page when it runs out) and
+    logs any request that ran long or grew the process's memory."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        time_limit_s: float,
+        high_risk_s: float,
+        high_risk_rss_mb: float,
+        is_stream: Callable[[str], bool],
+        reject: ASGIApp,
+        rss_mb: Callable[[], float],
+        on_high_risk: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.app = app
+        self.time_limit_s = time_limit_s
+        self.high_risk_s = high_risk_s
+        self.high_risk_rss_mb = high_risk_rss_mb
+        self.is_stream = is_stream
+        self.reject = reject
+        self.rss_mb = rss_mb
+        self.on_high_risk = on_high_risk
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        rss_before = self.rss_mb()
+        response_started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            if self.is_stream(scope["path"]):
+                await self.app(scope, receive, watched_send)
+                return
+            with anyio.move_on_after(self.time_limit_s) as limit:
+                await self.app(scope, receive, watched_send)
+            if limit.cancelled_caught:
+                logs.event(
+                    logging.ERROR,
+                    "Request terminated to prevent worker timeout",
+                    reason="request_time_limit",
+                    path=scope["path"],
+                    method=scope["method"],
+                    limit_s=self.time_limit_s,
+                )
+                if not response_started:
+                    await self.reject(scope, receive, send)
+        finally:
+            self._check(scope, started, rss_before)
+
+    def _check(self, scope: Scope, started: float, rss_before: float) -> None:
+        duration = time.monotonic() - started
+        grown = self.rss_mb() - rss_before
+        if duration > self.high_risk_s or grown > self.high_risk_rss_mb:
+            self.on_high_risk()
+            logs.event(
+                logging.WARNING,
+                "High-risk request completed",
+                path=scope["path"],
+                method=scope["method"],
+                duration_s=round(duration, 3),
+                rss_delta_mb=round(grown, 1),
+                rss_mb=round(self.rss_mb(), 1),
+            )

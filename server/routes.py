@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+from prometheus_client import CONTENT_TYPE_LATEST
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -25,10 +27,17 @@ from server.identity import COOKIE_MAX_AGE_S, COOKIE_NAME
 from server.journeys import NotOpen
 from server.services import Services
 from server.store import Conflict, Session, Step
-from server.streaming import Event, Generation, finished_events, follow
+from server.streaming import Event, finished_events, follow
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+RETRY_AFTER_S = 30
+SHUTDOWN_GRACE_S = 1.0
 NOT_FOUND = "There is no such journey here. It may have expired, or it belongs to another browser."
+
+
+def is_stream_path(path: str) -> bool:
+    """SSE streams are bounded by the generation deadlines, not the request time limit."""
+    return path.endswith("/stream")
 
 
 def services(request: Request) -> Services:
@@ -142,6 +151,14 @@ async def create_session(request: Request) -> Response:
         raise Problem(
             400, "Unknown life area", "Please pick one of the areas listed.", slot="#home-error"
         )
+    if svc.watchdog.level == "hard":
+        raise Problem(
+            503,
+            "Crossroads is short of memory",
+            "New journeys are paused for a moment while the server recovers.",
+            slot="#home-error",
+            retry_after=RETRY_AFTER_S,
+        )
     session = await svc.journeys.create(owner=browser(request), category=category)
     url = f"/s/{session.id}"
     if is_htmx(request):
@@ -172,35 +189,34 @@ async def stream(request: Request) -> Response:
     if isinstance(found, Step):
         done_html = await svc.views.done_html(session, n)
         events = finished_events("done", found.version, found.text, done_html)
-        return sse(_replay(events), heartbeat_s=svc.settings.stream.heartbeat_s)
-    return sse(
-        _live(found, request.headers.get("last-event-id"), svc.settings.stream.frame_ms / 1000),
-        heartbeat_s=svc.settings.stream.heartbeat_s,
-    )
+        return sse(svc, _replay(events))
+    frame_s = svc.settings.stream.frame_ms / 1000
+    return sse(svc, follow(found, request.headers.get("last-event-id"), frame_s=frame_s))
 
 
-def sse(events: AsyncIterator[ServerSentEvent], *, heartbeat_s: float) -> Response:
+def sse(svc: Services, events: AsyncIterator[Event]) -> Response:
     return EventSourceResponse(
-        events,
-        ping=heartbeat_s,
+        _counted(svc, events),
+        ping=svc.settings.stream.heartbeat_s,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        # Lets a live stream send its goodbye status when the server stops.
+        shutdown_event=anyio.Event(),
+        shutdown_grace_period=SHUTDOWN_GRACE_S,
     )
 
 
-async def _live(
-    gen: Generation, last_event_id: str | None, frame_s: float
-) -> AsyncIterator[ServerSentEvent]:
-    async for event in follow(gen, last_event_id, frame_s=frame_s):
-        yield _sse_event(event)
+async def _counted(svc: Services, events: AsyncIterator[Event]) -> AsyncIterator[ServerSentEvent]:
+    svc.metrics.streams.inc()
+    try:
+        async for event in events:
+            yield ServerSentEvent(data=event.data, event=event.event, id=event.id)
+    finally:
+        svc.metrics.streams.dec()
 
 
-async def _replay(events: list[Event]) -> AsyncIterator[ServerSentEvent]:
+async def _replay(events: list[Event]) -> AsyncIterator[Event]:
     for event in events:
-        yield _sse_event(event)
-
-
-def _sse_event(event: Event) -> ServerSentEvent:
-    return ServerSentEvent(data=event.data, event=event.event, id=event.id)
+        yield event
 
 
 async def answer(request: Request) -> Response:
@@ -302,18 +318,26 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """503 at the hard memory level or when the store is unreachable; 200 otherwise."""
     svc = services(request)
     try:
         store_ok = await svc.store.ping()
     except Exception:
         store_ok = False
+    cache_ok = await svc.cache.ping()
+    level = svc.watchdog.level
+    ready = store_ok and level != "hard"
     body = {
-        "status": "ok" if store_ok else "unavailable",
-        "watchdog": "ok",
-        "store": store_ok,
-        "cache": True,
+        "status": "ok" if ready else "unavailable",
+        "watchdog": level,
+        "store": "ok" if store_ok else "unreachable",
+        "cache": "ok" if cache_ok else "unreachable",
     }
-    return JSONResponse(body, status_code=200 if store_ok else 503)
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    return Response(services(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def routes() -> list[Route | Mount]:
@@ -328,6 +352,7 @@ def routes() -> list[Route | Mount]:
         Route("/r/{share_id}", shared_report, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
 

@@ -5,20 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.admission import Admission
+from server.cache import ResponseCache
 from server.identity import Identity
 from server.journeys import Journeys
+from server.metrics import Metrics
 from server.settings import Settings
 from server.store import Store
 from server.streaming import Generations
 from server.views import Views
+from server.watchdog import Watchdog
 
 
 @dataclass
 class Services:
     settings: Settings
     store: Store
+    cache: ResponseCache
     identity: Identity
     generations: Generations
     admission: Admission
     journeys: Journeys
     views: Views
+    watchdog: Watchdog
+    metrics: Metrics

@@ -12,6 +12,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 Key = tuple[str, int]
+RESTARTING = "the server is restarting; this page reconnects by itself"
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,13 @@ class Generation:
         self.note: str | None = None
         self.done_html: str | None = None
         self.ended = False  # finished, abandoned or shut down: no more changes
+        self.released = False  # the server is stopping: viewers say goodbye and reconnect later
         self.viewers = 0
         self.created_at = time.monotonic()
         self.cancel_scope = anyio.CancelScope()
+        # Cancelling only the model call lets the step fall back instead of ending.
+        self.model_scope = anyio.CancelScope()
+        self.shed_reason: str | None = None
         self.ready = anyio.Event()
         self._changed = anyio.Event()
         self._grace_s = grace_s
@@ -67,6 +72,11 @@ class Generation:
         if status != self.status:
             self.status = status
             self._notify()
+
+    def shed(self, reason: str) -> None:
+        """Stop the model call (memory pressure); the writer falls back."""
+        self.shed_reason = reason
+        self.model_scope.cancel()
 
     def finish(self, done_html: str) -> None:
         self.done_html = done_html
@@ -128,9 +138,16 @@ Work = Callable[[Generation], Awaitable[None]]
 class Generations:
     """The registry of running generations, one per (session, step), in the app's task group."""
 
-    def __init__(self, task_group: TaskGroup, *, grace_s: float) -> None:
+    def __init__(
+        self,
+        task_group: TaskGroup,
+        *,
+        grace_s: float,
+        on_abandon: Callable[[], None] = lambda: None,
+    ) -> None:
         self._tg = task_group
         self._grace_s = grace_s
+        self._on_abandon = on_abandon
         self._running: dict[Key, Generation] = {}
         self.abandoned = 0
         self.started = 0
@@ -143,6 +160,10 @@ class Generations:
 
     def all(self) -> list[Generation]:
         return list(self._running.values())
+
+    def viewers(self) -> int:
+        """Open streams on running generations (each stream is one viewer)."""
+        return sum(gen.viewers for gen in self._running.values())
 
     def start(self, key: Key, work: Work) -> Generation:
         """The running generation of this step, or a new one: never two at once."""
@@ -158,6 +179,7 @@ class Generations:
 
     def _count_abandon(self, gen: Generation) -> None:
         self.abandoned += 1
+        self._on_abandon()
 
     async def _run(self, gen: Generation, work: Work) -> None:
         try:
@@ -168,6 +190,12 @@ class Generations:
                 gen._end()
             if self._running.get(gen.key) is gen:
                 del self._running[gen.key]
+
+    def release_viewers(self) -> None:
+        """The server is stopping: every stream sends a last status and ends."""
+        for gen in list(self._running.values()):
+            gen.released = True
+            gen._notify()
 
     def cancel_all(self) -> None:
         for gen in list(self._running.values()):
@@ -220,6 +248,9 @@ async def follow(
             if gen.ended:
                 if gen.done_html is not None:
                     yield Event("done", gen.done_html)
+                return
+            if gen.released:
+                yield Event("status", RESTARTING)
                 return
             await changed.wait()
             # Coalescing: at most one text frame per frame_s; the first text goes out at once.

@@ -1,0 +1,107 @@
+"""diskcache: the response cache of model-written steps, and the per-category scenario pool."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import unicodedata
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import diskcache
+
+from server.generators.journey import Prompt
+
+MB = 1024 * 1024
+POOL_SIZE = 24
+_PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+def normalize(text: str) -> str:
+    """Case, whitespace and punctuation do not make two requests different."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(_PUNCTUATION.sub(" ", folded).split())
+
+
+def request_key(prompt: Prompt, model: str) -> str:
+    """The whole normalized request: every message, the model and the token cap."""
+    parts = [model, prompt.kind, str(prompt.max_tokens)]
+    parts += [f"{m['role']}:{normalize(m['content'])}" for m in prompt.messages]
+    digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+    return f"response:{digest}"
+
+
+class ResponseCache:
+    """Completed model-written steps by request, and completed scenarios by category."""
+
+    def __init__(self, directory: Path, *, size_mb: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._cache = diskcache.Cache(
+            str(directory), size_limit=size_mb * MB, eviction_policy="least-recently-used"
+        )
+        self._limiter = anyio.CapacityLimiter(4)
+        self.hits = 0
+        self.misses = 0
+
+    def close(self) -> None:
+        self._cache.close()
+
+    async def get(self, key: str) -> str | None:
+        value = await anyio.to_thread.run_sync(self._cache.get, key, None, limiter=self._limiter)
+        if isinstance(value, str):
+            self.hits += 1
+            return value
+        self.misses += 1
+        return None
+
+    async def put(self, key: str, text: str, *, tag: str) -> None:
+        """`tag` is the session id, so a session's entries can be forgotten with it."""
+        await anyio.to_thread.run_sync(
+            lambda: self._cache.set(key, text, tag=tag), limiter=self._limiter
+        )
+
+    async def add_to_pool(self, category: str, session_id: str, text: str) -> None:
+        def add() -> None:
+            with self._cache.transact():
+                pool = self._cache.get(f"pool:{category}", [])
+                pool = [entry for entry in pool if entry[0] != session_id][-(POOL_SIZE - 1) :]
+                pool.append((session_id, text))
+                self._cache.set(f"pool:{category}", pool)
+
+        await anyio.to_thread.run_sync(add, limiter=self._limiter)
+
+    async def from_pool(self, category: str, session_id: str) -> str | None:
+        """A completed scenario of this category written for another session."""
+        pool = await anyio.to_thread.run_sync(
+            self._cache.get, f"pool:{category}", [], limiter=self._limiter
+        )
+        others = [text for owner, text in pool if owner != session_id]
+        return random.choice(others) if others else None
+
+    async def forget(self, session_id: str, category: str) -> int:
+        """Drop a session's cached entries and its pool scenario (a deleted journey)."""
+
+        def drop() -> int:
+            removed = int(self._cache.evict(session_id))
+            with self._cache.transact():
+                pool = self._cache.get(f"pool:{category}", [])
+                kept = [entry for entry in pool if entry[0] != session_id]
+                if len(kept) != len(pool):
+                    self._cache.set(f"pool:{category}", kept)
+                    removed += len(pool) - len(kept)
+            return removed
+
+        return await anyio.to_thread.run_sync(drop, limiter=self._limiter)
+
+    async def ping(self) -> bool:
+        def probe() -> bool:
+            self._cache.set("ping", 1, expire=60)
+            return bool(self._cache.get("ping") == 1)
+
+        try:
+            return await anyio.to_thread.run_sync(probe, limiter=self._limiter)
+        except Exception:
+            return False

@@ -1,0 +1,68 @@
+"""Prometheus metrics, one registry per app, names prefixed `crossroads_`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LEVEL_VALUE = {"ok": 0, "soft": 1, "hard": 2}
+
+
+class Metrics:
+    """Counters updated where things happen; gauges read live state when scraped."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.streams = Gauge("crossroads_active_streams", "Open SSE step streams.", registry=r)
+        self.generations = Counter(
+            "crossroads_generations_total",
+            "Finished generations by where the text came from and how it ended.",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "crossroads_fallbacks_total",
+            "Steps not written by the live model, by reason and by the tier that served them.",
+            ["reason", "tier"],
+            registry=r,
+        )
+        self.first_chunk = Histogram(
+            "crossroads_time_to_first_chunk_seconds",
+            "From a step's start to its first text.",
+            ["source"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40),
+            registry=r,
+        )
+        self.cache_lookups = Counter(
+            "crossroads_cache_lookups_total", "Response cache lookups.", ["result"], registry=r
+        )
+        self.terminations = Counter(
+            "crossroads_terminations_total",
+            "Model calls ended to prevent a worker timeout, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.abandoned = Counter(
+            "crossroads_abandoned_generations_total",
+            "Generations cancelled after their last viewer left.",
+            registry=r,
+        )
+        self.high_risk = Counter(
+            "crossroads_high_risk_requests_total",
+            "Requests that ran long or grew memory.",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "crossroads_rejected_requests_total",
+            "Requests answered with an error.",
+            ["status"],
+            registry=r,
+        )
+
+    def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        Gauge(name, doc, registry=self.registry).set_function(read)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

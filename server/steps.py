@@ -1,0 +1,229 @@
+"""Writing one step: cache first, then a slot and the model, else the fallback tiers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from server import logs
+from server.admission import Admission, NotAdmitted
+from server.cache import ResponseCache, request_key
+from server.generators.journey import Prompt, StepKind
+from server.llm import Model, ModelError, OfflineModel
+from server.metrics import Metrics
+from server.settings import Settings
+from server.store import Finished, Session, Store
+from server.streaming import Generation
+
+_SLOW = "The model was slow to answer"
+_DOWN = "The model could not be reached"
+CAUSES = {
+    "first_token_timeout": _SLOW,
+    "chunk_timeout": _SLOW,
+    "step_timeout": _SLOW,
+    "rate_limited": "The model is busy right now",
+    "upstream_status": _DOWN,
+    "connection_error": _DOWN,
+    "malformed_chunk": "The model sent a broken answer",
+    "incomplete_stream": "The model stopped mid-answer",
+    "queue_timeout": "Many people are writing right now",
+    "memory_soft": "The server is short of memory",
+    "memory_hard": "The server is short of memory",
+}
+SERVED_BY = {
+    "cache": "the text written earlier for exactly the same request",
+    "pool": "a scenario the model wrote earlier for another visitor",
+}
+
+
+def fallback_note(kind: StepKind, reason: str, tier: str) -> str:
+    cause = CAUSES.get(reason, "The model was unavailable")
+    if tier in SERVED_BY:
+        return f"{cause}, so this is {SERVED_BY[tier]}."
+    what = "a prepared scenario" if kind == "scenario" else "our built-in writer's version"
+    return f"{cause}, so this is {what}."
+
+
+def fallback_status(kind: StepKind) -> str:
+    return "using a prepared scenario" if kind == "scenario" else "using the built-in writer"
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    detail: str
+    attempts: int = 0
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.first_chunk_s: float | None = None
+        self.chunks = 0
+
+    def record(self, gen: Generation, text: str) -> None:
+        if self.first_chunk_s is None:
+            self.first_chunk_s = time.monotonic() - self.started
+        self.chunks += 1
+        gen.append(text)
+
+    def finished(self, text: str, *, source: str, model: str, attempts: int = 1) -> Finished:
+        return Finished(
+            text=text,
+            source=source,
+            model=model,
+            first_chunk_s=self.first_chunk_s,
+            duration_s=time.monotonic() - self.started,
+            chunks=self.chunks,
+            attempts=attempts,
+        )
+
+
+class StepWriter:
+    """Writes a step's text into its generation, and says where the text came from."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model: Model,
+        offline: OfflineModel,
+        admission: Admission,
+        cache: ResponseCache,
+        store: Store,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.model = model
+        self.offline = offline
+        self.fallback_model = offline.at_once()
+        self.admission = admission
+        self.cache = cache
+        self.store = store
+        self.metrics = metrics
+
+    async def write(self, gen: Generation, session: Session, prompt: Prompt) -> Finished:
+        stats = _Stats()
+        if not self.model.live:
+            gen.set_status("writing")
+            await _pump(self.model, prompt, gen, stats, deadline=stats.started + 3600)
+            return self._done(stats.finished(gen.text, source="offline", model=self.offline.name))
+        key = request_key(prompt, self.model.name)
+        cached = await self._cached(key)
+        if cached is not None:
+            # A hit is delivered at once: no slot, no pacing.
+            stats.record(gen, cached)
+            return self._done(stats.finished(cached, source="cache", model=self.model.name))
+        failure = await self._from_model(gen, prompt, stats)
+        if failure is None:
+            await self._remember(key, session, prompt, gen.text)
+            return self._done(stats.finished(gen.text, source="model", model=self.model.name))
+        return await self._fall_back(gen, session, prompt, key, failure, stats)
+
+    async def _from_model(self, gen: Generation, prompt: Prompt, stats: _Stats) -> Failure | None:
+        """None when the model wrote the whole step; otherwise why it did not."""
+        try:
+            with gen.model_scope:
+                async with self.admission.slot(lambda ahead: _queued(gen, ahead)):
+                    deadline = time.monotonic() + self.settings.limits.worker_time_limit_s
+                    gen.set_status("writing")
+                    await _pump(self.model, prompt, gen, stats, deadline=deadline)
+                    return None
+            return Failure(gen.shed_reason or "memory_hard", "shed by the memory watchdog")
+        except ModelError as error:
+            return Failure(error.reason, error.detail, error.attempts)
+        except NotAdmitted as refused:
+            return Failure(refused.reason, "no slot for the model call")
+
+    async def _fall_back(
+        self,
+        gen: Generation,
+        session: Session,
+        prompt: Prompt,
+        key: str,
+        failure: Failure,
+        stats: _Stats,
+    ) -> Finished:
+        logs.event(
+            logging.WARNING,
+            "Request terminated to prevent worker timeout",
+            reason=failure.reason,
+            detail=failure.detail,
+            kind=prompt.kind,
+            attempts=failure.attempts,
+            elapsed_s=round(time.monotonic() - stats.started, 3),
+            first_chunk_s=None if stats.first_chunk_s is None else round(stats.first_chunk_s, 3),
+            chunks=stats.chunks,
+            shown_chars=len(gen.text),
+        )
+        self.metrics.terminations.labels(failure.reason).inc()
+        gen.set_status(fallback_status(prompt.kind))
+        tier, text = await self._fallback_text(session, prompt, key)
+        self.metrics.fallbacks.labels(failure.reason, tier).inc()
+        if gen.text:
+            # Text was already shown: replace it under a new version, never splice.
+            gen.replace(text, await self.store.bump_version(session.id, prompt.step))
+        else:
+            gen.append(text)
+        finished = Finished(
+            text=text,
+            source=tier,
+            model=self.offline.name if tier == "offline" else self.model.name,
+            note=fallback_note(prompt.kind, failure.reason, tier),
+            reason=failure.reason,
+            first_chunk_s=stats.first_chunk_s,
+            duration_s=time.monotonic() - stats.started,
+            chunks=stats.chunks,
+            attempts=failure.attempts,
+        )
+        return self._done(finished, outcome="fallback")
+
+    async def _fallback_text(self, session: Session, prompt: Prompt, key: str) -> tuple[str, str]:
+        """Cache, then the scenario pool (scenarios only), then the offline writer."""
+        cached = await self._cached(key)
+        if cached is not None:
+            return "cache", cached
+        if prompt.kind == "scenario":
+            pooled = await self.cache.from_pool(session.category, session.id)
+            if pooled is not None:
+                return "pool", pooled
+        return "offline", await _collect(self.fallback_model, prompt)
+
+    async def _cached(self, key: str) -> str | None:
+        text = await self.cache.get(key)
+        self.metrics.cache_lookups.labels("hit" if text is not None else "miss").inc()
+        return text
+
+    async def _remember(self, key: str, session: Session, prompt: Prompt, text: str) -> None:
+        await self.cache.put(key, text, tag=session.id)
+        if prompt.kind == "scenario":
+            await self.cache.add_to_pool(session.category, session.id, text)
+
+    def _done(self, finished: Finished, outcome: str = "complete") -> Finished:
+        self.metrics.generations.labels(finished.source, outcome).inc()
+        if finished.first_chunk_s is not None:
+            self.metrics.first_chunk.labels(finished.source).observe(finished.first_chunk_s)
+        return finished
+
+
+async def _pump(
+    model: Model, prompt: Prompt, gen: Generation, stats: _Stats, *, deadline: float
+) -> None:
+    async with aclosing(model.stream(prompt, deadline=deadline)) as deltas:
+        async for delta in deltas:
+            if delta.text:
+                stats.record(gen, delta.text)
+
+
+async def _collect(model: OfflineModel, prompt: Prompt) -> str:
+    parts = []
+    async with aclosing(model.stream(prompt, deadline=time.monotonic() + 60)) as deltas:
+        async for delta in deltas:
+            parts.append(delta.text)
+    return "".join(parts)
+
+
+def _queued(gen: Generation, ahead: int) -> None:
+    gen.set_status(f"queued: {ahead} ahead of you" if ahead else "queued: you are next")

@@ -1,0 +1,135 @@
+"""The memory watchdog: a pure decision over RSS, and the task that samples and sheds."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import anyio
+import psutil
+
+from server import logs
+
+Level = Literal["ok", "soft", "hard"]
+LEVELS: tuple[Level, ...] = ("ok", "soft", "hard")
+# Back under a level by this many points of the limit before stepping down, so a
+# process hovering at a threshold does not flap between levels every sample.
+HYSTERESIS_PCT = 5.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    limit_mb: float
+    soft_pct: float
+    hard_pct: float
+    hysteresis_pct: float = HYSTERESIS_PCT
+
+
+def decide(rss_mb: float, thresholds: Thresholds, current: Level) -> Level:
+    """The level for this sample: up at once, down only past the hysteresis band."""
+    pct = 100.0 * rss_mb / thresholds.limit_mb
+    band = thresholds.hysteresis_pct
+    if pct >= thresholds.hard_pct or (current == "hard" and pct >= thresholds.hard_pct - band):
+        return "hard"
+    if pct >= thresholds.soft_pct or (current != "ok" and pct >= thresholds.soft_pct - band):
+        return "soft"
+    return "ok"
+
+
+def process_rss_mb() -> float:
+    return float(psutil.Process(os.getpid()).memory_info().rss) / (1024 * 1024)
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's malloc_trim hands freed heap pages back to the system; a no-op elsewhere."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+
+    def trim_heap() -> None:
+        if trim is not None:
+            trim(0)
+
+    return trim_heap
+
+
+class Shedder(Protocol):
+    """What the app does at each level; the watchdog calls it on every change."""
+
+    def apply(self, level: Level, previous: Level) -> None: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+
+class Watchdog:
+    """Samples the RSS every interval, decides the level, logs and applies every change."""
+
+    def __init__(
+        self,
+        thresholds: Thresholds,
+        shedder: Shedder,
+        *,
+        interval_s: float,
+        probe: Callable[[], float] = process_rss_mb,
+    ) -> None:
+        self.thresholds = thresholds
+        self.shedder = shedder
+        self.interval_s = interval_s
+        self.probe = probe
+        self.level: Level = "ok"
+        self.rss_mb = 0.0
+        self.changes = 0
+        self._trim = _malloc_trim()
+
+    async def run(self) -> None:
+        while True:
+            self.sample()
+            await anyio.sleep(self.interval_s)
+
+    def sample(self) -> Level:
+        self.rss_mb = self.probe()
+        level = decide(self.rss_mb, self.thresholds, self.level)
+        if level != "ok":
+            self.release_memory()
+        if level != self.level:
+            previous, self.level = self.level, level
+            self.changes += 1
+            self.shedder.apply(level, previous)
+            self._log(level, previous)
+        return level
+
+    def release_memory(self) -> None:
+        """CPython rarely returns memory on its own: collect, then trim the C heap."""
+        gc.collect()
+        self._trim()
+
+    def _log(self, level: Level, previous: Level) -> None:
+        figures = {
+            "level": level,
+            "previous": previous,
+            "rss_mb": round(self.rss_mb, 1),
+            "limit_mb": self.thresholds.limit_mb,
+            "rss_pct": round(100 * self.rss_mb / self.thresholds.limit_mb, 1),
+            **self.shedder.counts(),
+        }
+        if level == "ok":
+            logs.event(logging.INFO, "Memory recovered: admitting model calls again", **figures)
+        elif LEVELS.index(level) > LEVELS.index(previous):
+            what = (
+                "Resource-intensive: memory at the soft level, new steps fall back"
+                if level == "soft"
+                else "Resource-intensive: memory at the hard level, shedding generations"
+            )
+            logs.event(logging.WARNING, what, **figures)
+        else:
+            logs.event(
+                logging.WARNING, "Resource-intensive: memory back to the soft level", **figures
+            )
