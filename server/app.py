@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server import logs, routes
+from server import controls, logs, routes
 from server.admission import Admission
 from server.cache import ResponseCache
 from server.errors import Problem
@@ -25,6 +25,7 @@ from server.journeys import Journeys, LoadShedder
 from server.llm import Deadlines, Model, OfflineModel, OpenAIModel, build_client
 from server.metrics import LEVEL_VALUE, Metrics
 from server.middleware import BodyLimit, RequestContext, RequestGuard, SecurityHeaders
+from server.ratelimit import RateLimiter
 from server.services import Services
 from server.settings import Settings, secret_key
 from server.steps import StepWriter
@@ -125,6 +126,8 @@ def create_app(
                     views=views,
                     watchdog=watchdog,
                     metrics=metrics,
+                    session_limit=RateLimiter(limits.sessions_per_minute_per_client),
+                    answer_limit=RateLimiter(limits.answers_per_minute_per_client),
                 )
                 await store.expire(settings.storage.session_ttl_days)
                 tg.start_soon(watchdog.run, name="memory watchdog")
@@ -185,7 +188,7 @@ def create_app(
         retry_after=routes.RETRY_AFTER_S,
     )
     return Starlette(
-        routes=routes.routes(),
+        routes=[*controls.routes(), *routes.routes()],
         middleware=[
             Middleware(RequestContext),
             Middleware(SecurityHeaders),

@@ -75,7 +75,7 @@ class Journeys:
         step = await self.store.step(session.id, n)
         if step is None:
             raise NotOpen(f"step {n} is not open yet", exists=True)
-        if step.status == "done":
+        if step.status in ("done", "stopped"):
             return step
         return self.start(session, n)
 
@@ -91,6 +91,28 @@ class Journeys:
             session.id, n, text, open_next=(nxt, self.kind_of(session, nxt))
         )
         self.start(session, nxt)
+
+    async def stop(self, session: Session, n: int) -> bool:
+        """Stop a running step at the person's request: the model call is cancelled and the
+        step waits until they ask for it again."""
+        stopped = await self.store.stop_step(session.id, n)
+        running = self.generations.get((session.id, n))
+        if running is not None:
+            running.cancel_scope.cancel()
+        return stopped
+
+    async def retry(self, session: Session, n: int) -> Generation | None:
+        if not await self.store.reopen_step(session.id, n):
+            return None
+        return self.start(session, n)
+
+    async def delete(self, session: Session) -> None:
+        """Remove the session, its steps, answers, cached entries and share link."""
+        for gen in self.generations.all():
+            if gen.key[0] == session.id:
+                gen.cancel_scope.cancel()
+        await self.store.delete_session(session.id)
+        await self.writer.cache.forget(session.id, session.category)
 
     async def journey(self, session: Session, upto: int) -> Journey:
         """The state step `upto` is written from: the scenario and every answer before it."""

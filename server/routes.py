@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from server.errors import Problem
 from server.identity import COOKIE_MAX_AGE_S, COOKIE_NAME
 from server.journeys import NotOpen
+from server.ratelimit import RateLimiter
 from server.services import Services
 from server.store import Conflict, Session, Step
 from server.streaming import Event, finished_events, follow
@@ -98,6 +99,20 @@ def step_number(request: Request) -> int:
     return int(raw)
 
 
+def limit(request: Request, limiter: RateLimiter, slot: str) -> None:
+    """429 with a friendly message when this client is over its per-minute limit."""
+    client = request.client.host if request.client else "unknown"
+    wait = limiter.check(client)
+    if wait is not None:
+        raise Problem(
+            429,
+            "Slow down a little",
+            f"That was a lot in one minute. Please try again in {int(wait)} seconds; nothing was lost.",
+            slot=slot,
+            retry_after=int(wait),
+        )
+
+
 async def form(request: Request, slot: str | None = None) -> FormData:
     """The posted form, after the CSRF check."""
     try:
@@ -139,13 +154,18 @@ async def home(request: Request) -> Response:
             }
         )
     return page(
-        request, "home.html", categories=list(svc.settings.categories.items()), journeys=journeys
+        request,
+        "home.html",
+        categories=list(svc.settings.categories.items()),
+        journeys=journeys,
+        deleted=request.query_params.get("deleted") == "1",
     )
 
 
 async def create_session(request: Request) -> Response:
     svc = services(request)
     data = await form(request, slot="#home-error")
+    limit(request, svc.session_limit, "#home-error")
     category = data.get("category")
     if not isinstance(category, str) or category not in svc.settings.categories:
         raise Problem(
@@ -184,11 +204,12 @@ async def stream(request: Request) -> Response:
     try:
         found = await svc.journeys.ensure(session, n)
     except NotOpen as error:
-        status = 409 if error.exists else 404
-        return finish(request, PlainTextResponse(str(error), status_code=status))
+        code = 409 if error.exists else 404
+        return finish(request, PlainTextResponse(str(error), status_code=code))
     if isinstance(found, Step):
         done_html = await svc.views.done_html(session, n)
-        events = finished_events("done", found.version, found.text, done_html)
+        state = "done" if found.status == "done" else "stopped"
+        events = finished_events(state, found.version, found.text, done_html)
         return sse(svc, _replay(events))
     frame_s = svc.settings.stream.frame_ms / 1000
     return sse(svc, follow(found, request.headers.get("last-event-id"), frame_s=frame_s))
@@ -225,6 +246,7 @@ async def answer(request: Request) -> Response:
     n = step_number(request)
     slot = f"#error-{n}"
     data = await form(request, slot=slot)
+    limit(request, svc.answer_limit, slot)
     text = _answer_text(data.get("answer"), svc.settings.journey.answer_max_chars, slot)
     try:
         await svc.journeys.answer(session, n, text)
@@ -283,7 +305,8 @@ async def _finished_report(request: Request, session: Session) -> Any:
 async def report(request: Request) -> Response:
     session = await owned_session(request)
     view = await _finished_report(request, session)
-    return page(request, "report.html", view=view, shared=False)
+    base_url = str(request.base_url).rstrip("/")
+    return page(request, "report.html", view=view, shared=False, base_url=base_url)
 
 
 async def report_markdown(request: Request) -> Response:

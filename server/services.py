@@ -9,6 +9,7 @@ from server.cache import ResponseCache
 from server.identity import Identity
 from server.journeys import Journeys
 from server.metrics import Metrics
+from server.ratelimit import RateLimiter
 from server.settings import Settings
 from server.store import Store
 from server.streaming import Generations
@@ -28,3 +29,5 @@ class Services:
     views: Views
     watchdog: Watchdog
     metrics: Metrics
+    session_limit: RateLimiter
+    answer_limit: RateLimiter

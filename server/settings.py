@@ -113,10 +113,16 @@ class OfflineSettings(_Section):
     chars_per_s: float = Field(400.0, gt=0)
 
 
+class Resource(_Section):
+    name: str = Field(min_length=1)
+    contact: str = Field(min_length=1)
+
+
 class Category(_Section):
     title: str = Field(min_length=1)
     blurb: str = ""
     dimensions: tuple[str, ...] = Field(min_length=2, max_length=8)
+    resources: tuple[Resource, ...] = ()
 
 
 class Settings(_Section):

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 import anyio.to_thread
 
-StepStatus = Literal["open", "generating", "done"]
+StepStatus = Literal["open", "generating", "stopped", "done"]
 T = TypeVar("T")
 
 SCHEMA = """
@@ -260,7 +260,8 @@ class Store:
         def begin(db: sqlite3.Connection) -> int:
             row = db.execute(
                 "UPDATE steps SET status = 'generating', version = version + 1, text = '' "
-                "WHERE session_id = ? AND n = ? AND status != 'done' RETURNING version",
+                "WHERE session_id = ? AND n = ? AND status IN ('open', 'generating') "
+                "RETURNING version",
                 (session_id, n),
             ).fetchone()
             if row is None:
@@ -349,6 +350,39 @@ class Store:
             db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (time.time(), session_id))
 
         await self._tx(save)
+
+    async def stop_step(self, session_id: str, n: int) -> bool:
+        """The person stopped a running step: it waits until they ask for it again."""
+        row = await self._run(
+            lambda db: db.execute(
+                "UPDATE steps SET status = 'stopped' WHERE session_id = ? AND n = ? "
+                "AND status IN ('open', 'generating') RETURNING n",
+                (session_id, n),
+            ).fetchone()
+        )
+        return row is not None
+
+    async def reopen_step(self, session_id: str, n: int) -> bool:
+        row = await self._run(
+            lambda db: db.execute(
+                "UPDATE steps SET status = 'open' WHERE session_id = ? AND n = ? "
+                "AND status = 'stopped' RETURNING n",
+                (session_id, n),
+            ).fetchone()
+        )
+        return row is not None
+
+    async def set_share(self, session_id: str, share_id: str | None) -> None:
+        """A new share link, or None to revoke it."""
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE sessions SET share_id = ? WHERE id = ?", (share_id, session_id)
+            )
+        )
+
+    async def delete_session(self, session_id: str) -> None:
+        """The session with its steps and answers (they cascade)."""
+        await self._run(lambda db: db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)))
 
     async def expire(self, ttl_days: float) -> int:
         cutoff = time.time() - ttl_days * 86400

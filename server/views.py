@@ -15,7 +15,7 @@ from server.generators.offline import OfflineWriter
 from server.identity import Identity
 from server.journeys import Journeys
 from server.render import markdown, score_chart
-from server.settings import Settings
+from server.settings import Category, Settings
 from server.store import Session, Step
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -33,6 +33,7 @@ class StepView:
     replies: tuple[str, ...] = ()
     answer: str | None = None
     awaiting_answer: bool = False
+    stopped: bool = False
     chart: Markup | None = None
     number: int = 0  # the question's number, 1-based
 
@@ -41,6 +42,7 @@ class StepView:
 class SessionView:
     session: Session
     title: str
+    category: Category | None = None
     steps: list[StepView] = field(default_factory=list)
 
     @property
@@ -92,7 +94,7 @@ class Views:
         steps = await store.steps(session.id)
         answers = await store.answers(session.id)
         category = self.settings.categories.get(session.category)
-        view = SessionView(session, category.title if category else session.category)
+        view = SessionView(session, category.title if category else session.category, category)
         for step in steps:
             view.steps.append(await self._step_view(session, step, answers))
         return view
@@ -100,6 +102,8 @@ class Views:
     async def _step_view(self, session: Session, step: Step, answers: dict[int, str]) -> StepView:
         kind = step.kind
         number = step.n if kind == "question" else 0
+        if step.status == "stopped":
+            return StepView(step.n, kind, live=False, stopped=True, number=number)
         if step.status != "done":
             running = self.journeys.generations.get((session.id, step.n))
             text = running.text if running is not None else ""
