@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import random
@@ -22,6 +23,7 @@ from server.settings import Settings
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
+DRAIN_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -144,12 +146,12 @@ class OpenAIModel:
         try:
             for delta in first:
                 yield delta
-            if first and first[-1].finish_reason:
-                return
-            async for delta in self._tail(upstream, deadline, attempt):
-                yield delta
-                if delta.finish_reason:
-                    return
+            if not (first and first[-1].finish_reason):
+                async for delta in self._tail(upstream, deadline, attempt):
+                    yield delta
+                    if delta.finish_reason:
+                        break
+            await _drain(upstream)
         finally:
             with anyio.CancelScope(shield=True):
                 await upstream.close()
@@ -268,6 +270,14 @@ def _deltas(chunk: Any, attempt: int) -> list[Delta]:
         if content or choice.finish_reason:
             deltas.append(Delta(content or "", choice.finish_reason))
     return deltas
+
+
+async def _drain(upstream: openai.AsyncStream[Any]) -> None:
+    """Read what follows the finish reason (usage, `[DONE]`), briefly, so the connection
+    ends cleanly and can be reused instead of being torn down mid-body."""
+    with anyio.move_on_after(DRAIN_S), contextlib.suppress(Exception):
+        async for _ in upstream:
+            pass
 
 
 async def _close(upstream: openai.AsyncStream[Any] | None) -> None:
