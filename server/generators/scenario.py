@@ -58,7 +58,10 @@ def build(journey: Journey, max_tokens: int) -> Prompt:
         "no title, no headings, no lists. Make it concrete (names, amounts, a deadline) "
         "and balanced: no option is obviously right. End with the decision the reader faces, "
         "without asking them questions and without giving advice.\n"
-        f"It should let a reader reveal: {', '.join(journey.dimensions)}."
+        f"It should let a reader reveal: {', '.join(journey.dimensions)}.\n"
+        # The seed makes every session's request distinct, so the response cache only ever
+        # answers a request made again for the same session (a regeneration, a replay).
+        f"Variation seed {journey.seed}: invent names and details freely; never mention the seed."
     )
     return Prompt(
         kind="scenario",
