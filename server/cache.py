@@ -40,7 +40,10 @@ class ResponseCache:
     def __init__(self, directory: Path, *, size_mb: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._cache = diskcache.Cache(
-            str(directory), size_limit=size_mb * MB, eviction_policy="least-recently-used"
+            str(directory),
+            size_limit=size_mb * MB,
+            eviction_policy="least-recently-used",
+            tag_index=True,
         )
         self._limiter = anyio.CapacityLimiter(4)
         self.hits = 0
@@ -57,10 +60,11 @@ class ResponseCache:
         self.misses += 1
         return None
 
-    async def put(self, key: str, text: str, *, tag: str) -> None:
-        """`tag` is the session id, so a session's entries can be forgotten with it."""
+    async def put(self, key: str, text: str, *, tag: str, expire_s: float | None = None) -> None:
+        """`tag` is the session id, so a session's entries can be forgotten with it; entries
+        keyed on a person's answers expire with their session."""
         await anyio.to_thread.run_sync(
-            lambda: self._cache.set(key, text, tag=tag), limiter=self._limiter
+            lambda: self._cache.set(key, text, tag=tag, expire=expire_s), limiter=self._limiter
         )
 
     async def add_to_pool(self, category: str, session_id: str, text: str) -> None:

@@ -136,6 +136,11 @@ class StepWriter:
             return Failure(error.reason, error.detail, error.attempts)
         except NotAdmitted as refused:
             return Failure(refused.reason, "no slot for the model call")
+        except Exception as error:
+            # A fault the model layer did not classify must still end in fallback text: raised
+            # from here it would end the generation without a `done` (and its task group).
+            logs.log.exception("Model call failed unexpectedly")
+            return Failure("model_error", f"{type(error).__name__}: {str(error)[:200]}")
 
     async def _fall_back(
         self,
@@ -186,20 +191,34 @@ class StepWriter:
         if cached is not None:
             return "cache", cached
         if prompt.kind == "scenario":
-            pooled = await self.cache.from_pool(session.category, session.id)
+            try:
+                pooled = await self.cache.from_pool(session.category, session.id)
+            except Exception:
+                _cache_failed("pool lookup")
+                pooled = None
             if pooled is not None:
                 return "pool", pooled
         return "offline", await _collect(self.fallback_model, prompt)
 
     async def _cached(self, key: str) -> str | None:
-        text = await self.cache.get(key)
+        """The cached text, or None; a failing cache is a miss, never a failed step."""
+        try:
+            text = await self.cache.get(key)
+        except Exception:
+            _cache_failed("lookup")
+            text = None
         self.metrics.cache_lookups.labels("hit" if text is not None else "miss").inc()
         return text
 
     async def _remember(self, key: str, session: Session, prompt: Prompt, text: str) -> None:
-        await self.cache.put(key, text, tag=session.id)
-        if prompt.kind == "scenario":
-            await self.cache.add_to_pool(session.category, session.id, text)
+        """Best effort: the text is already written, a full disk must not lose it."""
+        try:
+            ttl_s = self.settings.storage.session_ttl_days * 86400
+            await self.cache.put(key, text, tag=session.id, expire_s=ttl_s)
+            if prompt.kind == "scenario":
+                await self.cache.add_to_pool(session.category, session.id, text)
+        except Exception:
+            _cache_failed("store")
 
     def _done(self, finished: Finished, outcome: str = "complete") -> Finished:
         self.metrics.generations.labels(finished.source, outcome).inc()
@@ -223,6 +242,12 @@ async def _collect(model: OfflineModel, prompt: Prompt) -> str:
         async for delta in deltas:
             parts.append(delta.text)
     return "".join(parts)
+
+
+def _cache_failed(operation: str) -> None:
+    logs.log.warning(
+        "Response cache unavailable", exc_info=True, extra={"fields": {"operation": operation}}
+    )
 
 
 def _queued(gen: Generation, ahead: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import TaskGroup
 
+logger = logging.getLogger("crossroads")
 Key = tuple[str, int]
 RESTARTING = "the server is restarting; this page reconnects by itself"
 
@@ -185,6 +187,13 @@ class Generations:
         try:
             with gen.cancel_scope:
                 await work(gen)
+        except Exception:
+            # One broken generation must not take the others (or the app's task group) down:
+            # its viewers' streams end, their browsers reconnect and the step is tried again.
+            logger.exception(
+                "Generation failed",
+                extra={"fields": {"session_id": gen.key[0], "step": gen.key[1]}},
+            )
         finally:
             if not gen.ended:
                 gen._end()

@@ -290,3 +290,23 @@ def test_event_ids_parse_strictly() -> None:
     assert parse_event_id("3.120") == (3, 120)
     for bad in (None, "", "3", "3.", ".3", "-1.2", "1.-2", "a.b", "1.2.3"):
         assert parse_event_id(bad) is None
+
+
+async def test_a_failing_generation_ends_alone_and_the_others_go_on(
+    generations: Generations,
+) -> None:
+    async def broken(gen: Generation) -> None:
+        gen.start(1)
+        gen.append("half")
+        raise RuntimeError("the disk is full")
+
+    bad = generations.start(("s", 0), broken)
+    good = generations.start(("s", 1), free_running)
+    bad_events = await collect(follow(bad, None, frame_s=0))
+    good_events = await collect(follow(good, None, frame_s=0))
+    assert bad.ended and bad.done_html is None
+    assert "done" not in [e.event for e in bad_events]  # the browser reconnects and retries
+    assert good_events[-1].event == "done"
+    again = generations.start(("s", 0), free_running)
+    assert again is not bad
+    assert (await collect(follow(again, None, frame_s=0)))[-1].event == "done"

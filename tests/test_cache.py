@@ -1,0 +1,484 @@
+"""The response cache and scenario pool, and the fallback tiers: cache, pool, offline."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import anyio
+import diskcache
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from server import llm
+from server.admission import Admission
+from server.app import create_app
+from server.cache import MB, POOL_SIZE, ResponseCache, normalize, request_key
+from server.generators import question as question_gen
+from server.generators import scenario as scenario_gen
+from server.generators.journey import Exchange, Journey, Prompt
+from server.generators.offline import OfflineWriter, load_bank
+from server.metrics import Metrics
+from server.settings import Settings
+from server.steps import StepWriter
+from server.store import Finished, Session, Store
+from server.streaming import Generation, Generations
+from tests.conftest import SettingsFactory
+from tests.fake_upstream import FakeUpstream, Script, serve
+from tests.servers import serve_app
+from tests.visitor import Visitor
+
+pytestmark = pytest.mark.anyio
+
+FINANCE = Journey(
+    category_id="finance",
+    category_title="Money",
+    dimensions=("Risk tolerance", "Long-term thinking"),
+    seed=7,
+    questions_total=2,
+)
+SCENARIO_TEXT = "You find an envelope with 500 euros on the bus. " * 12
+
+
+def with_answer(answer: str) -> Journey:
+    return Journey(
+        category_id="finance",
+        category_title="Money",
+        dimensions=FINANCE.dimensions,
+        seed=FINANCE.seed,
+        questions_total=2,
+        scenario=SCENARIO_TEXT,
+        exchanges=(Exchange("Would you keep it?", answer),),
+    )
+
+
+# normalize() and request_key()
+
+
+def test_case_whitespace_and_punctuation_do_not_change_the_normal_form() -> None:
+    assert normalize("  I would KEEP it,   honestly!\n\tMaybe...") == normalize(
+        "i would keep it honestly maybe"
+    )
+    assert normalize("\uff26\uff55\uff4c\uff4c width") == normalize(
+        "full width"
+    )  # NFKC: full-width letters
+    assert normalize("I keep it") != normalize("I return it")
+
+
+def test_requests_differing_only_in_case_whitespace_or_punctuation_share_a_key() -> None:
+    one = question_gen.build(with_answer("I would keep it, honestly."), 2, 200)
+    two = question_gen.build(with_answer("i would   KEEP it honestly"), 2, 200)
+    assert one.messages != two.messages
+    assert request_key(one, "fake") == request_key(two, "fake")
+
+
+def test_a_different_answer_model_or_token_cap_gives_a_different_key() -> None:
+    base = question_gen.build(with_answer("I would keep it."), 2, 200)
+    key = request_key(base, "fake")
+    assert request_key(question_gen.build(with_answer("I would return it."), 2, 200), "fake") != key
+    assert request_key(base, "other-model") != key
+    assert request_key(question_gen.build(with_answer("I would keep it."), 2, 300), "fake") != key
+
+
+def test_two_sessions_do_not_share_a_scenario_key() -> None:
+    other_seed = Journey("finance", "Money", FINANCE.dimensions, seed=8, questions_total=2)
+    assert scenario_gen.variation(7) != scenario_gen.variation(8)
+    assert request_key(scenario_gen.build(FINANCE, 300), "fake") != request_key(
+        scenario_gen.build(other_seed, 300), "fake"
+    )
+
+
+# ResponseCache over a temporary directory
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[ResponseCache]:
+    response_cache = ResponseCache(tmp_path / "cache", size_mb=3)
+    yield response_cache
+    response_cache.close()
+
+
+async def test_get_and_put_count_hits_and_misses(cache: ResponseCache) -> None:
+    assert await cache.get("response:a") is None
+    await cache.put("response:a", "some text", tag="s1")
+    assert await cache.get("response:a") == "some text"
+    assert await cache.get("response:b") is None
+    assert (cache.hits, cache.misses) == (1, 2)
+
+
+async def test_the_size_limit_is_given_to_diskcache(tmp_path: Path, cache: ResponseCache) -> None:
+    # Settings live in the cache's own database: a second handle reads what was set.
+    reopened = diskcache.Cache(str(tmp_path / "cache"))
+    try:
+        assert reopened.size_limit == 3 * MB
+        assert reopened.eviction_policy == "least-recently-used"
+    finally:
+        reopened.close()
+
+
+async def test_entries_survive_reopening_the_cache(tmp_path: Path) -> None:
+    first = ResponseCache(tmp_path / "cache", size_mb=3)
+    await first.put("response:a", "kept", tag="s1")
+    first.close()
+    second = ResponseCache(tmp_path / "cache", size_mb=3)
+    try:
+        assert await second.get("response:a") == "kept"
+    finally:
+        second.close()
+
+
+async def test_the_pool_keeps_at_most_pool_size_scenarios(cache: ResponseCache) -> None:
+    owners = [f"s{i}" for i in range(POOL_SIZE + 6)]
+    for owner in owners:
+        await cache.add_to_pool("finance", owner, f"scenario of {owner}")
+    await cache.add_to_pool("finance", owners[-1], "rewritten")  # replaces, never duplicates
+    # forget() counts a session's pool entry: the oldest ones are gone, the newest kept once.
+    kept = [await cache.forget(owner, "finance") for owner in owners]
+    assert kept == [0] * 6 + [1] * POOL_SIZE
+    assert await cache.from_pool("finance", "someone") is None
+
+
+async def test_the_pool_never_returns_the_sessions_own_scenario(cache: ResponseCache) -> None:
+    await cache.add_to_pool("finance", "mine", "my scenario")
+    assert await cache.from_pool("finance", "mine") is None
+    assert await cache.from_pool("ethics", "other") is None  # pools are per category
+    await cache.add_to_pool("finance", "theirs", "their scenario")
+    for _ in range(20):
+        assert await cache.from_pool("finance", "mine") == "their scenario"
+    assert await cache.from_pool("finance", "third") in {"my scenario", "their scenario"}
+
+
+async def test_forget_drops_a_sessions_entries_and_its_pool_scenario(
+    cache: ResponseCache,
+) -> None:
+    await cache.put("response:s1-scenario", "scenario one", tag="s1")
+    await cache.put("response:s1-question", "question one", tag="s1")
+    await cache.put("response:s2-scenario", "scenario two", tag="s2")
+    await cache.add_to_pool("finance", "s1", "scenario one")
+    await cache.add_to_pool("finance", "s2", "scenario two")
+
+    assert await cache.forget("s1", "finance") == 3
+    assert await cache.get("response:s1-scenario") is None
+    assert await cache.get("response:s1-question") is None
+    assert await cache.get("response:s2-scenario") == "scenario two"
+    assert await cache.from_pool("finance", "s3") == "scenario two"
+    assert await cache.forget("s1", "finance") == 0
+
+
+async def test_the_cache_answers_ping(cache: ResponseCache) -> None:
+    assert await cache.ping()
+
+
+# StepWriter: cache first, then the model, else cache, pool, offline
+
+
+class WritingModel:
+    """A live model that writes its chunks; counts its calls."""
+
+    live = True
+    name = "fake"
+
+    def __init__(self, chunks: list[str]) -> None:
+        self.chunks = chunks
+        self.calls = 0
+
+    async def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[llm.Delta]:
+        self.calls += 1
+        for chunk in self.chunks[:-1]:
+            yield llm.Delta(chunk)
+        yield llm.Delta(self.chunks[-1], "stop")
+
+
+class FailingModel:
+    """A live model whose first token never comes; `meanwhile` runs before it gives up."""
+
+    live = True
+    name = "fake"
+
+    def __init__(self, meanwhile: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.meanwhile = meanwhile
+        self.calls = 0
+
+    async def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[llm.Delta]:
+        self.calls += 1
+        if self.meanwhile is not None:
+            await self.meanwhile()
+        raise llm.FirstTokenTimeout("no token within 1.0s (fake)")
+        yield llm.Delta("")  # makes this an async generator
+
+
+class Rig:
+    """A StepWriter over a real store and cache in tmp_path, with the model swappable."""
+
+    def __init__(self, settings: Settings, tmp_path: Path) -> None:
+        self.settings = settings
+        self.store = Store(tmp_path / "crossroads.db")
+        self.cache = ResponseCache(tmp_path / "cache", size_mb=8)
+        self.metrics = Metrics()
+        self.admission = Admission(2, queue_timeout_s=5.0)
+        self.offline = llm.OfflineModel(OfflineWriter(load_bank()), chars_per_s=4000.0)
+
+    def writer(self, model: llm.Model) -> StepWriter:
+        return StepWriter(
+            self.settings,
+            model=model,
+            offline=self.offline,
+            admission=self.admission,
+            cache=self.cache,
+            store=self.store,
+            metrics=self.metrics,
+        )
+
+    async def session(self) -> Session:
+        return await self.store.create_session(
+            owner="owner", category="finance", seed=7, questions_total=2
+        )
+
+    async def write(
+        self, model: llm.Model, session: Session, prompt: Prompt
+    ) -> tuple[Finished, Generation]:
+        results: list[Finished] = []
+
+        async def work(gen: Generation) -> None:
+            await self.store.open_step(session.id, prompt.step, prompt.kind)
+            gen.start(await self.store.begin_generation(session.id, prompt.step))
+            results.append(await self.writer(model).write(gen, session, prompt))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                gen = Generations(tg, grace_s=60).start((session.id, prompt.step), work)
+        assert gen.ended
+        return results[0], gen
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample of the exported text, as a scrape would read it (0 when absent)."""
+        for family in text_string_to_metric_families(self.metrics.render().decode()):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        return 0.0
+
+    def fallbacks(self, reason: str, tier: str) -> float:
+        return self.metric("crossroads_fallbacks_total", reason=reason, tier=tier)
+
+
+@pytest.fixture
+async def rig(make_settings: SettingsFactory, tmp_path: Path) -> AsyncIterator[Rig]:
+    made = Rig(make_settings(), tmp_path / "rig")
+    yield made
+    made.cache.close()
+    made.store.close()
+
+
+def scenario_prompt(seed: int = 7) -> Prompt:
+    journey = Journey("finance", "Money", FINANCE.dimensions, seed=seed, questions_total=2)
+    return scenario_gen.build(journey, 300)
+
+
+def question_prompt() -> Prompt:
+    journey = Journey(
+        "finance", "Money", FINANCE.dimensions, seed=7, questions_total=2, scenario=SCENARIO_TEXT
+    )
+    return question_gen.build(journey, 1, 200)
+
+
+async def test_a_model_written_step_is_cached_and_answered_again_without_the_model(
+    rig: Rig,
+) -> None:
+    session = await rig.session()
+    model = WritingModel(["You stand ", "at a fork."])
+    first, _ = await rig.write(model, session, scenario_prompt())
+    assert (first.source, model.calls) == ("model", 1)
+
+    again, gen = await rig.write(model, session, scenario_prompt())
+    assert model.calls == 1  # no second model call
+    assert (again.source, again.text, again.note) == ("cache", "You stand at a fork.", None)
+    assert gen.text == "You stand at a fork."
+    assert rig.metric("crossroads_cache_lookups_total", result="hit") == 1
+    assert rig.metric("crossroads_generations_total", source="cache", outcome="complete") == 1
+    assert rig.admission.in_use == 0
+
+
+async def test_a_failure_falls_back_to_the_cache_first(rig: Rig) -> None:
+    session = await rig.session()
+    prompt = scenario_prompt()
+    await rig.cache.add_to_pool("finance", "someone-else", "A pooled scenario.")
+
+    async def identical_request_finishes_meanwhile() -> None:
+        # Another generation of the same request completed while this one waited.
+        await rig.cache.put(request_key(prompt, "fake"), "The cached scenario.", tag=session.id)
+
+    model = FailingModel(identical_request_finishes_meanwhile)
+    finished, gen = await rig.write(model, session, prompt)
+    assert model.calls == 1
+    assert (finished.source, finished.text) == ("cache", "The cached scenario.")
+    assert finished.reason == "first_token_timeout"
+    assert finished.note == (
+        "The model was slow to answer, so this is the text written earlier for exactly the "
+        "same request."
+    )
+    assert gen.text == "The cached scenario."
+    assert gen.status == "using a prepared scenario"
+    assert rig.fallbacks("first_token_timeout", "cache") == 1
+    assert rig.fallbacks("first_token_timeout", "pool") == 0
+
+
+async def test_without_a_cache_entry_a_scenario_falls_back_to_another_sessions_pool(
+    rig: Rig,
+) -> None:
+    other = await rig.session()
+    written = WritingModel(["Another visitor's ", "scenario."])
+    assert (await rig.write(written, other, scenario_prompt(seed=1)))[0].source == "model"
+
+    session = await rig.session()
+    finished, gen = await rig.write(FailingModel(), session, scenario_prompt())
+    assert (finished.source, finished.text) == ("pool", "Another visitor's scenario.")
+    assert finished.model == "fake"
+    assert finished.note == (
+        "The model was slow to answer, so this is a scenario the model wrote earlier for "
+        "another visitor."
+    )
+    assert gen.text == "Another visitor's scenario."
+    assert rig.fallbacks("first_token_timeout", "pool") == 1
+
+
+async def test_a_question_never_comes_from_the_pool(rig: Rig) -> None:
+    await rig.cache.add_to_pool("finance", "someone-else", "A pooled scenario.")
+    session = await rig.session()
+    finished, gen = await rig.write(FailingModel(), session, question_prompt())
+    assert finished.source == "offline"
+    assert finished.model == "offline"
+    assert finished.text and "pooled" not in finished.text
+    assert gen.text == finished.text
+    assert gen.status == "using the built-in writer"
+    assert finished.note == (
+        "The model was slow to answer, so this is our built-in writer's version."
+    )
+    assert rig.fallbacks("first_token_timeout", "offline") == 1
+    assert rig.fallbacks("first_token_timeout", "pool") == 0
+
+
+async def test_with_nothing_cached_or_pooled_the_offline_writer_answers(rig: Rig) -> None:
+    session = await rig.session()
+    await rig.cache.add_to_pool("finance", session.id, "This session's own scenario.")
+    finished, _ = await rig.write(FailingModel(), session, scenario_prompt())
+    assert finished.source == "offline"
+    assert "own scenario" not in finished.text
+    assert len(finished.text.split()) >= 100  # a whole prepared scenario
+    assert finished.note == "The model was slow to answer, so this is a prepared scenario."
+    assert rig.fallbacks("first_token_timeout", "offline") == 1
+    assert rig.metric("crossroads_generations_total", source="offline", outcome="fallback") == 1
+    assert rig.admission.in_use == 0
+
+
+async def test_a_failed_step_is_not_cached_or_pooled(rig: Rig) -> None:
+    session = await rig.session()
+    await rig.write(FailingModel(), session, scenario_prompt())
+    assert await rig.cache.get(request_key(scenario_prompt(), "fake")) is None
+    assert await rig.cache.from_pool("finance", "another") is None
+
+
+class BrokenModel:
+    """A live model with a bug: it raises something no deadline or fault maps to."""
+
+    live = True
+    name = "fake"
+
+    async def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[llm.Delta]:
+        yield llm.Delta("You stand ")
+        raise RuntimeError("a bug in the model layer")
+
+
+async def test_an_unexpected_model_error_still_falls_back(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = await rig.session()
+    finished, gen = await rig.write(BrokenModel(), session, scenario_prompt())
+    assert (finished.source, finished.reason) == ("offline", "model_error")
+    assert finished.note == "The model was unavailable, so this is a prepared scenario."
+    assert gen.text == finished.text and not gen.text.startswith("You stand")
+    assert gen.version == 2  # the partial text was replaced under a new version
+    assert rig.fallbacks("model_error", "offline") == 1
+    assert rig.admission.in_use == 0
+    assert any(r.exc_info for r in caplog.records if "unexpectedly" in r.getMessage())
+
+
+class BrokenCache(ResponseCache):
+    """A cache whose disk fails (full, locked, gone) on every call."""
+
+    async def get(self, key: str) -> str | None:
+        raise OSError("database or disk is full")
+
+    async def put(self, key: str, text: str, *, tag: str, expire_s: float | None = None) -> None:
+        raise OSError("database or disk is full")
+
+    async def from_pool(self, category: str, session_id: str) -> str | None:
+        raise OSError("database or disk is full")
+
+
+async def test_a_failing_cache_is_a_miss_not_a_failed_step(rig: Rig, tmp_path: Path) -> None:
+    rig.cache.close()
+    rig.cache = BrokenCache(tmp_path / "broken", size_mb=8)
+    session = await rig.session()
+    written, _ = await rig.write(
+        WritingModel(["You stand ", "at a fork."]), session, scenario_prompt()
+    )
+    assert (written.source, written.text) == ("model", "You stand at a fork.")
+
+    fallen, _ = await rig.write(FailingModel(), session, scenario_prompt(seed=9))
+    assert (fallen.source, fallen.reason) == ("offline", "first_token_timeout")
+    assert rig.metric("crossroads_cache_lookups_total", result="miss") == 3
+
+
+# The app: an identical request after a restart is answered from the cache
+
+SCENARIO_CHUNKS = [f"w{i} " for i in range(150)]
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeUpstream, str]]:
+    upstream = FakeUpstream(Script(chunks=SCENARIO_CHUNKS))
+    with serve(upstream) as url:
+        yield upstream, url
+
+
+def scenario_requests(upstream: FakeUpstream) -> int:
+    return sum("decision scenario" in r["messages"][1]["content"] for r in upstream.requests)
+
+
+async def test_a_step_written_again_after_a_restart_comes_from_the_cache(
+    make_settings: SettingsFactory, fake: tuple[FakeUpstream, str]
+) -> None:
+    upstream, upstream_url = fake
+    settings = make_settings(
+        llm={"base_url": upstream_url, "model": "fake-model"},
+        journey={"questions_per_session": 2},
+    )
+    with serve_app(create_app(settings)) as url:
+        async with Visitor(url) as visitor:
+            sid = await visitor.start("finance")
+            first = await visitor.stream(sid, 0)
+            await visitor.stream(sid, 1)  # the question it opened, so the app is idle
+            cookies = visitor.http.cookies
+    assert 'data-source="model"' in first.events[-1].data
+    assert scenario_requests(upstream) == 1
+    requests_before = len(upstream.requests)
+
+    # As if the process had died while writing the scenario: it is written again.
+    db = Path(settings.storage.data_dir) / "crossroads.db"
+    with sqlite3.connect(db) as raw:
+        raw.execute("UPDATE steps SET status = 'generating' WHERE session_id = ? AND n = 0", (sid,))
+
+    with serve_app(create_app(settings)) as url:
+        async with Visitor(url) as visitor:
+            visitor.http.cookies = cookies
+            again = await visitor.stream(sid, 0)
+    assert len(upstream.requests) == requests_before  # no upstream call at all
+    names = again.names()
+    assert names[0] == "status" and "snapshot" in names and names[-1] == "done", names
+    assert len(again.of("chunk")) <= 1  # delivered at once, not paced
+    assert again.text() == first.text()
+    done = again.events[-1].data
+    assert 'data-source="cache"' in done
+    assert "Served from an earlier identical request." in done
