@@ -21,6 +21,13 @@ from server.store import Session, Step
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
+@dataclass(frozen=True)
+class Score:
+    label: str
+    value: int
+    reason: str
+
+
 @dataclass
 class StepView:
     n: int
@@ -35,6 +42,7 @@ class StepView:
     awaiting_answer: bool = False
     stopped: bool = False
     chart: Markup | None = None
+    scores: list[Score] = field(default_factory=list)
     number: int = 0  # the question's number, 1-based
 
 
@@ -126,23 +134,27 @@ class Views:
             view.answer = answers.get(step.n)
             view.awaiting_answer = view.answer is None
         else:
-            body, scores = await self.report_parts(session, step)
+            body, view.scores = await self.report_parts(session, step)
             view.html = markdown(body)
-            view.chart = score_chart(scores)
+            view.chart = score_chart([(score.label, score.value) for score in view.scores])
         return view
 
-    async def report_parts(self, session: Session, step: Step) -> tuple[str, list[tuple[str, int]]]:
-        """The report's Markdown body and one score per dimension; a score the model left out
-        is filled by the offline model's transparent rule, never invented."""
+    async def report_parts(self, session: Session, step: Step) -> tuple[str, list[Score]]:
+        """The report's Markdown body and one score per dimension with its reason; a score the
+        model left out is filled by the offline writer's transparent rule, never invented."""
         category = self.settings.categories.get(session.category)
         dimensions = category.dimensions if category else ()
         parsed = report_gen.parse(step.text, dimensions)
-        scores = dict(parsed.scores)
+        scores = {
+            dim: Score(dim, value, parsed.reasons.get(dim, ""))
+            for dim, value in parsed.scores.items()
+        }
         if parsed.missing:
             journey = await self.journeys.journey(session, step.n)
             for rule in self.writer.scores(journey):
-                scores.setdefault(rule.label, rule.score)
-        return parsed.markdown, [(dim, scores[dim]) for dim in dimensions if dim in scores]
+                if rule.label not in scores:
+                    scores[rule.label] = Score(rule.label, rule.score, "by the built-in rules")
+        return parsed.markdown, [scores[dim] for dim in dimensions if dim in scores]
 
     async def step_fragment(self, session: Session, n: int, csrf_token: str) -> str:
         """The element of step n, followed by the element of a next step that is already open."""
@@ -154,7 +166,7 @@ class Views:
         # Only the owner's browser sees a session, so its forms carry the owner's token.
         return await self.step_fragment(session, n, self.identity.csrf_token(session.owner))
 
-    def markdown_document(self, view: SessionView, body: str, scores: list[tuple[str, int]]) -> str:
+    def markdown_document(self, view: SessionView, body: str, scores: list[Score]) -> str:
         lines = [f"# Crossroads: {view.title}", ""]
         for step in view.steps:
             if step.kind == "scenario":
@@ -164,6 +176,9 @@ class Views:
                 if step.answer is not None:
                     lines += ["> " + step.answer.replace("\n", "\n> "), ""]
         lines += ["## Your report", "", body.strip(), "", "## Scores", ""]
-        lines += [f"- {label}: {score}/10" for label, score in scores]
+        lines += [
+            f"- {score.label}: {score.value}/10" + (f" ({score.reason})" if score.reason else "")
+            for score in scores
+        ]
         lines += ["", "_A reflection, not professional advice._", ""]
         return "\n".join(lines)

@@ -379,3 +379,15 @@ def test_generator_module_reads_files_only_in_load_bank(path: Path) -> None:
         assert name not in {"open", "read_text", "read_bytes", "files", "iterdir"}, (
             f"{path.name}:{node.lineno} does I/O outside load_bank"
         )
+
+
+def test_report_parse_keeps_each_scores_reason() -> None:
+    text = (
+        "## Summary\nx\n## Scores\n- Risk tolerance: 7 - you said \u201cinvest\u201d\n"
+        "- **Long-term thinking**: 4/10 \u2014 a short view\n- Emotional control: 5\n"
+    )
+    parsed = report.parse(text, ("Risk tolerance", "Long-term thinking", "Emotional control"))
+    assert parsed.reasons == {
+        "Risk tolerance": "you said \u201cinvest\u201d",
+        "Long-term thinking": "a short view",
+    }

@@ -146,6 +146,7 @@ async def test_answers_open_the_next_step_and_the_journey_ends_in_a_report(base_
         markdown = await visitor.http.get(f"/s/{sid}/report.md")
         share = re.search(r'href="(/r/[\w-]+)"', page.text)
     assert page.status_code == 200 and "trust matters" in page.text
+    assert "How each score was given" in page.text  # the transparent rule, per dimension
     assert markdown.status_code == 200
     assert markdown.headers["content-type"].startswith("text/markdown")
     assert "attachment" in markdown.headers["content-disposition"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from server.generators.journey import SYSTEM_PROMPT, Journey, Prompt, transcript
 
@@ -16,6 +16,7 @@ class Report:
     markdown: str
     scores: dict[str, int]
     missing: tuple[str, ...]
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 def build(journey: Journey, step: int, max_tokens: int) -> Prompt:
@@ -50,14 +51,22 @@ def parse(text: str, dimensions: tuple[str, ...]) -> Report:
     match = _SCORES_SECTION.search(text)
     body, scores_text = (text[: match.start()], text[match.end() :]) if match else (text, "")
     scores: dict[str, int] = {}
+    reasons: dict[str, str] = {}
     for dim in dimensions:
         found = re.search(
             # "- Risk tolerance: 7 - why", "**Risk tolerance**: 7/10", "**Risk tolerance:** 7"
-            rf"^\s*[-*]?\s*\**{re.escape(dim)}\**\s*[:\-\u2013\u2014]\s*\**\s*(\d{{1,2}})(?!\d)",
+            rf"^\s*[-*]?\s*\**{re.escape(dim)}\**\s*[:\-\u2013\u2014]\s*\**\s*(\d{{1,2}})(?!\d)(.*)$",
             scores_text,
             re.IGNORECASE | re.MULTILINE,
         )
         if found and 0 <= int(found.group(1)) <= 10:
             scores[dim] = int(found.group(1))
+            reason = _REASON_LEAD.sub("", found.group(2)).strip()
+            if reason:
+                reasons[dim] = reason
     missing = tuple(dim for dim in dimensions if dim not in scores)
-    return Report(markdown=body.strip(), scores=scores, missing=missing)
+    return Report(markdown=body.strip(), scores=scores, missing=missing, reasons=reasons)
+
+
+# What separates a score from its reason: "/10", closing bold, a dash or a colon.
+_REASON_LEAD = re.compile(r"^\s*(/\s*10)?\s*\**\s*[-:\u2013\u2014]?\s*")
