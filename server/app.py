@@ -171,8 +171,13 @@ def create_app(
         return await on_problem(request, problem)
 
     def refusal(problem: Problem) -> ASGIApp:
+        """A refusal made outside the routes (a body too large, a request too slow), aimed at
+        the error slot of the form that sent it."""
+
         async def respond(scope: Scope, receive: Receive, send: Send) -> None:
-            await routes.problem_response(Request(scope, receive), problem)(scope, receive, send)
+            aimed = problem.aimed_at(routes.error_slot(scope["path"]))
+            metrics.rejected.labels(str(problem.status)).inc()
+            await routes.problem_response(Request(scope, receive), aimed)(scope, receive, send)
 
         return respond
 
@@ -199,7 +204,7 @@ def create_app(
                 high_risk_rss_mb=settings.limits.high_risk_rss_mb,
                 is_stream=routes.is_stream_path,
                 reject=refusal(too_slow),
-                rss_mb=process_rss_mb,
+                rss_mb=probe,
                 on_high_risk=metrics.high_risk.inc,
             ),
             Middleware(

@@ -23,3 +23,14 @@ class Problem(Exception):
         self.slot = slot
         self.retry_after = retry_after
         self.back_url = back_url
+
+    def aimed_at(self, slot: str) -> Problem:
+        """The same problem, shown in another error slot."""
+        return Problem(
+            self.status,
+            self.title,
+            self.message,
+            slot=slot,
+            retry_after=self.retry_after,
+            back_url=self.back_url,
+        )

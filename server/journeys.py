@@ -199,7 +199,9 @@ class LoadShedder:
 
     def shed_newest(self) -> int:
         """Cancel the model calls of the newest generations; they fall back."""
-        live = [gen for gen in self.generations.all() if not gen.ended and gen.shed_reason is None]
+        live = [
+            gen for gen in self.generations.all() if gen.calling_model and gen.shed_reason is None
+        ]
         live.sort(key=lambda gen: gen.created_at, reverse=True)
         count = max(1, int(len(live) * self.shed_fraction)) if live else 0
         for gen in live[:count]:

@@ -36,7 +36,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def event(level: int, name: str, **fields: Any) -> None:
+def event(level: int, name: str, /, **fields: Any) -> None:
     """Log one event with its own figures; the context is captured now, not when formatted."""
     context = {"request_id": request_id.get(), "session_id": session_id.get(), "step": step.get()}
     log.log(level, name, extra={"fields": {**context, **fields}})

@@ -38,6 +38,9 @@ class Metrics:
         self.cache_lookups = Counter(
             "crossroads_cache_lookups_total", "Response cache lookups.", ["result"], registry=r
         )
+        # Both results exported from the start, so a hit ratio is 0 rather than missing.
+        for result in ("hit", "miss"):
+            self.cache_lookups.labels(result)
         self.terminations = Counter(
             "crossroads_terminations_total",
             "Model calls ended to prevent a worker timeout, by reason.",
@@ -60,9 +63,15 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self._gauges: dict[str, Gauge] = {}
 
     def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
-        Gauge(name, doc, registry=self.registry).set_function(read)
+        """A gauge read when scraped; registering a name again re-points it (a lifespan run
+        again on the same app) instead of failing as a duplicate."""
+        gauge = self._gauges.get(name)
+        if gauge is None:
+            gauge = self._gauges[name] = Gauge(name, doc, registry=self.registry)
+        gauge.set_function(read)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

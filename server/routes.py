@@ -41,6 +41,16 @@ def is_stream_path(path: str) -> bool:
     return path.endswith("/stream")
 
 
+def error_slot(path: str) -> str:
+    """The error slot beside the form that posts to `path`."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 4 and parts[0] == "s" and parts[2] == "steps" and parts[3].isdigit():
+        return f"#error-{parts[3]}"
+    if path == "/sessions":
+        return "#home-error"
+    return "#session-error"
+
+
 def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc

@@ -129,7 +129,11 @@ class StepWriter:
                 async with self.admission.slot(lambda ahead: _queued(gen, ahead)):
                     deadline = time.monotonic() + self.settings.limits.worker_time_limit_s
                     gen.set_status("writing")
-                    await _pump(self.model, prompt, gen, stats, deadline=deadline)
+                    gen.calling_model = True
+                    try:
+                        await _pump(self.model, prompt, gen, stats, deadline=deadline)
+                    finally:
+                        gen.calling_model = False
                     return None
             return Failure(gen.shed_reason or "memory_hard", "shed by the memory watchdog")
         except ModelError as error:

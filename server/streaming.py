@@ -46,6 +46,7 @@ class Generation:
         # Cancelling only the model call lets the step fall back instead of ending.
         self.model_scope = anyio.CancelScope()
         self.shed_reason: str | None = None
+        self.calling_model = False  # holding a slot, in a model call: what shedding can stop
         self.ready = anyio.Event()
         self._changed = anyio.Event()
         self._grace_s = grace_s

@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 import psutil
@@ -91,7 +91,12 @@ class Watchdog:
 
     async def run(self) -> None:
         while True:
-            self.sample()
+            try:
+                self.sample()
+            except Exception:
+                # The task runs in the app's task group: an error escaping here would stop
+                # the whole server, so a failed reading is logged and tried again.
+                logs.log.exception("Memory watchdog sample failed")
             await anyio.sleep(self.interval_s)
 
     def sample(self) -> Level:
@@ -112,8 +117,8 @@ class Watchdog:
         self._trim()
 
     def _log(self, level: Level, previous: Level) -> None:
-        figures = {
-            "level": level,
+        figures: dict[str, Any] = {
+            "memory_level": level,
             "previous": previous,
             "rss_mb": round(self.rss_mb, 1),
             "limit_mb": self.thresholds.limit_mb,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -136,11 +138,13 @@ async def test_a_hundred_clients_and_ten_vanish(
 ) -> None:
     fake, url = upstream
     # Longer than the grace period, so a vanished viewer's generation is abandoned, not finished.
-    long_scenario = Script(chunks=[f"w{i} " for i in range(300)], chunk_delay_s=0.02)
+    long_scenario = Script(chunks=[f"w{i} " for i in range(60)], chunk_delay_s=0.1)
 
     def respond(request: dict[str, Any]) -> Script:
+        # Questions are refused at once (they fall back to the offline writer), so the only
+        # model streams, and the only abandoned generations, are the scenarios'.
         prompt = request["messages"][1]["content"]
-        return long_scenario if "decision scenario" in prompt else Script(chunks=WORDS)
+        return long_scenario if "decision scenario" in prompt else Script(status=400)
 
     fake.responder = respond
     settings = fault_settings(make_settings, url, worker_time_limit_s=30.0)
@@ -174,11 +178,18 @@ async def test_a_hundred_clients_and_ten_vanish(
             assert all('data-source="model"' in results[sid].events[-1].data for sid in sids[10:])
             # Every vanished client's generation is cancelled after the grace period and its
             # upstream closed; nothing is left running or holding a slot.
-            await fake.wait_for(lambda f: f.client_closed == 10 and f.open_streams == 0, timeout=30)
+            # (A slow machine may also abandon a generation whose reader connected late; that
+            # reader then started it again, so only a lower bound holds for the counts.)
+            await fake.wait_for(lambda f: f.client_closed >= 10 and f.open_streams == 0, timeout=30)
             with anyio.fail_after(30):
                 while await metrics_value(visitor.http, "crossroads_generations_running") > 0:  # noqa: ASYNC110
                     await anyio.sleep(0.1)
             assert await metrics_value(visitor.http, "crossroads_slots_in_use") == 0
             assert await metrics_value(visitor.http, "crossroads_queue_depth") == 0
-            assert await metrics_value(visitor.http, "crossroads_abandoned_generations_total") == 10
+            assert await metrics_value(visitor.http, "crossroads_abandoned_generations_total") >= 10
             assert await metrics_value(visitor.http, "crossroads_active_streams") == 0
+    # The vanished clients' scenarios were never finished: they wait to be written again.
+    with sqlite3.connect(Path(settings.storage.data_dir) / "crossroads.db") as raw:
+        states = dict(raw.execute("SELECT session_id, status FROM steps WHERE n = 0").fetchall())
+    assert {states[sid] for sid in sids[:10]} == {"open"}
+    assert {states[sid] for sid in sids[10:]} == {"done"}
