@@ -57,6 +57,20 @@ class Prompt:
     step: int = field(default=0)
 
 
+def chat_prompt(kind: StepKind, journey: Journey, user: str, max_tokens: int, step: int) -> Prompt:
+    """The system prompt and one user message: the shape every generator sends."""
+    return Prompt(
+        kind=kind,
+        journey=journey,
+        messages=(
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": user},
+        ),
+        max_tokens=max_tokens,
+        step=step,
+    )
+
+
 def quoted(text: str) -> str:
     """An answer as data: a JSON string literal, so quotes and newlines cannot break out."""
     return json.dumps(text, ensure_ascii=False)

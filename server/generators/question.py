@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from server.generators.journey import SYSTEM_PROMPT, Journey, Prompt, transcript
+from server.generators.journey import Journey, Prompt, chat_prompt, transcript
 
 REPLIES_HEADING = "Quick replies:"
 MAX_REPLIES = 4
@@ -36,16 +36,7 @@ def build(journey: Journey, step: int, max_tokens: int) -> Prompt:
         "replies the person might give, one per line starting with '- ', each under 60 "
         "characters and taking different stances."
     )
-    return Prompt(
-        kind="question",
-        journey=journey,
-        messages=(
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": user},
-        ),
-        max_tokens=max_tokens,
-        step=step,
-    )
+    return chat_prompt("question", journey, user, max_tokens, step)
 
 
 _REPLY_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.+?)\s*$")

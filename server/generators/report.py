@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from server.generators.journey import SYSTEM_PROMPT, Journey, Prompt, transcript
+from server.generators.journey import Journey, Prompt, chat_prompt, transcript
 
 SECTIONS = ("Summary", "Your decision style", "Strengths", "Blind spots", "Suggestions")
 SCORES_HEADING = "Scores"
@@ -31,16 +31,7 @@ def build(journey: Journey, step: int, max_tokens: int) -> Prompt:
         "reflective habits, not instructions. Under Scores, one line per dimension exactly "
         f"like this:\n{dims}"
     )
-    return Prompt(
-        kind="report",
-        journey=journey,
-        messages=(
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": user},
-        ),
-        max_tokens=max_tokens,
-        step=step,
-    )
+    return chat_prompt("report", journey, user, max_tokens, step)
 
 
 _SCORES_SECTION = re.compile(rf"^#+\s*{SCORES_HEADING}\s*$", re.IGNORECASE | re.MULTILINE)

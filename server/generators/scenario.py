@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from server.generators.journey import SYSTEM_PROMPT, Journey, Prompt
+from server.generators.journey import Journey, Prompt, chat_prompt
 
 PERSONAS = (
     "a nurse in her late twenties",
@@ -63,16 +63,7 @@ def build(journey: Journey, max_tokens: int) -> Prompt:
         # answers a request made again for the same session (a regeneration, a replay).
         f"Variation seed {journey.seed}: invent names and details freely; never mention the seed."
     )
-    return Prompt(
-        kind="scenario",
-        journey=journey,
-        messages=(
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": user},
-        ),
-        max_tokens=max_tokens,
-        step=0,
-    )
+    return chat_prompt("scenario", journey, user, max_tokens, 0)
 
 
 _HEADING = re.compile(r"^\s*(#+\s.*|\*\*[^*]+\*\*\s*|title:.*)$", re.IGNORECASE)
