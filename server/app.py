@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -35,6 +36,7 @@ from server.views import Views
 from server.watchdog import Thresholds, Watchdog, process_rss_mb
 
 SHUTDOWN_POLL_S = 0.25
+EXPIRY_INTERVAL_S = 3600.0
 
 
 def create_app(
@@ -129,7 +131,7 @@ def create_app(
                     session_limit=RateLimiter(limits.sessions_per_minute_per_client),
                     answer_limit=RateLimiter(limits.answers_per_minute_per_client),
                 )
-                await store.expire(settings.storage.session_ttl_days)
+                tg.start_soon(_expire_old_sessions, store, settings.storage.session_ttl_days)
                 tg.start_soon(watchdog.run, name="memory watchdog")
                 tg.start_soon(_release_on_shutdown, generations, name="shutdown watcher")
                 yield
@@ -238,6 +240,15 @@ def _gauges(
         "Memory level: 0 ok, 1 soft, 2 hard.",
         lambda: LEVEL_VALUE[watchdog.level],
     )
+
+
+async def _expire_old_sessions(store: Store, ttl_days: int) -> None:
+    """At start-up, then hourly: sessions unused for `ttl_days` go, with their answers."""
+    while True:
+        removed = await store.expire(ttl_days)
+        if removed:
+            logs.event(logging.INFO, "Expired old sessions", removed=removed, ttl_days=ttl_days)
+        await anyio.sleep(EXPIRY_INTERVAL_S)
 
 
 async def _release_on_shutdown(generations: Generations) -> None:

@@ -1,0 +1,148 @@
+"""SQLite sessions, steps and answers: versions, conflicts, cascades, expiry."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.store import Conflict, Finished, Store
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(tmp_path / "data" / "crossroads.db")
+    yield opened
+    opened.close()
+
+
+async def new_session(store: Store, owner: str = "browser-1") -> str:
+    session = await store.create_session(owner=owner, category="finance", seed=7, questions_total=2)
+    return session.id
+
+
+async def finish(
+    store: Store, sid: str, n: int, text: str, open_next: tuple[int, str] | None
+) -> None:
+    await store.begin_generation(sid, n)
+    await store.finish_step(
+        sid, n, Finished(text=text, source="offline", model="offline"), open_next=open_next
+    )
+
+
+async def test_the_database_is_in_wal_mode(store: Store) -> None:
+    rows = await store.query("PRAGMA journal_mode")
+    assert rows[0][0] == "wal"
+
+
+async def test_creating_a_session_opens_its_scenario(store: Store) -> None:
+    sid = await new_session(store)
+    steps = await store.steps(sid)
+    assert [(s.n, s.kind, s.status, s.version) for s in steps] == [(0, "scenario", "open", 0)]
+    session = await store.session(sid)
+    assert session is not None and session.share_id and session.report_step == 3
+
+
+async def test_every_generation_gets_a_new_version_that_survives_a_reopen(
+    store: Store, tmp_path: Path
+) -> None:
+    sid = await new_session(store)
+    assert await store.begin_generation(sid, 0) == 1
+    assert await store.begin_generation(sid, 0) == 2  # regenerated after a restart
+    assert await store.bump_version(sid, 0) == 3  # fallback text replaced shown text
+    store.close()
+    reopened = Store(tmp_path / "data" / "crossroads.db")
+    try:
+        step = await reopened.step(sid, 0)
+        assert step is not None and step.version == 3 and step.status == "generating"
+    finally:
+        reopened.close()
+
+
+async def test_a_finished_step_opens_the_next_in_the_same_transaction(store: Store) -> None:
+    sid = await new_session(store)
+    await finish(store, sid, 0, "The scenario.", (1, "question"))
+    steps = {s.n: s for s in await store.steps(sid)}
+    assert steps[0].status == "done" and steps[0].text == "The scenario."
+    assert steps[1].status == "open" and steps[1].kind == "question"
+    with pytest.raises(Conflict):
+        await store.begin_generation(sid, 0)  # done is done
+
+
+async def test_answers_are_saved_once_and_only_to_an_asked_question(store: Store) -> None:
+    sid = await new_session(store)
+    await finish(store, sid, 0, "The scenario.", (1, "question"))
+    with pytest.raises(Conflict):
+        await store.save_answer(sid, 1, "too early", open_next=(2, "question"))  # not written yet
+    await finish(store, sid, 1, "Question one?", None)
+    await store.save_answer(sid, 1, "My answer", open_next=(2, "question"))
+    with pytest.raises(Conflict):
+        await store.save_answer(sid, 1, "again", open_next=(2, "question"))
+    with pytest.raises(Conflict):
+        await store.save_answer(sid, 0, "the scenario is not a question", open_next=(1, "question"))
+    assert await store.answers(sid) == {1: "My answer"}
+    assert (await store.step(sid, 2)) is not None
+
+
+async def test_a_stopped_step_waits_until_it_is_asked_for_again(store: Store) -> None:
+    sid = await new_session(store)
+    await store.begin_generation(sid, 0)
+    assert await store.stop_step(sid, 0)
+    await store.release(sid, 0)  # the cancelled generation's cleanup must not reopen it
+    step = await store.step(sid, 0)
+    assert step is not None and step.status == "stopped"
+    with pytest.raises(Conflict):
+        await store.begin_generation(sid, 0)
+    assert await store.reopen_step(sid, 0)
+    assert await store.begin_generation(sid, 0) == 2
+
+
+async def test_deleting_a_session_removes_its_steps_and_answers(store: Store) -> None:
+    sid = await new_session(store)
+    other = await new_session(store, owner="browser-2")
+    await finish(store, sid, 0, "The scenario.", (1, "question"))
+    await finish(store, sid, 1, "Question one?", None)
+    await store.save_answer(sid, 1, "My answer", open_next=(2, "question"))
+    await store.delete_session(sid)
+    assert await store.session(sid) is None
+    assert await store.query("SELECT * FROM steps WHERE session_id = ?", sid) == []
+    assert await store.query("SELECT * FROM answers WHERE session_id = ?", sid) == []
+    assert await store.session(other) is not None
+
+
+async def test_old_sessions_expire_with_everything_they_hold(store: Store) -> None:
+    old = await new_session(store)
+    fresh = await new_session(store)
+    await finish(store, old, 0, "Old scenario.", (1, "question"))
+    with sqlite3.connect(store.path) as raw:
+        raw.execute(
+            "UPDATE sessions SET updated_at = ? WHERE id = ?", (time.time() - 31 * 86400, old)
+        )
+    assert await store.expire(30) == 1
+    assert await store.session(old) is None
+    assert await store.query("SELECT * FROM steps WHERE session_id = ?", old) == []
+    assert await store.session(fresh) is not None
+
+
+async def test_share_links_can_be_revoked_and_replaced(store: Store) -> None:
+    sid = await new_session(store)
+    session = await store.session(sid)
+    assert session is not None and session.share_id is not None
+    assert (await store.session_by_share(session.share_id)) is not None
+    await store.set_share(sid, None)
+    assert await store.session_by_share(session.share_id) is None
+    await store.set_share(sid, "new-link")
+    assert (await store.session_by_share("new-link")) is not None
+
+
+async def test_the_owner_sees_their_sessions_newest_first(store: Store) -> None:
+    first = await new_session(store)
+    second = await new_session(store)
+    await new_session(store, owner="someone-else")
+    listed = await store.sessions_of("browser-1")
+    assert [session.id for session, _, _ in listed] == [second, first]
