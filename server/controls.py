@@ -17,6 +17,7 @@ from server.routes import (
     limit,
     owned_session,
     page,
+    refuse_when_short_of_memory,
     services,
     step_number,
 )
@@ -64,6 +65,7 @@ async def restart(request: Request) -> Response:
     session = await owned_session(request)
     await form(request, slot="#session-error")
     limit(request, svc.session_limit, "#session-error")
+    refuse_when_short_of_memory(svc, "#session-error")
     fresh = await svc.journeys.create(owner=browser(request), category=session.category)
     return _back(request, f"/s/{fresh.id}")
 

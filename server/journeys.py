@@ -93,11 +93,13 @@ class Journeys:
         self.start(session, nxt)
 
     async def stop(self, session: Session, n: int) -> bool:
-        """Stop a running step at the person's request: the model call is cancelled and the
-        step waits until they ask for it again."""
+        """Stop a running step at the person's request: every viewer gets the stopped step as
+        `done` (so no browser reconnects), then the model call is cancelled; the step waits
+        until they ask for it again."""
         stopped = await self.store.stop_step(session.id, n)
         running = self.generations.get((session.id, n))
-        if running is not None:
+        if stopped and running is not None and not running.ended:
+            running.finish(await self.render_done(session, n))
             running.cancel_scope.cancel()
         return stopped
 
@@ -107,11 +109,13 @@ class Journeys:
         return self.start(session, n)
 
     async def delete(self, session: Session) -> None:
-        """Remove the session, its steps, answers, cached entries and share link."""
-        for gen in self.generations.all():
-            if gen.key[0] == session.id:
-                gen.cancel_scope.cancel()
+        """Remove the session, its steps, answers, cached entries and share link; its viewers
+        get an empty `done` (the step leaves their page) rather than a reconnect loop."""
         await self.store.delete_session(session.id)
+        for gen in self.generations.all():
+            if gen.key[0] == session.id and not gen.ended:
+                gen.finish(await self.render_done(session, gen.key[1]))
+                gen.cancel_scope.cancel()
         await self.writer.cache.forget(session.id, session.category)
 
     async def journey(self, session: Session, upto: int) -> Journey:
@@ -158,12 +162,16 @@ class Journeys:
             record = await self.writer.write(gen, session, prompt)
             text = _clean(prompt.kind, record.text)
             nxt = n + 1 if n == 0 else None
-            await self.store.finish_step(
-                session.id,
-                n,
-                dataclasses.replace(record, text=text),
-                open_next=(nxt, self.kind_of(session, nxt)) if nxt is not None else None,
-            )
+            try:
+                await self.store.finish_step(
+                    session.id,
+                    n,
+                    dataclasses.replace(record, text=text),
+                    version=gen.version,
+                    open_next=(nxt, self.kind_of(session, nxt)) if nxt is not None else None,
+                )
+            except Conflict:
+                return  # stopped or deleted meanwhile: whoever did that told the viewers
             finished = True
             gen.note = record.note
             gen.finish(await self.render_done(session, n))
@@ -172,7 +180,7 @@ class Journeys:
         finally:
             if not finished:
                 with anyio.CancelScope(shield=True):
-                    await self.store.release(session.id, n)
+                    await self.store.release(session.id, n, gen.version)
 
 
 def _clean(kind: StepKind, text: str) -> str:

@@ -123,6 +123,18 @@ def limit(request: Request, limiter: RateLimiter, slot: str) -> None:
         )
 
 
+def refuse_when_short_of_memory(svc: Services, slot: str) -> None:
+    """At the hard memory level new journeys wait: the 503 page, with when to retry."""
+    if svc.watchdog.level == "hard":
+        raise Problem(
+            503,
+            "Crossroads is short of memory",
+            "New journeys are paused for a moment while the server recovers.",
+            slot=slot,
+            retry_after=RETRY_AFTER_S,
+        )
+
+
 async def form(request: Request, slot: str | None = None) -> FormData:
     """The posted form, after the CSRF check."""
     try:
@@ -181,14 +193,7 @@ async def create_session(request: Request) -> Response:
         raise Problem(
             400, "Unknown life area", "Please pick one of the areas listed.", slot="#home-error"
         )
-    if svc.watchdog.level == "hard":
-        raise Problem(
-            503,
-            "Crossroads is short of memory",
-            "New journeys are paused for a moment while the server recovers.",
-            slot="#home-error",
-            retry_after=RETRY_AFTER_S,
-        )
+    refuse_when_short_of_memory(svc, "#home-error")
     session = await svc.journeys.create(owner=browser(request), category=category)
     url = f"/s/{session.id}"
     if is_htmx(request):
@@ -299,22 +304,23 @@ def _answer_text(raw: object, max_chars: int, slot: str) -> str:
     return text
 
 
-async def _finished_report(request: Request, session: Session) -> Any:
+async def _finished_report(request: Request, session: Session, *, owner: bool) -> Any:
     svc = services(request)
     step = await svc.store.step(session.id, session.report_step)
     if step is None or step.status != "done":
         raise Problem(
             404,
             "The report is not ready",
-            "Finish the questions first; the report is written after the last answer.",
-            back_url=f"/s/{session.id}",
+            "The report is written after the last answer; come back when it is finished.",
+            # Only the owner is pointed at the journey; a share link reveals nothing more.
+            back_url=f"/s/{session.id}" if owner else None,
         )
     return await svc.views.session_view(session)
 
 
 async def report(request: Request) -> Response:
     session = await owned_session(request)
-    view = await _finished_report(request, session)
+    view = await _finished_report(request, session, owner=True)
     base_url = str(request.base_url).rstrip("/")
     return page(request, "report.html", view=view, shared=False, base_url=base_url)
 
@@ -322,7 +328,7 @@ async def report(request: Request) -> Response:
 async def report_markdown(request: Request) -> Response:
     svc = services(request)
     session = await owned_session(request)
-    view = await _finished_report(request, session)
+    view = await _finished_report(request, session, owner=True)
     step = next(step for step in await svc.store.steps(session.id) if step.n == session.report_step)
     body, scores = await svc.views.report_parts(session, step)
     document = svc.views.markdown_document(view, body, scores)
@@ -342,7 +348,7 @@ async def shared_report(request: Request) -> Response:
     session = await svc.store.session_by_share(request.path_params["share_id"])
     if session is None:
         raise Problem(404, "Report not found", "This share link does not exist or was revoked.")
-    view = await _finished_report(request, session)
+    view = await _finished_report(request, session, owner=False)
     return page(request, "report.html", view=view, shared=True)
 
 

@@ -280,27 +280,35 @@ class Store:
         )
         return int(row[0]) if row else 0
 
-    async def release(self, session_id: str, n: int) -> None:
-        """A generation that ended without text (abandoned, shut down): open again for the next viewer."""
+    async def release(self, session_id: str, n: int, version: int) -> None:
+        """A generation that ended without text (abandoned, shut down): open again for the next
+        viewer, unless the step was stopped or a newer generation has taken it since."""
         await self._run(
             lambda db: db.execute(
                 "UPDATE steps SET status = 'open' WHERE session_id = ? AND n = ? "
-                "AND status = 'generating'",
-                (session_id, n),
+                "AND status = 'generating' AND version = ?",
+                (session_id, n, version),
             )
         )
 
     async def finish_step(
-        self, session_id: str, n: int, finished: Finished, *, open_next: tuple[int, str] | None
+        self,
+        session_id: str,
+        n: int,
+        finished: Finished,
+        *,
+        version: int,
+        open_next: tuple[int, str] | None,
     ) -> None:
-        """Record the finished text and, in the same transaction, open the step that follows."""
+        """Record the finished text and, in the same transaction, open the step that follows;
+        Conflict if the step was stopped or taken by a newer generation meanwhile."""
 
         def finish(db: sqlite3.Connection) -> None:
             now = time.time()
-            db.execute(
+            updated = db.execute(
                 "UPDATE steps SET status = 'done', text = ?, source = ?, model = ?, note = ?, "
                 "reason = ?, first_chunk_s = ?, duration_s = ?, chunks = ?, attempts = ? "
-                "WHERE session_id = ? AND n = ?",
+                "WHERE session_id = ? AND n = ? AND status = 'generating' AND version = ?",
                 (
                     finished.text,
                     finished.source,
@@ -313,8 +321,11 @@ class Store:
                     finished.attempts,
                     session_id,
                     n,
+                    version,
                 ),
-            )
+            ).rowcount
+            if updated == 0:
+                raise Conflict(f"step {n} of {session_id} is no longer this generation's")
             if open_next is not None:
                 db.execute(
                     "INSERT OR IGNORE INTO steps (session_id, n, kind, status, opened_at) "

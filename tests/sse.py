@@ -51,7 +51,7 @@ class Stream:
 async def parse(
     lines: AsyncIterator[str], stream: Stream, *, stop_after: int | None = None
 ) -> None:
-    event, data, ident = "message", [], None
+    event, data, ident = "message", list[str](), None
     async for line in lines:
         if line == "":
             if data or event != "message":

@@ -14,7 +14,15 @@ from server import settings
 from server.generators import question as question_gen
 from server.generators import report as report_gen
 from server.generators.journey import Exchange, Journey
-from server.generators.offline import Bank, OfflineWriter, load_bank
+from server.generators.offline import (
+    LEANS,
+    Bank,
+    BankQuestion,
+    OfflineWriter,
+    Reply,
+    _reply,
+    load_bank,
+)
 
 CATEGORIES = settings.load(environ={}).categories
 QUESTIONS = 5
@@ -132,7 +140,34 @@ def test_bank_covers_the_category_and_its_dimensions(bank: Bank, category_id: st
         assert len(dim.questions) >= QUESTIONS // len(category.dimensions) + 1
         for bank_question in dim.questions:
             assert 2 <= len(bank_question.replies) <= question_gen.MAX_REPLIES
-            assert all(len(r) <= question_gen.MAX_REPLY_CHARS for r in bank_question.replies)
+            assert all(len(r.text) <= question_gen.MAX_REPLY_CHARS for r in bank_question.replies)
+
+
+def test_every_quick_reply_in_every_bank_has_a_lean() -> None:
+    count = 0
+    for name, data in bank_files():
+        if name == "common.json":
+            continue
+        for label, dim in data["dimensions"].items():
+            leans = set()
+            for bank_question in dim["questions"]:
+                for reply in bank_question["replies"]:
+                    assert isinstance(reply, dict), (name, label, reply)
+                    assert set(reply) == {"text", "lean"}, (name, label, reply)
+                    assert reply["text"].strip(), (name, label)
+                    assert reply["lean"] in LEANS, (name, label, reply)
+                    leans.add(reply["lean"])
+                    count += 1
+            # Quick replies alone can move every dimension either way.
+            assert {"high", "low"} <= leans, (name, label)
+    assert count > 300
+
+
+def test_a_plain_string_reply_still_loads_as_neutral() -> None:
+    assert _reply("Somewhat") == Reply("Somewhat", "neutral")
+    assert _reply({"text": "All in", "lean": "high"}) == Reply("All in", "high")
+    with pytest.raises(ValueError):
+        _reply({"text": "All in", "lean": "sideways"})
 
 
 @pytest.mark.parametrize("category_id", sorted(CATEGORIES))
@@ -233,9 +268,9 @@ def test_score_lines_name_the_signals_found(
             assert rule.score == 5
             assert "no clear signal" in line
         # The rule is the one written in the docstring: evidence moves the score from 5.
-        expected = round(
-            10 * (len(rule.high_hits) + 1) / (len(rule.high_hits) + len(rule.low_hits) + 2)
-        )
+        ups = len(rule.high_hits) + len(rule.high_replies)
+        downs = len(rule.low_hits) + len(rule.low_replies)
+        expected = round(10 * (ups + 1) / (ups + downs + 2))
         assert rule.score == expected
 
 
@@ -400,7 +435,7 @@ def test_unknown_category_borrows_a_bank_and_still_scores(writer: OfflineWriter)
 
 
 def test_short_answers_are_summarised_with_the_question_they_answer(
-    writer: OfflineWriter,
+    bank: Bank, writer: OfflineWriter
 ) -> None:
     journey = start("ethics", seed=4)
     texts = []
@@ -410,7 +445,7 @@ def test_short_answers_are_summarised_with_the_question_they_answer(
         answer = parsed.replies[-1]
         journey = replace(journey, exchanges=(*journey.exchanges, Exchange(parsed.text, answer)))
     summary = writer.write(journey, "report").split("## Summary")[1].split("##")[0]
-    first_question = texts[0].removeprefix("Put yourself at the moment of choice. ")
+    first_question = bank_question(bank, "ethics", texts[0]).text
     assert f"Asked \u201c{first_question}\u201d, you started with" in summary
     assert f"\u201c{journey.exchanges[0].answer}\u201d" in summary
     # The reaction sentence of a later question is not repeated as if it were the question.
@@ -427,3 +462,120 @@ def test_no_strength_is_claimed_without_evidence(writer: OfflineWriter) -> None:
     strengths = text.split("## Strengths")[1].split("## Blind spots")[0]
     assert "- **" not in strengths
     assert "did not lean clearly enough" in strengths
+
+
+# Quick replies as evidence
+
+
+def bank_question(bank: Bank, category_id: str, text: str) -> BankQuestion:
+    """The bank question a written question ends with (after any opening or reaction)."""
+    return next(
+        candidate
+        for dim in bank.categories[category_id].dimensions.values()
+        for candidate in dim.questions
+        if text.endswith(candidate.text)
+    )
+
+
+def reply_run(
+    bank: Bank, writer: OfflineWriter, category_id: str, lean: str, seed: int = 11
+) -> tuple[Journey, dict[str, list[str]]]:
+    """A journey answered only with quick replies, each leaning `lean` where one does
+    (otherwise a neutral one); returns it and the replies chosen per dimension."""
+    journey = start(category_id, seed=seed)
+    chosen: dict[str, list[str]] = {}
+    for _ in range(QUESTIONS):
+        parsed = question_gen.parse(writer.write(journey, "question"))
+        offered = bank_question(bank, category_id, parsed.text).replies
+        assert [r.text for r in offered] == list(parsed.replies)
+        leaning = [r.text for r in offered if r.lean == lean]
+        answer = leaning[0] if leaning else next(r.text for r in offered if r.lean == "neutral")
+        if leaning:
+            label = next(
+                label
+                for label, dim in bank.categories[category_id].dimensions.items()
+                if any(parsed.text.endswith(q.text) for q in dim.questions)
+            )
+            chosen.setdefault(label, []).append(answer)
+        journey = replace(journey, exchanges=(*journey.exchanges, Exchange(parsed.text, answer)))
+    return journey, chosen
+
+
+@pytest.mark.parametrize("category_id", sorted(CATEGORIES))
+@pytest.mark.parametrize("lean", ["high", "low"])
+def test_quick_replies_alone_move_the_scores_and_are_named(
+    bank: Bank, writer: OfflineWriter, category_id: str, lean: str
+) -> None:
+    journey, chosen = reply_run(bank, writer, category_id, lean)
+    assert len(chosen) >= 2
+    text = writer.write(journey, "report")
+    parsed = report_gen.parse(text, journey.dimensions)
+    lines = {
+        line.split(":")[0].lstrip("- "): line
+        for line in text.split(f"## {report_gen.SCORES_HEADING}")[1].strip().splitlines()
+    }
+    for label in journey.dimensions:
+        if label not in chosen:
+            assert parsed.scores[label] == 5, lines[label]
+            continue
+        if lean == "high":
+            assert parsed.scores[label] > 5, lines[label]
+        else:
+            assert parsed.scores[label] < 5, lines[label]
+        replies = " and ".join(f"\u201c{reply}\u201d" for reply in chosen[label])
+        assert (
+            f"your quick repl{'ies' if len(chosen[label]) > 1 else 'y'} {replies}" in lines[label]
+        )
+        assert f"{replies} (toward {lean})" in lines[label]
+    if lean == "high":
+        # A strength is now claimed, with the reply that showed it and its question.
+        strengths = text.split("## Strengths")[1].split("## Blind spots")[0]
+        assert "did not lean clearly enough" not in strengths
+        assert "you chose \u201c" in strengths
+
+
+def test_an_answer_typed_like_a_quick_reply_counts_the_same(writer: OfflineWriter) -> None:
+    question = "Picture the decision in front of you. " + (
+        "What would have to be true for you to accept losing part of what you put at stake?"
+    )
+
+    def risk(answer: str) -> Any:
+        journey = replace(start("finance"), exchanges=(Exchange(question, answer),))
+        return {rule.label: rule for rule in writer.scores(journey)}["Risk tolerance"]
+
+    exact = risk("I'd accept a big loss for a big upside")
+    assert exact.score > 5
+    assert exact.high_replies == ("I'd accept a big loss for a big upside",)
+    for typed in (
+        "  i'd ACCEPT a big   loss for a\nbig upside ",
+        "I\u2019d accept a big loss for a big upside",
+    ):
+        assert risk(typed).score == exact.score, typed
+        assert len(risk(typed).high_replies) == 1
+    assert risk("i couldn't accept ANY loss").score < 5
+    # A reply offered for another question, or a longer answer, is not a quick reply.
+    assert risk("None of it").score == 5
+    assert risk("I'd accept a big loss for a big upside, maybe").high_replies == ()
+
+
+def test_a_neutral_quick_reply_moves_nothing(writer: OfflineWriter) -> None:
+    question = "Which part of this decision will still matter in five years, and which part will have faded?"
+    journey = replace(start("finance"), exchanges=(Exchange(question, "Mostly the money side"),))
+    assert {rule.score for rule in writer.scores(journey)} == {5}
+
+
+def test_the_first_question_opens_differently_across_seeds(
+    bank: Bank, writer: OfflineWriter
+) -> None:
+    openings = set()
+    bare = 0
+    for seed in range(30):
+        text = question_gen.parse(writer.write(start("finance", seed=seed), "question")).text
+        asked = bank_question(bank, "finance", text).text
+        opening = text.removesuffix(asked).strip()
+        openings.add(opening)
+        bare += opening == ""
+        assert text[0].isupper() and text.endswith("?"), text
+        assert "\u201c" not in text  # nothing to react to yet
+    assert len(openings) >= 3
+    assert 0 < bare < 30

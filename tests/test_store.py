@@ -29,10 +29,9 @@ async def new_session(store: Store, owner: str = "browser-1") -> str:
 async def finish(
     store: Store, sid: str, n: int, text: str, open_next: tuple[int, str] | None
 ) -> None:
-    await store.begin_generation(sid, n)
-    await store.finish_step(
-        sid, n, Finished(text=text, source="offline", model="offline"), open_next=open_next
-    )
+    version = await store.begin_generation(sid, n)
+    record = Finished(text=text, source="offline", model="offline")
+    await store.finish_step(sid, n, record, version=version, open_next=open_next)
 
 
 async def test_the_database_is_in_wal_mode(store: Store) -> None:
@@ -91,15 +90,23 @@ async def test_answers_are_saved_once_and_only_to_an_asked_question(store: Store
 
 async def test_a_stopped_step_waits_until_it_is_asked_for_again(store: Store) -> None:
     sid = await new_session(store)
-    await store.begin_generation(sid, 0)
+    version = await store.begin_generation(sid, 0)
     assert await store.stop_step(sid, 0)
-    await store.release(sid, 0)  # the cancelled generation's cleanup must not reopen it
+    await store.release(sid, 0, version)  # the cancelled generation's cleanup must not reopen it
+    record = Finished(text="late text", source="model", model="m")
+    with pytest.raises(Conflict):  # nor may a generation that finished just as it was stopped
+        await store.finish_step(sid, 0, record, version=version, open_next=(1, "question"))
     step = await store.step(sid, 0)
     assert step is not None and step.status == "stopped"
+    assert await store.step(sid, 1) is None
     with pytest.raises(Conflict):
         await store.begin_generation(sid, 0)
     assert await store.reopen_step(sid, 0)
-    assert await store.begin_generation(sid, 0) == 2
+    newer = await store.begin_generation(sid, 0)
+    assert newer == 2
+    await store.release(sid, 0, version)  # the old generation's late cleanup leaves the new one be
+    step = await store.step(sid, 0)
+    assert step is not None and step.status == "generating"
 
 
 async def test_deleting_a_session_removes_its_steps_and_answers(store: Store) -> None:

@@ -7,11 +7,11 @@ import random
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Literal, cast
 
 from server.generators import question as question_gen
 from server.generators import report as report_gen
-from server.generators.journey import Journey, StepKind
+from server.generators.journey import Exchange, Journey, StepKind
 
 QUOTE_CHARS = 110
 SHORT_ANSWER_WORDS = 5
@@ -20,12 +20,25 @@ NO_STRENGTH = (
     "confidence. Answers that give your reasons paint a sharper picture."
 )
 REACTION_KINDS = ("reason", "worry", "certainty", "doubt", "feeling")
+# Used when the bank has no openings of its own.
+DEFAULT_OPENING = "Put yourself at the moment of choice."
+
+Lean = Literal["high", "low", "neutral"]
+LEANS: tuple[Lean, ...] = ("high", "low", "neutral")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A quick reply and the way choosing it leans on its question's dimension."""
+
+    text: str
+    lean: Lean = "neutral"
 
 
 @dataclass(frozen=True)
 class BankQuestion:
     text: str
-    replies: tuple[str, ...]
+    replies: tuple[Reply, ...]
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class Style:
 @dataclass(frozen=True)
 class Common:
     reactions: dict[str, tuple[str, ...]]
+    openings: tuple[str, ...]
     markers: dict[str, tuple[str, ...]]
     styles: dict[str, Style]
     closing: tuple[str, ...]
@@ -104,7 +118,10 @@ def _category(data: dict[str, Any]) -> CategoryBank:
             high=d["high"],
             signals_high=tuple(_normal(s) for s in d["signals_high"]),
             signals_low=tuple(_normal(s) for s in d["signals_low"]),
-            questions=tuple(BankQuestion(q["text"], tuple(q["replies"])) for q in d["questions"]),
+            questions=tuple(
+                BankQuestion(q["text"], tuple(_reply(r) for r in q["replies"]))
+                for q in d["questions"]
+            ),
             strength=d["strength"],
             blind_spot=d["blind_spot"],
             suggestions_low=tuple(d["suggestions_low"]),
@@ -116,9 +133,20 @@ def _category(data: dict[str, Any]) -> CategoryBank:
     return CategoryBank(category=data["category"], scenarios=scenarios, dimensions=dims)
 
 
+def _reply(value: str | dict[str, Any]) -> Reply:
+    """A reply is {"text", "lean"}; a plain string (an older bank) leans nowhere."""
+    if isinstance(value, str):
+        return Reply(value)
+    lean = value.get("lean", "neutral")
+    if lean not in LEANS:
+        raise ValueError(f"quick reply {value['text']!r} has an unknown lean {lean!r}")
+    return Reply(value["text"], cast(Lean, lean))
+
+
 def _common(data: dict[str, Any]) -> Common:
     return Common(
         reactions={k: tuple(v) for k, v in data["reactions"].items()},
+        openings=tuple(data.get("openings", (DEFAULT_OPENING,))),
         markers={k: tuple(_normal(m) for m in v) for k, v in data["markers"].items()},
         styles={s["id"]: Style(s["id"], s["name"], s["text"]) for s in data["styles"]},
         closing=tuple(data["closing"]),
@@ -131,6 +159,9 @@ class DimensionScore:
     score: int
     high_hits: tuple[str, ...]
     low_hits: tuple[str, ...]
+    # Quick replies chosen as answers (their text as the person sent it), by lean.
+    high_replies: tuple[str, ...] = ()
+    low_replies: tuple[str, ...] = ()
 
 
 class OfflineWriter:
@@ -158,25 +189,60 @@ class OfflineWriter:
         candidates = [q for q in dim.questions if not any(q.text in a for a in asked)]
         chosen = rng.choice(candidates or list(dim.questions))
         if not journey.exchanges:
-            lead = "Put yourself at the moment of choice."
+            # The first question opens on the decision itself, in words that vary by seed;
+            # some seeds ask straight away.
+            lead = rng.choice((*self._bank.common.openings, ""))
         else:
             lead = self._reaction(journey.exchanges[-1].answer, rng)
-        return question_gen.Question(text=f"{lead} {chosen.text}", replies=chosen.replies)
+        text = f"{lead} {chosen.text}" if lead else chosen.text
+        return question_gen.Question(text=text, replies=tuple(r.text for r in chosen.replies))
 
     def scores(self, journey: Journey) -> list[DimensionScore]:
         """Per dimension: 10 * (high + 1) / (high + low + 2), so no evidence scores 5.
 
+        High and low count the signals found in answers written in the person's own words
+        and the quick replies chosen as answers. A quick reply counts once toward its lean
+        (set in the bank) for its question's dimension; a neutral one counts for nothing.
         A signal counts once, not when negated ("I would never gamble"), and not when it
         sits inside a longer signal that matched ("not responsible" is not "responsible").
         """
+        written: list[str] = []
+        chosen: dict[str, list[tuple[Reply, str]]] = {label: [] for label in journey.dimensions}
+        for exchange in journey.exchanges:
+            found = self._quick_reply(journey, exchange)
+            if found is None:
+                written.append(exchange.answer)
+            else:
+                label, reply = found
+                chosen[label].append((reply, exchange.answer))
         # Newlines keep one answer's negation from reaching into the next.
-        text = _normal("\n".join(exchange.answer for exchange in journey.exchanges))
+        text = _normal("\n".join(written))
         result = []
         for label in journey.dimensions:
             high, low = _signal_hits(text, self._dimension(journey, label))
-            score = round(10 * (len(high) + 1) / (len(high) + len(low) + 2))
-            result.append(DimensionScore(label, max(0, min(10, score)), high, low))
+            high_replies = tuple(" ".join(a.split()) for r, a in chosen[label] if r.lean == "high")
+            low_replies = tuple(" ".join(a.split()) for r, a in chosen[label] if r.lean == "low")
+            ups, downs = len(high) + len(high_replies), len(low) + len(low_replies)
+            score = round(10 * (ups + 1) / (ups + downs + 2))
+            result.append(
+                DimensionScore(label, max(0, min(10, score)), high, low, high_replies, low_replies)
+            )
         return result
+
+    def _quick_reply(self, journey: Journey, exchange: Exchange) -> tuple[str, Reply] | None:
+        """The dimension and bank reply when the answer is one of the quick replies offered
+        for that question (ignoring case and spacing), found by the question's own text."""
+        answer = _flat(exchange.answer)
+        asked = " ".join(exchange.question.split())
+        if not answer:
+            return None
+        for label in journey.dimensions:
+            for candidate in self._dimension(journey, label).questions:
+                if asked == candidate.text or asked.endswith(" " + candidate.text):
+                    return next(
+                        ((label, r) for r in candidate.replies if _flat(r.text) == answer), None
+                    )
+        return None
 
     def report(self, journey: Journey) -> str:
         scores = self.scores(journey)
@@ -254,7 +320,22 @@ class OfflineWriter:
             return _end_sentence(
                 f"**{dim.label}** ({score.score}/10): {sentence} You wrote {_quote(evidence)}"
             )
+        chosen = self._chosen_reply(journey, score.label, "high" if high else "low")
+        if chosen is not None:
+            asked = _quote(self._asked(journey, chosen.question))
+            return _end_sentence(
+                f"**{dim.label}** ({score.score}/10): {sentence} "
+                f"Asked {asked}, you chose {_quote(chosen.answer)}"
+            )
         return f"**{dim.label}** ({score.score}/10): {sentence}"
+
+    def _chosen_reply(self, journey: Journey, label: str, lean: Lean) -> Exchange | None:
+        """The first exchange answered with a quick reply leaning `lean` on this dimension."""
+        for exchange in journey.exchanges:
+            found = self._quick_reply(journey, exchange)
+            if found is not None and found[0] == label and found[1].lean == lean:
+                return exchange
+        return None
 
     def _suggestions(
         self, journey: Journey, ranked: list[DimensionScore], rng: random.Random
@@ -323,7 +404,7 @@ def _generic_dimension(label: str) -> Dimension:
         questions=(
             BankQuestion(
                 f"How much does {name} weigh in this decision for you, and why?",
-                ("A lot", "Somewhat", "Hardly at all"),
+                (Reply("A lot", "high"), Reply("Somewhat"), Reply("Hardly at all", "low")),
             ),
         ),
         strength=f"You bring {name} to your choices.",
@@ -345,6 +426,11 @@ def _normal(text: str) -> str:
     return "".join(
         low if len(low := char.lower()) == 1 else char for char in text.translate(_APOSTROPHES)
     )
+
+
+def _flat(text: str) -> str:
+    """Normalised text with its spacing collapsed, for comparing an answer with a reply."""
+    return " ".join(_normal(text).split())
 
 
 def _negated(text: str, start: int) -> bool:
@@ -440,13 +526,21 @@ def _answer_with(journey: Journey, hits: tuple[str, ...]) -> str:
 
 
 def _score_line(score: DimensionScore) -> str:
-    """The score with every signal behind it, so the rule can be checked by hand."""
-    if not score.high_hits and not score.low_hits:
+    """The score with every signal and quick reply behind it, so the rule can be checked."""
+    parts = [
+        f"your quick repl{'ies' if len(replies) > 1 else 'y'} "
+        + " and ".join(f"\u201c{reply}\u201d" for reply in replies)
+        + f" (toward {lean})"
+        for lean, replies in (("high", score.high_replies), ("low", score.low_replies))
+        if replies
+    ]
+    if score.high_hits or score.low_hits:
+        parts.append(
+            f"{_signals(score.high_hits)} toward high, {_signals(score.low_hits)} toward low"
+        )
+    if not parts:
         return f"- {score.label}: {score.score} - no clear signal in your answers, so the middle of the scale"
-    return (
-        f"- {score.label}: {score.score} - {_signals(score.high_hits)} toward high, "
-        f"{_signals(score.low_hits)} toward low"
-    )
+    return f"- {score.label}: {score.score} - " + "; ".join(parts)
 
 
 def _signals(hits: tuple[str, ...]) -> str:

@@ -84,6 +84,18 @@
     }
   });
 
+  // Deleting a journey also forgets the drafts this browser kept for it.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var sid = form && form.getAttribute && form.getAttribute("data-forget-drafts");
+    if (!sid || !window.localStorage) return;
+    var prefix = "crossroads-draft-" + sid + "-";
+    for (var i = localStorage.length - 1; i >= 0; i--) {
+      var key = localStorage.key(i);
+      if (key && key.indexOf(prefix) === 0) localStorage.removeItem(key);
+    }
+  });
+
   document.addEventListener("htmx:after:swap", function () {
     updateProgress();
   });
