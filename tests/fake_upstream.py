@@ -455,16 +455,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-delay", type=float, default=0.0, help="seconds before token 1")
     parser.add_argument("--tokens", type=int, default=len(DEFAULT_CHUNKS))
     parser.add_argument("--rate", type=float, default=0.0, help="tokens/s; 0 is unthrottled")
+    parser.add_argument(
+        "--quick-max-tokens",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="answer requests whose max_tokens is N with the short default reply at once "
+        "(repeatable; benchmarks use it so follow-up steps do not compete with the streams measured)",
+    )
     args = parser.parse_args(argv)
     script = Script(
         chunks=[DEFAULT_CHUNKS[i % len(DEFAULT_CHUNKS)] for i in range(args.tokens)],
         first_delay_s=args.first_delay,
         chunk_delay_s=1 / args.rate if args.rate > 0 else 0.0,
     )
+    upstream = FakeUpstream(script)
+    if args.quick_max_tokens:
+        quick, short = set(args.quick_max_tokens), Script()
+
+        def respond(request: JsonDict) -> Script:
+            cap = request.get("max_tokens", request.get("max_completion_tokens"))
+            return short if cap in quick else script
+
+        upstream.responder = respond
     # Blocked before the server thread starts, so only sigwait below ever sees them.
     signals = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    with serve(FakeUpstream(script), port=args.port) as url:
+    with serve(upstream, port=args.port) as url:
         print(f"listening {url}", flush=True)
         signal.sigwait(signals)
 
