@@ -17,6 +17,7 @@ from server.generators.journey import Prompt
 
 MB = 1024 * 1024
 POOL_SIZE = 24
+REFRESH_ONE_IN = 8
 _PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
 
 
@@ -37,7 +38,9 @@ def request_key(prompt: Prompt, model: str) -> str:
 class ResponseCache:
     """Completed model-written steps by request, and completed scenarios by category."""
 
-    def __init__(self, directory: Path, *, size_mb: int) -> None:
+    def __init__(
+        self, directory: Path, *, size_mb: int, pool_refresh_one_in: int = REFRESH_ONE_IN
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._cache = diskcache.Cache(
             str(directory),
@@ -48,6 +51,9 @@ class ResponseCache:
         self._limiter = anyio.CapacityLimiter(4)
         self.hits = 0
         self.misses = 0
+        self._full_pools: set[str] = set()
+        self._refresh_one_in = pool_refresh_one_in
+        self._random = random.Random()
 
     def close(self) -> None:
         self._cache.close()
@@ -68,14 +74,22 @@ class ResponseCache:
         )
 
     async def add_to_pool(self, category: str, session_id: str, text: str) -> None:
-        def add() -> None:
+        """Keep the scenario for other sessions' fallbacks. Once a category's pool is full, only
+        one scenario in REFRESH_ONE_IN replaces its oldest: variety is kept without rewriting
+        the whole pool for every scenario written (a measured cost under load)."""
+        if category in self._full_pools and self._random.randrange(self._refresh_one_in):
+            return
+
+        def add() -> int:
             with self._cache.transact():
                 pool = self._cache.get(f"pool:{category}", [])
                 pool = [entry for entry in pool if entry[0] != session_id][-(POOL_SIZE - 1) :]
                 pool.append((session_id, text))
                 self._cache.set(f"pool:{category}", pool)
+                return len(pool)
 
-        await anyio.to_thread.run_sync(add, limiter=self._limiter)
+        if await anyio.to_thread.run_sync(add, limiter=self._limiter) >= POOL_SIZE:
+            self._full_pools.add(category)
 
     async def from_pool(self, category: str, session_id: str) -> str | None:
         """A completed scenario of this category written for another session."""

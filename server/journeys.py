@@ -121,8 +121,8 @@ class Journeys:
     async def journey(self, session: Session, upto: int) -> Journey:
         """The state step `upto` is written from: the scenario and every answer before it."""
         category = self.settings.categories[session.category]
-        steps = {step.n: step for step in await self.store.steps(session.id)}
-        answers = await self.store.answers(session.id)
+        steps = {step.n: step for step in await self.store.steps(session.id)} if upto else {}
+        answers = await self.store.answers(session.id) if upto else {}
         scenario = steps[0].text if 0 in steps and upto > 0 else ""
         exchanges = tuple(
             Exchange(question_gen.parse(steps[k].text).text, answers[k])

@@ -7,15 +7,14 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, cast
+from typing import Any, ClassVar, Protocol
 
 import anyio
 import httpx2
 import openai
-import pydantic
 
 from server.generators.journey import Prompt
 from server.generators.offline import OfflineWriter
@@ -144,45 +143,41 @@ class OpenAIModel:
                     raise retry.error from None
                 await self._sleep(delay)
         try:
-            for delta in first:
-                yield delta
-            if not (first and first[-1].finish_reason):
+            yield first
+            if not first.finish_reason:
                 async for delta in self._tail(upstream, deadline, attempt):
                     yield delta
                     if delta.finish_reason:
                         break
-            await _drain(upstream)
+            await upstream.drain()
         finally:
-            with anyio.CancelScope(shield=True):
-                await upstream.close()
+            await upstream.close()
 
-    async def _open(
-        self, prompt: Prompt, deadline: float, attempt: int
-    ) -> tuple[openai.AsyncStream[Any], list[Delta]]:
+    async def _open(self, prompt: Prompt, deadline: float, attempt: int) -> tuple[_Upstream, Delta]:
         """Send the request and wait for its first text, both under the first-token deadline."""
         started = self._clock()
         budget = min(self._deadlines.first_token_s, deadline - started)
         if budget <= 0:
             raise StepTimeout("no time left in the step before the request", attempts=attempt)
-        upstream: openai.AsyncStream[Any] | None = None
+        upstream: _Upstream | None = None
         try:
             with anyio.fail_after(budget):
-                created = await self._client.chat.completions.create(
+                # The raw response, not the SDK's chunk objects: building a pydantic model per
+                # chunk was a quarter of the app's CPU under load (bench/RESULTS.md).
+                opening = self._client.chat.completions.with_streaming_response.create(
                     model=self.name,
                     messages=list(prompt.messages),  # type: ignore[arg-type]
                     stream=True,
                     temperature=self._temperature,
                     extra_body={self._max_tokens_param: prompt.max_tokens},
                 )
-                upstream = cast("openai.AsyncStream[Any]", created)
-                deltas: list[Delta] = []
-                iterator = upstream.__aiter__()
-                while not deltas:
-                    chunk = await anext(iterator, None)
-                    if chunk is None:
-                        raise IncompleteStream("the stream ended before any text", attempts=attempt)
-                    deltas = _deltas(chunk, attempt)
-                return upstream, deltas
+                upstream = _Upstream(opening, await opening.__aenter__(), attempt)
+                first = await upstream.read()
+                while first is not None and not first.text and not first.finish_reason:
+                    first = await upstream.read()
+                if first is None:
+                    raise IncompleteStream("the stream ended before any text", attempts=attempt)
+                return upstream, first
         except TimeoutError:
             await _close(upstream)
             if budget < self._deadlines.first_token_s:
@@ -210,33 +205,25 @@ class OpenAIModel:
         except ModelError:
             await _close(upstream)
             raise
-        except _MALFORMED as exc:
-            await _close(upstream)
-            raise MalformedChunk(_describe(exc), attempts=attempt) from None
 
     async def _tail(
-        self, upstream: openai.AsyncStream[Any], deadline: float, attempt: int
+        self, upstream: _Upstream, deadline: float, attempt: int
     ) -> AsyncGenerator[Delta]:
-        iterator = upstream.__aiter__()
         while True:
             remaining = deadline - self._clock()
             wait = min(self._deadlines.chunk_s, remaining)
             try:
                 with anyio.fail_after(max(wait, 0)):
-                    chunk = await anext(iterator, None)
+                    delta = await upstream.read()
             except TimeoutError:
                 if wait < self._deadlines.chunk_s:
                     raise StepTimeout(
                         "the step deadline passed mid-stream", attempts=attempt
                     ) from None
                 raise ChunkTimeout(f"no chunk for {wait:.1f}s", attempts=attempt) from None
-            except (openai.APIError, httpx2.TransportError) as exc:
-                raise ConnectionFailed(_describe(exc), attempts=attempt) from None
-            except _MALFORMED as exc:
-                raise MalformedChunk(_describe(exc), attempts=attempt) from None
-            if chunk is None:
+            if delta is None:
                 raise IncompleteStream("the stream ended without a finish reason", attempts=attempt)
-            for delta in _deltas(chunk, attempt):
+            if delta.text or delta.finish_reason:
                 yield delta
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -246,44 +233,81 @@ class OpenAIModel:
         return ceiling * (0.5 + self._jitter() / 2)
 
 
-_MALFORMED = (
-    json.JSONDecodeError,
-    pydantic.ValidationError,
-    AttributeError,
-    TypeError,
-    KeyError,
-    ValueError,
-)
+class _Upstream:
+    """One streaming response, read as OpenAI-style SSE: every network read becomes at most one
+    Delta (the text of all the events it held, and a finish reason if one came)."""
+
+    def __init__(self, opening: Any, response: Any, attempt: int) -> None:
+        self._opening = opening
+        self._body: AsyncIterator[bytes] = response.iter_bytes()
+        self._attempt = attempt
+        self._buffer = b""
+
+    async def read(self) -> Delta | None:
+        """The next Delta (possibly empty), or None when the body ended."""
+        try:
+            data = await anext(self._body, None)
+        except (openai.APIError, httpx2.TransportError) as exc:
+            raise ConnectionFailed(_describe(exc), attempts=self._attempt) from None
+        if data is None:
+            return None
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        texts: list[str] = []
+        finish: str | None = None
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue  # event names, ids, comments and blank lines carry no text
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                continue
+            text, reason = _parse_event(payload, self._attempt)
+            texts.append(text)
+            finish = reason or finish
+        return Delta("".join(texts), finish)
+
+    async def drain(self) -> None:
+        """Read what follows the finish reason (usage, `[DONE]`), briefly, so the connection
+        ends cleanly and can be reused instead of being torn down mid-body."""
+        with anyio.move_on_after(DRAIN_S), contextlib.suppress(ModelError):
+            while await self.read() is not None:
+                pass
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await self._opening.__aexit__(None, None, None)
 
 
-def _deltas(chunk: Any, attempt: int) -> list[Delta]:
+def _parse_event(payload: bytes, attempt: int) -> tuple[str, str | None]:
     """Text and finish reason of one chunk; an empty `choices` (usage, role-only) is no text."""
-    choices = chunk.choices
-    if choices is None or not isinstance(choices, list):
+    try:
+        chunk = json.loads(payload)
+    except ValueError:
+        raise MalformedChunk("a chunk that is not JSON", attempts=attempt) from None
+    if not isinstance(chunk, dict):
+        raise MalformedChunk("a chunk that is not an object", attempts=attempt)
+    if "error" in chunk:
+        raise UpstreamStatus(
+            f"error inside the stream: {str(chunk['error'])[:200]}", attempts=attempt
+        )
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
         raise MalformedChunk("a chunk without a choices list", attempts=attempt)
-    deltas = []
-    for choice in choices[:1]:
-        delta = getattr(choice, "delta", None)
-        content = getattr(delta, "content", None) if delta is not None else None
-        if content is not None and not isinstance(content, str):
-            raise MalformedChunk("a chunk whose content is not text", attempts=attempt)
-        if content or choice.finish_reason:
-            deltas.append(Delta(content or "", choice.finish_reason))
-    return deltas
+    if not choices:
+        return "", None
+    choice = choices[0]
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    content = delta.get("content") if isinstance(delta, dict) else None
+    finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+    if content is not None and not isinstance(content, str):
+        raise MalformedChunk("a chunk whose content is not text", attempts=attempt)
+    if finish is not None and not isinstance(finish, str):
+        raise MalformedChunk("a chunk whose finish reason is not text", attempts=attempt)
+    return content or "", finish
 
 
-async def _drain(upstream: openai.AsyncStream[Any]) -> None:
-    """Read what follows the finish reason (usage, `[DONE]`), briefly, so the connection
-    ends cleanly and can be reused instead of being torn down mid-body."""
-    with anyio.move_on_after(DRAIN_S), contextlib.suppress(Exception):
-        async for _ in upstream:
-            pass
-
-
-async def _close(upstream: openai.AsyncStream[Any] | None) -> None:
+async def _close(upstream: _Upstream | None) -> None:
     if upstream is not None:
-        with anyio.CancelScope(shield=True):
-            await upstream.close()
+        await upstream.close()
 
 
 def _retry_after(response: httpx2.Response) -> float | None:

@@ -16,6 +16,7 @@ import anyio.to_thread
 
 StepStatus = Literal["open", "generating", "stopped", "done"]
 T = TypeVar("T")
+SESSION_MEMORY = 20000  # sessions kept in memory for the hot path (a few hundred bytes each)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -124,6 +125,7 @@ class Store:
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(1)
+        self._sessions: dict[str, Session] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -188,13 +190,24 @@ class Store:
             )
 
         await self._tx(insert)
-        return session
+        return self._remember(session)
 
     async def session(self, session_id: str) -> Session | None:
+        """From memory when seen lately: every stream request asks, and a session only changes
+        through this store (its share link, its deletion, its expiry)."""
+        known = self._sessions.get(session_id)
+        if known is not None:
+            return known
         row = await self._run(
             lambda db: db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
         )
-        return Session(**dict(row)) if row else None
+        return self._remember(Session(**dict(row))) if row else None
+
+    def _remember(self, session: Session) -> Session:
+        if len(self._sessions) >= SESSION_MEMORY:
+            del self._sessions[next(iter(self._sessions))]
+        self._sessions[session.id] = session
+        return session
 
     async def session_by_share(self, share_id: str) -> Session | None:
         row = await self._run(
@@ -385,6 +398,7 @@ class Store:
 
     async def set_share(self, session_id: str, share_id: str | None) -> None:
         """A new share link, or None to revoke it."""
+        self._sessions.pop(session_id, None)
         await self._run(
             lambda db: db.execute(
                 "UPDATE sessions SET share_id = ? WHERE id = ?", (share_id, session_id)
@@ -393,9 +407,11 @@ class Store:
 
     async def delete_session(self, session_id: str) -> None:
         """The session with its steps and answers (they cascade)."""
+        self._sessions.pop(session_id, None)
         await self._run(lambda db: db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)))
 
     async def expire(self, ttl_days: float) -> int:
+        self._sessions.clear()
         cutoff = time.time() - ttl_days * 86400
         return await self._run(
             lambda db: db.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,)).rowcount

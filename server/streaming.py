@@ -263,9 +263,10 @@ async def follow(
                 yield Event("status", RESTARTING)
                 return
             await changed.wait()
-            # Coalescing: at most one text frame per frame_s; the first text goes out at once.
+            # Coalescing: at most one text frame per frame_s; the first text goes out at once,
+            # and so does the end (a `done` never waits for a frame).
             wait = last_frame + frame_s - time.monotonic()
-            if wait > 0 and sent > 0:
+            if wait > 0 and sent > 0 and not gen.ended:
                 await anyio.sleep(wait)
     finally:
         gen.leave()

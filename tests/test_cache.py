@@ -128,7 +128,8 @@ async def test_entries_survive_reopening_the_cache(tmp_path: Path) -> None:
         second.close()
 
 
-async def test_the_pool_keeps_at_most_pool_size_scenarios(cache: ResponseCache) -> None:
+async def test_the_pool_keeps_at_most_pool_size_scenarios(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "fifo", size_mb=8, pool_refresh_one_in=1)
     owners = [f"s{i}" for i in range(POOL_SIZE + 6)]
     for owner in owners:
         await cache.add_to_pool("finance", owner, f"scenario of {owner}")
@@ -137,6 +138,17 @@ async def test_the_pool_keeps_at_most_pool_size_scenarios(cache: ResponseCache) 
     kept = [await cache.forget(owner, "finance") for owner in owners]
     assert kept == [0] * 6 + [1] * POOL_SIZE
     assert await cache.from_pool("finance", "someone") is None
+    cache.close()
+
+
+async def test_a_full_pool_is_only_sometimes_refreshed(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "rare", size_mb=8, pool_refresh_one_in=10**9)
+    for index in range(POOL_SIZE):
+        await cache.add_to_pool("finance", f"s{index}", f"scenario {index}")
+    await cache.add_to_pool("finance", "late", "a later scenario")  # the pool is full: skipped
+    assert await cache.forget("late", "finance") == 0
+    assert await cache.forget("s0", "finance") == 1
+    cache.close()
 
 
 async def test_the_pool_never_returns_the_sessions_own_scenario(cache: ResponseCache) -> None:

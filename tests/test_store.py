@@ -153,3 +153,13 @@ async def test_the_owner_sees_their_sessions_newest_first(store: Store) -> None:
     await new_session(store, owner="someone-else")
     listed = await store.sessions_of("browser-1")
     assert [session.id for session, _, _ in listed] == [second, first]
+
+
+async def test_a_remembered_session_follows_its_share_link_and_deletion(store: Store) -> None:
+    sid = await new_session(store)
+    assert (await store.session(sid)) is (await store.session(sid))  # served from memory
+    await store.set_share(sid, "fresh-link")
+    session = await store.session(sid)
+    assert session is not None and session.share_id == "fresh-link"
+    await store.delete_session(sid)
+    assert await store.session(sid) is None

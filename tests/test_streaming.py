@@ -310,3 +310,18 @@ async def test_a_failing_generation_ends_alone_and_the_others_go_on(
     again = generations.start(("s", 0), free_running)
     assert again is not bad
     assert (await collect(follow(again, None, frame_s=0)))[-1].event == "done"
+
+
+async def test_done_never_waits_for_a_frame(generations: Generations) -> None:
+    async def quick(gen: Generation) -> None:
+        gen.start(1)
+        gen.append("all of it at once")
+        await anyio.lowlevel.checkpoint()
+        gen.append(", and the end")
+        gen.finish("<section>done</section>")
+
+    gen = generations.start(("s", 0), quick)
+    with anyio.fail_after(2):  # a frame of 30 s must not hold back the end
+        events = [event async for event in follow(gen, None, frame_s=30)]
+    assert events[-1].event == "done"
+    assert apply(events) == "all of it at once, and the end"
