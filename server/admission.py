@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class _Waiter:
     woken: anyio.Event = field(default_factory=anyio.Event)
     granted: bool = False
     refused: str | None = None
+    position: int = -1
 
 
 class Admission:
@@ -34,6 +36,7 @@ class Admission:
         self.in_use = 0
         self.paused_reason: str | None = None
         self._queue: list[_Waiter] = []
+        self._renumber_pending = False
 
     @property
     def waiting(self) -> int:
@@ -55,9 +58,9 @@ class Admission:
         if self.in_use < self.slots and not self._queue:
             self.in_use += 1
             return
-        waiter = _Waiter(on_position)
+        waiter = _Waiter(on_position, position=len(self._queue))
         self._queue.append(waiter)
-        on_position(len(self._queue) - 1)
+        on_position(waiter.position)
         try:
             with anyio.move_on_after(self.queue_timeout_s):
                 await waiter.woken.wait()
@@ -77,10 +80,8 @@ class Admission:
             return
         if waiter.refused is not None:
             return
-        index = self._queue.index(waiter)
-        del self._queue[index]
-        for position, behind in enumerate(self._queue[index:], start=index):
-            behind.on_position(position)
+        self._queue.remove(waiter)
+        self._renumber_soon()
 
     def _release(self) -> None:
         if self._queue:
@@ -88,10 +89,23 @@ class Admission:
             nxt = self._queue.pop(0)
             nxt.granted = True
             nxt.woken.set()
-            for position, behind in enumerate(self._queue):
-                behind.on_position(position)
+            self._renumber_soon()
         else:
             self.in_use -= 1
+
+    def _renumber_soon(self) -> None:
+        """Tell waiters their new places once per turn of the event loop: when a crowd times
+        out together, each waiter hears once, not once per departure ahead of it."""
+        if not self._renumber_pending:
+            self._renumber_pending = True
+            asyncio.get_running_loop().call_soon(self._renumber)
+
+    def _renumber(self) -> None:
+        self._renumber_pending = False
+        for position, waiter in enumerate(self._queue):
+            if waiter.position != position:
+                waiter.position = position
+                waiter.on_position(position)
 
     def drain(self, reason: str) -> None:
         """Pause admission (memory pressure): waiters and new calls fall back."""

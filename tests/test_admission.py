@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import re
@@ -466,3 +467,45 @@ async def test_metrics_show_free_slots_when_the_app_is_idle(make_settings: Setti
     assert gauge(metrics, "crossroads_slots_in_use") == 0
     assert gauge(metrics, "crossroads_queue_depth") == 0
     assert gauge(metrics, "crossroads_slots_total") == 4
+
+
+async def test_a_crowd_leaving_together_renumbers_each_waiter_once() -> None:
+    admission = Admission(1, queue_timeout_s=60)
+    heard: dict[int, list[int]] = {index: [] for index in range(50)}
+    async with anyio.create_task_group() as outer:
+        holder_done = anyio.Event()
+
+        async def holder() -> None:
+            async with admission.slot():
+                await holder_done.wait()
+
+        outer.start_soon(holder)
+        await anyio.wait_all_tasks_blocked()
+        crowd = anyio.CancelScope()
+
+        async def wait_in_line(index: int) -> None:
+            with contextlib.suppress(NotAdmitted):
+                async with admission.slot(heard[index].append):
+                    pass
+
+        async def the_crowd() -> None:
+            with crowd:
+                async with anyio.create_task_group() as inner:
+                    for index in range(40):
+                        inner.start_soon(wait_in_line, index)
+                    await anyio.sleep_forever()
+
+        outer.start_soon(the_crowd)
+        await anyio.wait_all_tasks_blocked()
+        for index in range(40, 50):
+            outer.start_soon(wait_in_line, index)
+        await anyio.wait_all_tasks_blocked()
+        assert admission.waiting == 50
+        crowd.cancel()  # the first forty leave in the same turn of the loop
+        await anyio.wait_all_tasks_blocked()
+        await anyio.lowlevel.checkpoint()  # the renumbering is a callback after the departures
+        assert admission.waiting == 10
+        for index in range(40, 50):
+            assert heard[index] == [index, index - 40]  # its place on arrival, then once more
+        holder_done.set()
+    assert admission.in_use == 0 and admission.waiting == 0
