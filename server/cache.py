@@ -7,6 +7,7 @@ import json
 import random
 import re
 import unicodedata
+from collections import OrderedDict
 from pathlib import Path
 
 import anyio
@@ -17,6 +18,7 @@ from server.generators.journey import Prompt
 
 MB = 1024 * 1024
 POOL_SIZE = 24
+RECENT_ENTRIES = 2000
 REFRESH_ONE_IN = 8
 _PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
 
@@ -54,12 +56,24 @@ class ResponseCache:
         self._full_pools: set[str] = set()
         self._refresh_one_in = pool_refresh_one_in
         self._random = random.Random()
+        # One process writes this cache, so memory can answer for what it wrote lately and
+        # mirror the small pools: a fallback in a crowd then needs no thread at all.
+        self._recent: OrderedDict[str, str] = OrderedDict()
+        self._pools: dict[str, list[tuple[str, str]]] = {}
 
     def close(self) -> None:
         self._cache.close()
 
+    def recent(self, key: str) -> str | None:
+        """What this process stored under `key` lately, from memory only."""
+        return self._recent.get(key)
+
     async def get(self, key: str) -> str | None:
-        value = await anyio.to_thread.run_sync(self._cache.get, key, None, limiter=self._limiter)
+        value = self._recent.get(key)
+        if value is None:
+            value = await anyio.to_thread.run_sync(
+                self._cache.get, key, None, limiter=self._limiter
+            )
         if isinstance(value, str):
             self.hits += 1
             return value
@@ -72,6 +86,9 @@ class ResponseCache:
         await anyio.to_thread.run_sync(
             lambda: self._cache.set(key, text, tag=tag, expire=expire_s), limiter=self._limiter
         )
+        self._recent[key] = text
+        if len(self._recent) > RECENT_ENTRIES:
+            self._recent.popitem(last=False)
 
     async def add_to_pool(self, category: str, session_id: str, text: str) -> None:
         """Keep the scenario for other sessions' fallbacks. Once a category's pool is full, only
@@ -80,24 +97,28 @@ class ResponseCache:
         if category in self._full_pools and self._random.randrange(self._refresh_one_in):
             return
 
-        def add() -> int:
+        def add() -> list[tuple[str, str]]:
             with self._cache.transact():
                 pool = self._cache.get(f"pool:{category}", [])
                 pool = [entry for entry in pool if entry[0] != session_id][-(POOL_SIZE - 1) :]
                 pool.append((session_id, text))
                 self._cache.set(f"pool:{category}", pool)
-                return len(pool)
+                return pool
 
-        if await anyio.to_thread.run_sync(add, limiter=self._limiter) >= POOL_SIZE:
+        pool = await anyio.to_thread.run_sync(add, limiter=self._limiter)
+        self._pools[category] = pool
+        if len(pool) >= POOL_SIZE:
             self._full_pools.add(category)
 
     async def from_pool(self, category: str, session_id: str) -> str | None:
         """A completed scenario of this category written for another session."""
-        pool = await anyio.to_thread.run_sync(
-            self._cache.get, f"pool:{category}", [], limiter=self._limiter
-        )
+        if category not in self._pools:
+            self._pools[category] = await anyio.to_thread.run_sync(
+                self._cache.get, f"pool:{category}", [], limiter=self._limiter
+            )
+        pool = self._pools[category]
         others = [text for owner, text in pool if owner != session_id]
-        return random.choice(others) if others else None
+        return self._random.choice(others) if others else None
 
     async def forget(self, session_id: str, category: str) -> int:
         """Drop a session's cached entries and its pool scenario (a deleted journey)."""
@@ -112,6 +133,10 @@ class ResponseCache:
                     removed += len(pool) - len(kept)
             return removed
 
+        # Memory first, so nothing of the session can be served while the disk catches up.
+        self._recent.clear()
+        self._pools.pop(category, None)
+        self._full_pools.discard(category)
         return await anyio.to_thread.run_sync(drop, limiter=self._limiter)
 
     async def ping(self) -> bool:

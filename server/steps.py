@@ -190,8 +190,10 @@ class StepWriter:
         return self._done(finished, outcome="fallback")
 
     async def _fallback_text(self, session: Session, prompt: Prompt, key: str) -> tuple[str, str]:
-        """Cache, then the scenario pool (scenarios only), then the offline writer."""
-        cached = await self._cached(key)
+        """Cache, then the scenario pool (scenarios only), then the offline writer. The cache
+        missed before the model was asked; only what this process stored since can hit now."""
+        cached = self.cache.recent(key)
+        self.metrics.cache_lookups.labels("hit" if cached is not None else "miss").inc()
         if cached is not None:
             return "cache", cached
         if prompt.kind == "scenario":

@@ -494,3 +494,13 @@ async def test_a_step_written_again_after_a_restart_comes_from_the_cache(
     done = again.events[-1].data
     assert 'data-source="cache"' in done
     assert "Served from an earlier identical request." in done
+
+
+async def test_a_forgotten_session_is_not_served_from_memory(cache: ResponseCache) -> None:
+    await cache.put("response:mine", "my answers' text", tag="session-1")
+    await cache.add_to_pool("finance", "session-1", "my scenario")
+    assert cache.recent("response:mine") == "my answers' text"
+    await cache.forget("session-1", "finance")
+    assert cache.recent("response:mine") is None
+    assert await cache.get("response:mine") is None
+    assert await cache.from_pool("finance", "someone-else") is None
