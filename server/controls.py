@@ -4,11 +4,13 @@ share and revoke, and read the privacy page."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from server.journeys import Journeys
 from server.routes import (
     browser,
     finish,
@@ -21,6 +23,7 @@ from server.routes import (
     services,
     step_number,
 )
+from server.store import Session
 
 
 def _back(request: Request, url: str) -> Response:
@@ -30,33 +33,27 @@ def _back(request: Request, url: str) -> Response:
     return finish(request, RedirectResponse(url, status_code=303))
 
 
-async def _fragment(request: Request, n: int) -> Response:
+async def _on_step(
+    request: Request, act: Callable[[Journeys, Session, int], Awaitable[object]]
+) -> Response:
+    """A button on one step: act on it, then answer with the step's element (htmx) or the page."""
     svc = services(request)
     session = await owned_session(request)
+    n = step_number(request)
+    await form(request, slot=f"#error-{n}")
+    await act(svc.journeys, session, n)
+    if not is_htmx(request):
+        return _back(request, f"/s/{session.id}")
     html = await svc.views.step_fragment(session, n, svc.identity.csrf_token(browser(request)))
     return finish(request, HTMLResponse(html))
 
 
 async def stop(request: Request) -> Response:
-    svc = services(request)
-    session = await owned_session(request)
-    n = step_number(request)
-    await form(request, slot=f"#error-{n}")
-    await svc.journeys.stop(session, n)
-    if is_htmx(request):
-        return await _fragment(request, n)
-    return _back(request, f"/s/{session.id}")
+    return await _on_step(request, Journeys.stop)
 
 
 async def retry(request: Request) -> Response:
-    svc = services(request)
-    session = await owned_session(request)
-    n = step_number(request)
-    await form(request, slot=f"#error-{n}")
-    await svc.journeys.retry(session, n)
-    if is_htmx(request):
-        return await _fragment(request, n)
-    return _back(request, f"/s/{session.id}")
+    return await _on_step(request, Journeys.retry)
 
 
 async def restart(request: Request) -> Response:

@@ -132,6 +132,9 @@ class Generation:
         self._grace_timer = None
         if self.viewers == 0 and not self.ended:
             self._on_abandon(self)
+            # Ended at once, not when the cancelled task has cleaned up: a viewer arriving in
+            # between must start a fresh generation, not join one that will never finish.
+            self._end()
             self.cancel_scope.cancel()
 
 

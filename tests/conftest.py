@@ -11,6 +11,8 @@ import pytest
 from server.settings import Settings, load
 
 SettingsFactory = Callable[..., Settings]
+# The browser tests' fixtures (module-scoped Chromium, a context with the page probe).
+pytest_plugins = ["tests.chromium"]
 
 
 @pytest.fixture(autouse=True)

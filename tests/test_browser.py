@@ -3,58 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect
 
 from server.app import create_app
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 pytestmark = pytest.mark.browser
-
-# Records what the live region held just before `done` replaced it, and any CSP violation.
-PROBE = """
-window.__beforeDone = {};
-window.__violations = [];
-window.addEventListener('done', (e) => {
-  const text = e.target.querySelector('[data-role="text"]');
-  if (text) window.__beforeDone[e.target.id] = text.textContent;
-}, true);
-document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(e.violatedDirective));
-"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: `make test` installs it (make system-deps)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
-    ctx.add_init_script(PROBE)
-    yield ctx
-    ctx.close()
 
 
 def words(text: str) -> list[str]:

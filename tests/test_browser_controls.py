@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -18,37 +17,17 @@ from playwright.sync_api import (
     Locator,
     Page,
     expect,
-    sync_playwright,
 )
 
 from server.app import create_app
 from server.settings import Resource, Settings
 from tests.conftest import SettingsFactory
 from tests.servers import serve_app
-from tests.test_browser import CHROMIUM, FLAGS, PROBE
 
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 20000
 Row = tuple[Any, ...]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: `make test` installs it (make system-deps)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
-    ctx.add_init_script(PROBE)
-    yield ctx
-    ctx.close()
 
 
 @pytest.fixture

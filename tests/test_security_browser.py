@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from server.app import create_app
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
-from tests.test_browser import CHROMIUM, FLAGS
 
 EVIL = [
     "You face a choice. ",
@@ -44,14 +42,6 @@ def evil(request: dict[str, Any]) -> Script:
     return Script(
         chunks=["## Summary\n\n", *EVIL, "\n\n## Scores\n- Openness: 5\n"], chunk_delay_s=0.02
     )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield launched
-        launched.close()
 
 
 def assert_nothing_ran(page: Page, dialogs: list[str], console: list[str]) -> None:

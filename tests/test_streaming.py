@@ -325,3 +325,28 @@ async def test_done_never_waits_for_a_frame(generations: Generations) -> None:
         events = [event async for event in follow(gen, None, frame_s=30)]
     assert events[-1].event == "done"
     assert apply(events) == "all of it at once, and the end"
+
+
+async def test_a_viewer_arriving_while_an_abandoned_generation_cleans_up_gets_a_fresh_one() -> None:
+    cleanup_may_finish = anyio.Event()
+
+    async def slow_to_clean_up(gen: Generation) -> None:
+        gen.start(1)
+        gen.append("never finished")
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await cleanup_may_finish.wait()
+
+    async with anyio.create_task_group() as tg:
+        generations = Generations(tg, grace_s=0.05)
+        old = generations.start(("s", 0), slow_to_clean_up)
+        with anyio.fail_after(5):
+            while not old.ended:  # noqa: ASYNC110 - the grace timer is a loop callback
+                await anyio.sleep(0.01)
+        fresh = generations.start(("s", 0), free_running)
+        assert fresh is not old
+        events = await collect(follow(fresh, None, frame_s=0))
+        assert events[-1].event == "done"
+        cleanup_may_finish.set()
