@@ -19,7 +19,8 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# Records what the live region held just before `done` replaced it, and any CSP violation.
+# Records what the live region held just before `done` replaced it, any CSP violation, and
+# whether a live text ever showed a question's quick-reply tail.
 PROBE = """
 window.__beforeDone = {};
 window.__violations = [];
@@ -28,6 +29,13 @@ window.addEventListener('done', (e) => {
   if (text) window.__beforeDone[e.target.id] = text.textContent;
 }, true);
 document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(e.violatedDirective));
+// Whether a live text ever showed a question's machine-readable quick-reply tail.
+window.__sawTail = false;
+new MutationObserver(() => {
+  for (const el of document.querySelectorAll('[data-role="text"]')) {
+    if (/quick replies/i.test(el.textContent)) window.__sawTail = true;
+  }
+}).observe(document, {subtree: true, childList: true, characterData: true});
 """
 
 

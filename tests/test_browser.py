@@ -71,6 +71,19 @@ def test_a_whole_journey_in_the_browser(
     assert errors == []
 
 
+def test_a_streaming_question_never_shows_its_quick_reply_tail(
+    make_settings: SettingsFactory, context: BrowserContext
+) -> None:
+    settings = make_settings(journey={"questions_per_session": 2}, offline={"chars_per_s": 400.0})
+    with serve_app(create_app(settings)) as base:
+        page = context.new_page()
+        start(page, base, "Career")
+        expect(page.locator("#step-1.is-done")).to_be_visible(timeout=20000)
+        expect(page.locator("#step-1 .reply").first).to_be_visible()
+        assert page.evaluate("window.__beforeDone['step-1']").strip()  # the question itself showed
+        assert page.evaluate("window.__sawTail") is False
+
+
 def test_a_reload_mid_stream_resumes_without_duplicated_or_lost_text(
     make_settings: SettingsFactory, context: BrowserContext
 ) -> None:

@@ -26,18 +26,33 @@
     if (el) el.textContent = event.detail.data;
   });
 
+  // The text as streamed; what is shown leaves out the machine-readable tail (a question's
+  // quick replies, a report's score lines), which `done` then renders as buttons and a chart.
+  var streamed = new WeakMap();
+  var TAILS = {
+    question: /\n\s*\**quick replies:?\**\s*(\n|$)/i,
+    report: /\n#+\s*scores\s*(\n|$)/i,
+  };
+
+  function show(root, el, text) {
+    streamed.set(el, text);
+    var tail = TAILS[root.getAttribute("data-step-kind")];
+    var cut = tail ? text.search(tail) : -1;
+    el.textContent = cut >= 0 ? text.slice(0, cut) : text;
+  }
+
   document.addEventListener("snapshot", function (event) {
     var root = streamRoot(event);
     if (!root) return;
     var el = part(root, "text");
-    if (el) el.textContent = unescapeText(event.detail.data);
+    if (el) show(root, el, unescapeText(event.detail.data));
   });
 
   document.addEventListener("chunk", function (event) {
     var root = streamRoot(event);
     if (!root) return;
     var el = part(root, "text");
-    if (el) el.append(unescapeText(event.detail.data));
+    if (el) show(root, el, (streamed.has(el) ? streamed.get(el) : el.textContent) + unescapeText(event.detail.data));
   });
 
   document.addEventListener("done", function (event) {
