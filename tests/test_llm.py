@@ -354,3 +354,19 @@ async def test_the_client_has_sdk_retries_off_and_explicit_timeouts(settings: Se
     assert isinstance(client.timeout, httpx2.Timeout)
     assert client.timeout.read is not None and client.timeout.read < 600
     await client.close()
+
+
+async def test_a_stop_from_outside_is_not_taken_for_a_chunk_timeout(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    """Cancelling the consumer mid-stream (a person pressing stop) must cancel, not turn into
+    a ChunkTimeout that would fall back and write a step nobody asked for."""
+    fake.script(Script(stall_after=2))
+    model = model_for(settings, fake.transport())
+    seen: list[str] = []
+    with anyio.move_on_after(0.2) as scope:  # well before the 0.5 s chunk deadline
+        async for delta in model.stream(PROMPT, deadline=time.monotonic() + 5):
+            seen.append(delta.text)
+    assert scope.cancelled_caught
+    assert "".join(seen) == "You stand "
+    await closed(fake)
