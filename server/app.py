@@ -105,7 +105,12 @@ def create_app(
                     render_done=render_done,
                 )
                 views = Views(settings, journeys, bank_writer, identity)
-                shedder = LoadShedder(generations, admission)
+
+                def trim_memory() -> None:
+                    cache.trim()
+                    store.trim()
+
+                shedder = LoadShedder(generations, admission, trim=trim_memory)
                 watchdog = Watchdog(
                     Thresholds(
                         limits.worker_memory_limit_mb,
@@ -245,9 +250,14 @@ def _gauges(
 async def _expire_old_sessions(store: Store, ttl_days: int) -> None:
     """At start-up, then hourly: sessions unused for `ttl_days` go, with their answers."""
     while True:
-        removed = await store.expire(ttl_days)
-        if removed:
-            logs.event(logging.INFO, "Expired old sessions", removed=removed, ttl_days=ttl_days)
+        try:
+            removed = await store.expire(ttl_days)
+        except Exception:
+            # In the app's task group: an error here must not stop the server; try next hour.
+            logs.log.exception("Expiring old sessions failed")
+        else:
+            if removed:
+                logs.event(logging.INFO, "Expired old sessions", removed=removed, ttl_days=ttl_days)
         await anyio.sleep(EXPIRY_INTERVAL_S)
 
 

@@ -133,11 +133,21 @@ class ResponseCache:
                     removed += len(pool) - len(kept)
             return removed
 
-        # Memory first, so nothing of the session can be served while the disk catches up.
+        self._forget_in_memory(category)
+        removed = await anyio.to_thread.run_sync(drop, limiter=self._limiter)
+        # Again after the disk: a pool read meanwhile may have loaded the old entries.
+        self._forget_in_memory(category)
+        return removed
+
+    def _forget_in_memory(self, category: str) -> None:
         self._recent.clear()
         self._pools.pop(category, None)
         self._full_pools.discard(category)
-        return await anyio.to_thread.run_sync(drop, limiter=self._limiter)
+
+    def trim(self) -> None:
+        """Let go of what memory holds for speed (memory pressure); the disk keeps it all."""
+        self._recent.clear()
+        self._pools.clear()
 
     async def ping(self) -> bool:
         def probe() -> bool:

@@ -53,6 +53,8 @@ async def stop(request: Request) -> Response:
 
 
 async def retry(request: Request) -> Response:
+    # Each retry is a model call: counted like an answer.
+    limit(request, services(request).answer_limit, f"#error-{step_number(request)}")
     return await _on_step(request, Journeys.retry)
 
 

@@ -14,13 +14,15 @@ from server.generators import question as question_gen
 from server.generators import report as report_gen
 from server.generators import scenario as scenario_gen
 from server.generators.journey import Exchange, Journey, Prompt, StepKind
-from server.settings import Settings
+from server.settings import Category, Settings
 from server.steps import StepWriter
 from server.store import Conflict, Session, Step, Store
 from server.streaming import Generation, Generations
 from server.watchdog import Level
 
 RenderDone = Callable[[Session, int], Awaitable[str]]
+# For a session whose category was removed from the settings after it started.
+FALLBACK_DIMENSIONS = ("Clarity", "Courage", "Care for others", "Patience")
 
 
 class NotOpen(Exception):
@@ -120,7 +122,9 @@ class Journeys:
 
     async def journey(self, session: Session, upto: int) -> Journey:
         """The state step `upto` is written from: the scenario and every answer before it."""
-        category = self.settings.categories[session.category]
+        category = self.settings.categories.get(session.category) or Category(
+            title=session.category.replace("-", " ").title(), dimensions=FALLBACK_DIMENSIONS
+        )
         steps = {step.n: step for step in await self.store.steps(session.id)} if upto else {}
         answers = await self.store.answers(session.id) if upto else {}
         scenario = steps[0].text if 0 in steps and upto > 0 else ""
@@ -171,16 +175,34 @@ class Journeys:
                     open_next=(nxt, self.kind_of(session, nxt)) if nxt is not None else None,
                 )
             except Conflict:
-                return  # stopped or deleted meanwhile: whoever did that told the viewers
+                # Stopped or deleted meanwhile: the viewers get what the step is now.
+                with anyio.CancelScope(shield=True):
+                    await self._finish_as_it_stands(gen, session, n)
+                return
             finished = True
-            gen.note = record.note
             gen.finish(await self.render_done(session, n))
             if nxt is not None:
                 self.start(session, nxt)
+        except Exception:
+            # Not a model failure (those fall back inside the writer) but ours: a database
+            # error, a category gone from the settings. The step is stopped with its
+            # "write it again" button, so no browser reconnects into the same failure forever.
+            logs.log.exception("Step could not be written")
+            with anyio.CancelScope(shield=True):
+                stopped = await self.store.stop_step(session.id, n)
+                finished = stopped
+                await self._finish_as_it_stands(gen, session, n)
         finally:
             if not finished:
                 with anyio.CancelScope(shield=True):
                     await self.store.release(session.id, n, gen.version)
+
+    async def _finish_as_it_stands(self, gen: Generation, session: Session, n: int) -> None:
+        if not gen.ended:
+            try:
+                gen.finish(await self.render_done(session, n))
+            except Exception:
+                logs.log.exception("Step could not be rendered")
 
 
 def _clean(kind: StepKind, text: str) -> str:
@@ -191,10 +213,16 @@ class LoadShedder:
     """What memory pressure does to the journey: stop admitting, then shed the newest calls."""
 
     def __init__(
-        self, generations: Generations, admission: Admission, *, shed_fraction: float = 0.5
+        self,
+        generations: Generations,
+        admission: Admission,
+        *,
+        trim: Callable[[], None] = lambda: None,
+        shed_fraction: float = 0.5,
     ) -> None:
         self.generations = generations
         self.admission = admission
+        self.trim = trim
         self.shed_fraction = shed_fraction
 
     def apply(self, level: Level, previous: Level) -> None:
@@ -202,6 +230,7 @@ class LoadShedder:
             self.admission.resume()
             return
         self.admission.drain(f"memory_{level}")
+        self.trim()  # in-memory buffers go; the disk keeps everything
         if level == "hard":
             self.shed_newest()
 

@@ -9,7 +9,6 @@ import json
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -203,6 +202,10 @@ class OpenAIModel:
         except (openai.APIConnectionError, httpx2.TransportError) as exc:
             await _close(upstream)
             raise _Retryable(ConnectionFailed(_describe(exc), attempts=attempt), None) from None
+        except (ConnectionFailed, IncompleteStream) as error:
+            # Dropped before the first token: as retryable as a refused connection.
+            await _close(upstream)
+            raise _Retryable(error, None) from None
         except ModelError:
             await _close(upstream)
             raise
@@ -456,12 +459,3 @@ def build_client(
         timeout=timeout,
         http_client=http_client,
     )
-
-
-async def collect(model: Model, prompt: Prompt, *, deadline: float) -> str:
-    """The whole text of one stream (for tests and non-streaming callers)."""
-    parts: list[str] = []
-    async with aclosing(model.stream(prompt, deadline=deadline)) as deltas:
-        async for delta in deltas:
-            parts.append(delta.text)
-    return "".join(parts)

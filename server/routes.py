@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ async def owned_session(request: Request) -> Session:
 
 def step_number(request: Request) -> int:
     raw = request.path_params["n"]
-    if not raw.isdigit() or len(raw) > 4:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 4:
         raise Problem(404, "Step not found", "This journey has no such step.")
     return int(raw)
 
@@ -230,7 +231,7 @@ async def stream(request: Request) -> Response:
     return sse(svc, follow(found, request.headers.get("last-event-id"), frame_s=frame_s))
 
 
-def sse(svc: Services, events: AsyncIterator[Event]) -> Response:
+def sse(svc: Services, events: AsyncGenerator[Event]) -> Response:
     return EventSourceResponse(
         _counted(svc, events),
         ping=svc.settings.stream.heartbeat_s,
@@ -241,16 +242,19 @@ def sse(svc: Services, events: AsyncIterator[Event]) -> Response:
     )
 
 
-async def _counted(svc: Services, events: AsyncIterator[Event]) -> AsyncIterator[ServerSentEvent]:
+async def _counted(svc: Services, events: AsyncGenerator[Event]) -> AsyncIterator[ServerSentEvent]:
     svc.metrics.streams.inc()
     try:
-        async for event in events:
-            yield ServerSentEvent(data=event.data, event=event.event, id=event.id)
+        # Closed here, not by the garbage collector: a viewer must leave its generation as
+        # soon as its connection does.
+        async with aclosing(events):
+            async for event in events:
+                yield ServerSentEvent(data=event.data, event=event.event, id=event.id)
     finally:
         svc.metrics.streams.dec()
 
 
-async def _replay(events: list[Event]) -> AsyncIterator[Event]:
+async def _replay(events: list[Event]) -> AsyncGenerator[Event]:
     for event in events:
         yield event
 
@@ -260,6 +264,8 @@ async def answer(request: Request) -> Response:
     session = await owned_session(request)
     n = step_number(request)
     slot = f"#error-{n}"
+    if n > session.report_step:
+        raise Problem(404, "Step not found", "This journey has no such step.", slot=slot)
     data = await form(request, slot=slot)
     limit(request, svc.answer_limit, slot)
     text = _answer_text(data.get("answer"), svc.settings.journey.answer_max_chars, slot)
@@ -410,11 +416,9 @@ def problem_response(request: Request, problem: Problem) -> Response:
     }
     if is_htmx(request):
         template = "_503.html" if problem.status == 503 else "_error.html"
-        if problem.slot:
-            headers["HX-Retarget"] = problem.slot
-            headers["HX-Reswap"] = "innerHTML"
-        else:
-            headers["HX-Reswap"] = "none"
+        # Never swapped over the form: into its error slot, so a typed answer is kept.
+        headers["HX-Retarget"] = problem.slot or error_slot(request.url.path)
+        headers["HX-Reswap"] = "innerHTML"
         body = svc.views.render(template, **context)
         return finish(request, HTMLResponse(body, status_code=problem.status, headers=headers))
     template = "503.html" if problem.status == 503 else "error.html"

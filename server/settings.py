@@ -95,7 +95,7 @@ class LimitsSettings(_Section):
 class StreamSettings(_Section):
     heartbeat_s: float = Field(5.0, gt=0, le=60)
     frame_ms: int = Field(50, ge=0, le=1000)
-    abandon_grace_s: float = Field(15.0, ge=0)
+    abandon_grace_s: float = Field(15.0, gt=0)
 
 
 class StorageSettings(_Section):

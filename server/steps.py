@@ -193,7 +193,6 @@ class StepWriter:
         """Cache, then the scenario pool (scenarios only), then the offline writer. The cache
         missed before the model was asked; only what this process stored since can hit now."""
         cached = self.cache.recent(key)
-        self.metrics.cache_lookups.labels("hit" if cached is not None else "miss").inc()
         if cached is not None:
             return "cache", cached
         if prompt.kind == "scenario":

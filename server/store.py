@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_owner ON sessions (owner, created_at);
+CREATE INDEX IF NOT EXISTS sessions_updated ON sessions (updated_at);
 CREATE TABLE IF NOT EXISTS steps (
     session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
     n INTEGER NOT NULL,
@@ -202,6 +203,10 @@ class Store:
             lambda db: db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
         )
         return self._remember(Session(**dict(row))) if row else None
+
+    def trim(self) -> None:
+        """Forget the remembered sessions (memory pressure); they are read again when asked."""
+        self._sessions.clear()
 
     def _remember(self, session: Session) -> Session:
         if len(self._sessions) >= SESSION_MEMORY:
@@ -404,11 +409,13 @@ class Store:
                 "UPDATE sessions SET share_id = ? WHERE id = ?", (share_id, session_id)
             )
         )
+        self._sessions.pop(session_id, None)  # a read meanwhile may have remembered the old row
 
     async def delete_session(self, session_id: str) -> None:
         """The session with its steps and answers (they cascade)."""
         self._sessions.pop(session_id, None)
         await self._run(lambda db: db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)))
+        self._sessions.pop(session_id, None)  # a read meanwhile may have remembered the old row
 
     async def expire(self, ttl_days: float) -> int:
         self._sessions.clear()

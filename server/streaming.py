@@ -6,7 +6,7 @@ import asyncio
 import html
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -36,7 +36,6 @@ class Generation:
         self.version = 0
         self.text = ""
         self.status = "connecting"
-        self.note: str | None = None
         self.done_html: str | None = None
         self.ended = False  # finished, abandoned or shut down: no more changes
         self.released = False  # the server is stopping: viewers say goodbye and reconnect later
@@ -224,14 +223,14 @@ def parse_event_id(value: str | None) -> tuple[int, int] | None:
     if not value:
         return None
     version, dot, offset = value.strip().partition(".")
-    if not dot or not version.isdigit() or not offset.isdigit():
+    if not dot or not (version + offset).isascii() or not version.isdigit() or not offset.isdigit():
         return None
     return int(version), int(offset)
 
 
 async def follow(
     gen: Generation, last_event_id: str | None, *, frame_s: float
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event]:
     """Status at once, then a snapshot (or only the missing text on a resume), then coalesced chunks."""
     gen.join()
     try:

@@ -21,6 +21,7 @@ LEVELS: tuple[Level, ...] = ("ok", "soft", "hard")
 # Back under a level by this many points of the limit before stepping down, so a
 # process hovering at a threshold does not flap between levels every sample.
 HYSTERESIS_PCT = 5.0
+RELEASE_EVERY = 10  # samples between two releases of memory while the level stays high
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Watchdog:
         self.level: Level = "ok"
         self.rss_mb = 0.0
         self.changes = 0
+        self._high_samples = 0
         self._trim = _malloc_trim()
 
     async def run(self) -> None:
@@ -102,7 +104,9 @@ class Watchdog:
     def sample(self) -> Level:
         self.rss_mb = self.probe()
         level = decide(self.rss_mb, self.thresholds, self.level)
-        if level != "ok":
+        self._high_samples = self._high_samples + 1 if level != "ok" else 0
+        # A full collection stalls the event loop: on the way up, then now and then while high.
+        if level != "ok" and (level != self.level or self._high_samples % RELEASE_EVERY == 0):
             self.release_memory()
         if level != self.level:
             previous, self.level = self.level, level

@@ -76,7 +76,7 @@ async def post_answer(
         ("no-token", 403, "expired"),
         ("forged-token", 403, "expired"),
         ("not-yet-asked", 409, "not open"),
-        ("out-of-range", 409, "not open"),
+        ("out-of-range", 404, "no such step"),
         ("scenario-step", 409, "not open"),
         ("not-a-number", 404, "no such step"),
         ("unknown-session", 404, "not found"),

@@ -440,7 +440,9 @@ async def test_a_failing_cache_is_a_miss_not_a_failed_step(rig: Rig, tmp_path: P
 
     fallen, _ = await rig.write(FailingModel(), session, scenario_prompt(seed=9))
     assert (fallen.source, fallen.reason) == ("offline", "first_token_timeout")
-    assert rig.metric("crossroads_cache_lookups_total", result="miss") == 3
+    # The lookup before the model and the fallback's cache tier (from memory) both missed;
+    # only the first is a lookup of the cache on disk.
+    assert rig.metric("crossroads_cache_lookups_total", result="miss") == 2
 
 
 # The app: an identical request after a restart is answered from the cache

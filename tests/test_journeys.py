@@ -207,3 +207,27 @@ async def test_queue_position_is_announced_while_waiting_for_a_slot(
     statuses = [e.data for s in streams for e in s.of("status")]
     assert any(status.startswith("queued") for status in statuses)
     assert all(s.names()[-1] == "done" for s in streams)
+
+
+async def test_a_session_whose_category_left_the_settings_still_finishes(
+    make_settings: SettingsFactory,
+) -> None:
+    first = make_settings(journey={"questions_per_session": 1})
+    with serve_app(create_app(first)) as url:
+        async with Visitor(url) as visitor:
+            sid = await visitor.start("family")
+            await visitor.stream(sid, 0)
+            await visitor.stream(sid, 1)
+            assert (await visitor.answer(sid, 1, "I would ask everyone first.")).status_code == 303
+            cookies = visitor.http.cookies
+    categories = {cid: c for cid, c in first.categories.items() if cid != "family"}
+    later = first.model_copy(update={"categories": categories})
+    assert "family" not in later.categories
+    with sqlite3.connect(Path(first.storage.data_dir) / "crossroads.db") as raw:
+        raw.execute("UPDATE steps SET status = 'generating' WHERE session_id = ? AND n = 2", (sid,))
+    with serve_app(create_app(later)) as url:
+        async with Visitor(url) as visitor:
+            visitor.http.cookies = cookies
+            report = await visitor.stream(sid, 2)
+    assert report.names()[-1] == "done"
+    assert 'data-step-kind="report"' in report.events[-1].data

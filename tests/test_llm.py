@@ -370,3 +370,13 @@ async def test_a_stop_from_outside_is_not_taken_for_a_chunk_timeout(
     assert scope.cancelled_caught
     assert "".join(seen) == "You stand "
     await closed(fake)
+
+
+async def test_a_connection_dropped_before_the_first_token_is_retried(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(drop_after=0), Script())
+    sleeps = Sleeps()
+    deltas = await run(model_for(settings, fake.transport(), sleeps))
+    assert deltas[-1].finish_reason == "stop"
+    assert len(fake.requests) == 2 and len(sleeps.waits) == 1

@@ -322,7 +322,7 @@ def assert_one_line(message: str, *fragments: str) -> None:
         ),
         pytest.param(
             {"CROSSROADS_STREAM__ABANDON_GRACE_S": "-0.5"},
-            ("stream.abandon_grace_s", "-0.5", "greater than or equal to 0"),
+            ("stream.abandon_grace_s", "-0.5", "greater than 0"),
             id="negative-grace",
         ),
         pytest.param(

@@ -288,7 +288,7 @@ async def test_no_task_is_left_after_two_hundred_generations() -> None:
 
 def test_event_ids_parse_strictly() -> None:
     assert parse_event_id("3.120") == (3, 120)
-    for bad in (None, "", "3", "3.", ".3", "-1.2", "1.-2", "a.b", "1.2.3"):
+    for bad in (None, "", "3", "3.", ".3", "-1.2", "1.-2", "a.b", "1.2.3", "\u00b2.1", "1.\u0663"):
         assert parse_event_id(bad) is None
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from server.app import create_app
 from server.logs import JsonFormatter
-from server.watchdog import Level, Thresholds, Watchdog, decide
+from server.watchdog import RELEASE_EVERY, Level, Thresholds, Watchdog, decide
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
@@ -109,6 +109,14 @@ def level_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [line for line in lines if "previous" in line and "limit_mb" in line]
 
 
+def test_memory_is_released_again_while_the_level_stays_high() -> None:
+    probe = MemoryProbe(800)
+    dog = CountingWatchdog(LIMITS, RecordingShedder(), interval_s=1.0, probe=probe)
+    for _ in range(RELEASE_EVERY + 1):
+        dog.sample()
+    assert dog.releases == 2  # on the rise to soft, then once after RELEASE_EVERY samples
+
+
 def test_each_level_change_is_applied_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="crossroads")
     probe = MemoryProbe(100)
@@ -122,8 +130,9 @@ def test_each_level_change_is_applied_and_logged_once(caplog: pytest.LogCaptureF
     assert levels == ["ok", "soft", "soft", "hard", "hard", "hard", "hard", "soft", "ok", "ok"]
     assert shedder.applied == [("soft", "ok"), ("hard", "soft"), ("soft", "hard"), ("ok", "soft")]
     assert dog.changes == 4
-    # Memory is released on every sample at a level above ok, not only on changes.
-    assert dog.releases == 7
+    # Memory is released on each change to a level above ok (a full collection stalls the
+    # loop, so not on every sample), and again every RELEASE_EVERY samples while it stays high.
+    assert dog.releases == 3
     lines = level_lines(caplog)
     assert [(line["previous"], line["memory_level"]) for line in lines] == [
         ("ok", "soft"),
