@@ -8,13 +8,23 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+from server.admission import Admission
 from server.app import create_app
+from server.cache import ResponseCache
+from server.generators.offline import OfflineWriter, load_bank
+from server.journeys import Journeys
+from server.llm import OfflineModel
 from server.logs import JsonFormatter
+from server.metrics import Metrics
 from server.settings import Settings
+from server.steps import StepWriter
+from server.store import Session, Store
+from server.streaming import Generations, follow
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
@@ -231,3 +241,52 @@ async def test_a_session_whose_category_left_the_settings_still_finishes(
             report = await visitor.stream(sid, 2)
     assert report.names()[-1] == "done"
     assert 'data-step-kind="report"' in report.events[-1].data
+
+
+class DiskFullStore(Store):
+    """A store whose disk fills up just as a step is recorded."""
+
+    async def finish_step(self, *args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+async def test_a_step_that_cannot_be_recorded_stops_with_done_instead_of_looping(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    store = DiskFullStore(tmp_path / "full.db")
+    offline = OfflineModel(OfflineWriter(load_bank()), chars_per_s=None)
+    writer = StepWriter(
+        settings,
+        model=offline,
+        offline=offline,
+        admission=Admission(2, queue_timeout_s=1.0),
+        cache=ResponseCache(tmp_path / "cache", size_mb=8),
+        store=store,
+        metrics=Metrics(),
+    )
+
+    async def render_done(session: Session, n: int) -> str:
+        step = await store.step(session.id, n)
+        return f'<section id="step-{n}" data-status="{step.status if step else "gone"}"></section>'
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            generations = Generations(tg, grace_s=60)
+            journeys = Journeys(
+                settings,
+                store=store,
+                generations=generations,
+                writer=writer,
+                render_done=render_done,
+            )
+            session = await store.create_session(
+                owner="o", category="finance", seed=3, questions_total=1
+            )
+            gen = journeys.start(session, 0)
+            events = [event async for event in follow(gen, None, frame_s=0)]
+    assert events[-1].event == "done"  # the browser is told, instead of reconnecting forever
+    assert 'data-status="stopped"' in events[-1].data  # with "write it again" to offer
+    step = await store.step(session.id, 0)
+    assert step is not None and step.status == "stopped"
+    store.close()
