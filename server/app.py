@@ -20,7 +20,8 @@ from server import controls, logs, routes
 from server.admission import Admission
 from server.cache import ResponseCache
 from server.errors import Problem
-from server.generators.offline import OfflineWriter, load_bank
+from server.generators.bank import load_bank
+from server.generators.offline import OfflineWriter
 from server.identity import Identity
 from server.journeys import Journeys, LoadShedder
 from server.llm import Deadlines, Model, OfflineModel, OpenAIModel, build_client

@@ -17,8 +17,9 @@ from server.app import create_app
 from server.cache import MB, POOL_SIZE, ResponseCache, normalize, request_key
 from server.generators import question as question_gen
 from server.generators import scenario as scenario_gen
+from server.generators.bank import load_bank
 from server.generators.journey import Exchange, Journey, Prompt
-from server.generators.offline import OfflineWriter, load_bank
+from server.generators.offline import OfflineWriter
 from server.metrics import Metrics
 from server.settings import Settings
 from server.steps import StepWriter

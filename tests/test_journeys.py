@@ -16,7 +16,8 @@ import pytest
 from server.admission import Admission
 from server.app import create_app
 from server.cache import ResponseCache
-from server.generators.offline import OfflineWriter, load_bank
+from server.generators.bank import load_bank
+from server.generators.offline import OfflineWriter
 from server.journeys import Journeys
 from server.llm import OfflineModel
 from server.logs import JsonFormatter

@@ -13,8 +13,9 @@ import pytest
 
 from server import llm
 from server.generators import scenario
+from server.generators.bank import load_bank
 from server.generators.journey import Journey, Prompt
-from server.generators.offline import OfflineWriter, load_bank
+from server.generators.offline import OfflineWriter
 from server.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve

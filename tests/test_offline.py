@@ -13,16 +13,9 @@ import pytest
 from server import settings
 from server.generators import question as question_gen
 from server.generators import report as report_gen
+from server.generators.bank import LEANS, Bank, BankQuestion, Reply, _reply, load_bank
 from server.generators.journey import Exchange, Journey
-from server.generators.offline import (
-    LEANS,
-    Bank,
-    BankQuestion,
-    OfflineWriter,
-    Reply,
-    _reply,
-    load_bank,
-)
+from server.generators.offline import OfflineWriter
 
 CATEGORIES = settings.load(environ={}).categories
 QUESTIONS = 5

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any, Literal, cast
 
 from server.generators import question as question_gen
 from server.generators import report as report_gen
+from server.generators.bank import (
+    Bank,
+    BankQuestion,
+    CategoryBank,
+    Dimension,
+    Lean,
+    Reply,
+    Scenario,
+    Style,
+    normal,
+)
 from server.generators.journey import Exchange, Journey, StepKind
 
 QUOTE_CHARS = 110
@@ -20,139 +28,9 @@ NO_STRENGTH = (
     "confidence. Answers that give your reasons paint a sharper picture."
 )
 REACTION_KINDS = ("reason", "worry", "certainty", "doubt", "feeling")
+
+
 # Used when the bank has no openings of its own.
-DEFAULT_OPENING = "Put yourself at the moment of choice."
-
-Lean = Literal["high", "low", "neutral"]
-LEANS: tuple[Lean, ...] = ("high", "low", "neutral")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A quick reply and the way choosing it leans on its question's dimension."""
-
-    text: str
-    lean: Lean = "neutral"
-
-
-@dataclass(frozen=True)
-class BankQuestion:
-    text: str
-    replies: tuple[Reply, ...]
-
-
-@dataclass(frozen=True)
-class Dimension:
-    label: str
-    low: str
-    high: str
-    signals_high: tuple[str, ...]
-    signals_low: tuple[str, ...]
-    questions: tuple[BankQuestion, ...]
-    strength: str
-    blind_spot: str
-    suggestions_low: tuple[str, ...]
-    suggestions_high: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Scenario:
-    id: str
-    title: str
-    text: str
-
-
-@dataclass(frozen=True)
-class CategoryBank:
-    category: str
-    scenarios: tuple[Scenario, ...]
-    dimensions: dict[str, Dimension]
-
-
-@dataclass(frozen=True)
-class Style:
-    id: str
-    name: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Common:
-    reactions: dict[str, tuple[str, ...]]
-    openings: tuple[str, ...]
-    markers: dict[str, tuple[str, ...]]
-    styles: dict[str, Style]
-    closing: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Bank:
-    categories: dict[str, CategoryBank]
-    common: Common
-
-
-def load_bank() -> Bank:
-    """Read the bank's JSON files shipped in this package; done once at start-up."""
-    folder = resources.files("server.generators").joinpath("bank")
-    categories: dict[str, CategoryBank] = {}
-    common: Common | None = None
-    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
-        if not entry.name.endswith(".json"):
-            continue
-        data = json.loads(entry.read_text(encoding="utf-8"))
-        if entry.name == "common.json":
-            common = _common(data)
-        else:
-            bank = _category(data)
-            categories[bank.category] = bank
-    if common is None:
-        raise RuntimeError("the offline bank has no common.json")
-    return Bank(categories=categories, common=common)
-
-
-def _category(data: dict[str, Any]) -> CategoryBank:
-    dims = {
-        label: Dimension(
-            label=label,
-            low=d["low"],
-            high=d["high"],
-            signals_high=tuple(_normal(s) for s in d["signals_high"]),
-            signals_low=tuple(_normal(s) for s in d["signals_low"]),
-            questions=tuple(
-                BankQuestion(q["text"], tuple(_reply(r) for r in q["replies"]))
-                for q in d["questions"]
-            ),
-            strength=d["strength"],
-            blind_spot=d["blind_spot"],
-            suggestions_low=tuple(d["suggestions_low"]),
-            suggestions_high=tuple(d["suggestions_high"]),
-        )
-        for label, d in data["dimensions"].items()
-    }
-    scenarios = tuple(Scenario(s["id"], s["title"], s["text"]) for s in data["scenarios"])
-    return CategoryBank(category=data["category"], scenarios=scenarios, dimensions=dims)
-
-
-def _reply(value: str | dict[str, Any]) -> Reply:
-    """A reply is {"text", "lean"}; a plain string (an older bank) leans nowhere."""
-    if isinstance(value, str):
-        return Reply(value)
-    lean = value.get("lean", "neutral")
-    if lean not in LEANS:
-        raise ValueError(f"quick reply {value['text']!r} has an unknown lean {lean!r}")
-    return Reply(value["text"], cast(Lean, lean))
-
-
-def _common(data: dict[str, Any]) -> Common:
-    return Common(
-        reactions={k: tuple(v) for k, v in data["reactions"].items()},
-        openings=tuple(data.get("openings", (DEFAULT_OPENING,))),
-        markers={k: tuple(_normal(m) for m in v) for k, v in data["markers"].items()},
-        styles={s["id"]: Style(s["id"], s["name"], s["text"]) for s in data["styles"]},
-        closing=tuple(data["closing"]),
-    )
-
-
 @dataclass(frozen=True)
 class DimensionScore:
     label: str
@@ -216,7 +94,7 @@ class OfflineWriter:
                 label, reply = found
                 chosen[label].append((reply, exchange.answer))
         # Newlines keep one answer's negation from reaching into the next.
-        text = _normal("\n".join(written))
+        text = normal("\n".join(written))
         result = []
         for label in journey.dimensions:
             high, low = _signal_hits(text, self._dimension(journey, label))
@@ -351,7 +229,7 @@ class OfflineWriter:
 
     def _style(self, answers: list[str]) -> Style:
         styles = self._bank.common.styles
-        text = _normal("\n".join(answers))
+        text = normal("\n".join(answers))
         counts = {
             kind: sum(_mentions(text, m) for m in self._bank.common.markers.get(kind, ()))
             for kind in REACTION_KINDS
@@ -372,10 +250,10 @@ class OfflineWriter:
     def _reaction(self, answer: str, rng: random.Random) -> str:
         """One sentence that quotes the answer, picked by the first cue found in it."""
         common = self._bank.common
-        normal = _normal(answer)
+        lowered = normal(answer)
         for kind in REACTION_KINDS:
             for marker in common.markers.get(kind, ()):
-                if _mentions(normal, marker):
+                if _mentions(lowered, marker):
                     template = rng.choice(common.reactions[kind])
                     return _fill(template, _clause_around(answer, marker))
         return _fill(rng.choice(common.reactions["plain"]), _excerpt(answer))
@@ -414,23 +292,14 @@ def _generic_dimension(label: str) -> Dimension:
     )
 
 
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
 _NEGATORS = frozenset({"not", "no", "never", "cannot", "hardly", "without"})
 _CLAUSE_END = re.compile(r"[.,;:!?\n]")
 _TRAILING = ".,;:!?\u2026-\u2013\u2014 "
 
 
-def _normal(text: str) -> str:
-    """Lower case with straight apostrophes, one character for one, so indexes still match
-    the original text (typed answers often carry \u2019, the bank is written with ')."""
-    return "".join(
-        low if len(low := char.lower()) == 1 else char for char in text.translate(_APOSTROPHES)
-    )
-
-
 def _flat(text: str) -> str:
     """Normalised text with its spacing collapsed, for comparing an answer with a reply."""
-    return " ".join(_normal(text).split())
+    return " ".join(normal(text).split())
 
 
 def _negated(text: str, start: int) -> bool:
@@ -485,7 +354,7 @@ def _clause_around(answer: str, marker: str) -> str:
     """The sentence holding the marker, trimmed to start at it when the sentence is long."""
     flat = " ".join(answer.split())
     for sentence in re.split(r"(?<=[.!?])\s+", flat):
-        spans = _spans(_normal(sentence), marker)
+        spans = _spans(normal(sentence), marker)
         if not spans:
             continue
         at = spans[0][0]
@@ -519,8 +388,8 @@ def _end_sentence(text: str) -> str:
 
 def _answer_with(journey: Journey, hits: tuple[str, ...]) -> str:
     for exchange in journey.exchanges:
-        normal = _normal(exchange.answer)
-        if any(_mentions(normal, hit) for hit in hits):
+        answer = normal(exchange.answer)
+        if any(_mentions(answer, hit) for hit in hits):
             return exchange.answer
     return ""
 
