@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server import controls, logs, routes
+from server import controls, logs, routes, web
 from server.admission import Admission
 from server.cache import ResponseCache
 from server.errors import Problem
@@ -152,7 +152,7 @@ def create_app(
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
         metrics.rejected.labels(str(exc.status)).inc()
-        return routes.problem_response(request, exc)
+        return web.problem_response(request, exc)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -183,9 +183,9 @@ def create_app(
         the error slot of the form that sent it."""
 
         async def respond(scope: Scope, receive: Receive, send: Send) -> None:
-            aimed = problem.aimed_at(routes.error_slot(scope["path"]))
+            aimed = problem.aimed_at(web.error_slot(scope["path"]))
             metrics.rejected.labels(str(problem.status)).inc()
-            await routes.problem_response(Request(scope, receive), aimed)(scope, receive, send)
+            await web.problem_response(Request(scope, receive), aimed)(scope, receive, send)
 
         return respond
 
@@ -198,7 +198,7 @@ def create_app(
         503,
         "Crossroads is busy",
         "That request took too long, so it was stopped.",
-        retry_after=routes.RETRY_AFTER_S,
+        retry_after=web.RETRY_AFTER_S,
     )
     return Starlette(
         routes=[*controls.routes(), *routes.routes()],
@@ -210,7 +210,7 @@ def create_app(
                 time_limit_s=settings.limits.worker_time_limit_s,
                 high_risk_s=settings.limits.high_risk_request_s,
                 high_risk_rss_mb=settings.limits.high_risk_rss_mb,
-                is_stream=routes.is_stream_path,
+                is_stream=web.is_stream_path,
                 reject=refusal(too_slow),
                 rss_mb=probe,
                 on_high_risk=metrics.high_risk.inc,

@@ -11,7 +11,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from server.journeys import Journeys
-from server.routes import (
+from server.store import Session
+from server.web import (
     browser,
     finish,
     form,
@@ -23,7 +24,6 @@ from server.routes import (
     services,
     step_number,
 )
-from server.store import Session
 
 
 def _back(request: Request, url: str) -> Response:
