@@ -7,108 +7,18 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
-StepStatus = Literal["open", "generating", "stopped", "done"]
+from server.records import SCHEMA, Conflict, Finished, Session, Step, step_record
+
+__all__ = ["Conflict", "Finished", "Session", "Step", "Store"]
+
 T = TypeVar("T")
 SESSION_MEMORY = 20000  # sessions kept in memory for the hot path (a few hundred bytes each)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    category TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    questions_total INTEGER NOT NULL,
-    share_id TEXT UNIQUE,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_owner ON sessions (owner, created_at);
-CREATE INDEX IF NOT EXISTS sessions_updated ON sessions (updated_at);
-CREATE TABLE IF NOT EXISTS steps (
-    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-    n INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    status TEXT NOT NULL,
-    version INTEGER NOT NULL DEFAULT 0,
-    text TEXT NOT NULL DEFAULT '',
-    source TEXT,
-    model TEXT,
-    note TEXT,
-    reason TEXT,
-    opened_at REAL NOT NULL,
-    first_chunk_s REAL,
-    duration_s REAL,
-    chunks INTEGER,
-    attempts INTEGER,
-    PRIMARY KEY (session_id, n)
-);
-CREATE TABLE IF NOT EXISTS answers (
-    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-    n INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (session_id, n)
-);
-"""
-
-
-class Conflict(Exception):
-    """The write does not fit the stored state (a step not open, an answer already given)."""
-
-
-@dataclass(frozen=True)
-class Session:
-    id: str
-    owner: str
-    category: str
-    seed: int
-    questions_total: int
-    share_id: str | None
-    created_at: float
-    updated_at: float
-
-    @property
-    def report_step(self) -> int:
-        return self.questions_total + 1
-
-
-@dataclass(frozen=True)
-class Step:
-    session_id: str
-    n: int
-    kind: str
-    status: StepStatus
-    version: int
-    text: str
-    source: str | None
-    model: str | None
-    note: str | None
-    reason: str | None
-    first_chunk_s: float | None
-    duration_s: float | None
-    chunks: int | None
-
-
-@dataclass(frozen=True)
-class Finished:
-    """What a completed generation records with its step."""
-
-    text: str
-    source: str
-    model: str
-    note: str | None = None
-    reason: str | None = None
-    first_chunk_s: float | None = None
-    duration_s: float | None = None
-    chunks: int = 0
-    attempts: int = 0
 
 
 class Store:
@@ -244,7 +154,7 @@ class Store:
                 "SELECT * FROM steps WHERE session_id = ? ORDER BY n", (session_id,)
             ).fetchall()
         )
-        return [_step(row) for row in rows]
+        return [step_record(row) for row in rows]
 
     async def step(self, session_id: str, n: int) -> Step | None:
         row = await self._run(
@@ -252,7 +162,7 @@ class Store:
                 "SELECT * FROM steps WHERE session_id = ? AND n = ?", (session_id, n)
             ).fetchone()
         )
-        return _step(row) if row else None
+        return step_record(row) if row else None
 
     async def answers(self, session_id: str) -> dict[int, str]:
         rows = await self._run(
@@ -427,21 +337,3 @@ class Store:
     async def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
         """Read-only access for tests and operators' checks."""
         return await self._run(lambda db: db.execute(sql, params).fetchall())
-
-
-def _step(row: sqlite3.Row) -> Step:
-    return Step(
-        session_id=row["session_id"],
-        n=row["n"],
-        kind=row["kind"],
-        status=row["status"],
-        version=row["version"],
-        text=row["text"],
-        source=row["source"],
-        model=row["model"],
-        note=row["note"],
-        reason=row["reason"],
-        first_chunk_s=row["first_chunk_s"],
-        duration_s=row["duration_s"],
-        chunks=row["chunks"],
-    )

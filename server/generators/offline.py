@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
 from server.generators import question as question_gen
@@ -20,8 +19,19 @@ from server.generators.bank import (
     normal,
 )
 from server.generators.journey import Exchange, Journey, StepKind
+from server.generators.wording import (
+    QUOTE_CHARS,
+    clause_around,
+    end_sentence,
+    escape_md,
+    excerpt,
+    fill,
+    flat,
+    mentions,
+    quote,
+    signal_hits,
+)
 
-QUOTE_CHARS = 110
 SHORT_ANSWER_WORDS = 5
 NO_STRENGTH = (
     "Your answers did not lean clearly enough on any dimension to name a strength with "
@@ -97,7 +107,7 @@ class OfflineWriter:
         text = normal("\n".join(written))
         result = []
         for label in journey.dimensions:
-            high, low = _signal_hits(text, self._dimension(journey, label))
+            high, low = signal_hits(text, self._dimension(journey, label))
             high_replies = tuple(" ".join(a.split()) for r, a in chosen[label] if r.lean == "high")
             low_replies = tuple(" ".join(a.split()) for r, a in chosen[label] if r.lean == "low")
             ups, downs = len(high) + len(high_replies), len(low) + len(low_replies)
@@ -110,7 +120,7 @@ class OfflineWriter:
     def _quick_reply(self, journey: Journey, exchange: Exchange) -> tuple[str, Reply] | None:
         """The dimension and bank reply when the answer is one of the quick replies offered
         for that question (ignoring case and spacing), found by the question's own text."""
-        answer = _flat(exchange.answer)
+        answer = flat(exchange.answer)
         asked = " ".join(exchange.question.split())
         if not answer:
             return None
@@ -118,7 +128,7 @@ class OfflineWriter:
             for candidate in self._dimension(journey, label).questions:
                 if asked == candidate.text or asked.endswith(" " + candidate.text):
                     return next(
-                        ((label, r) for r in candidate.replies if _flat(r.text) == answer), None
+                        ((label, r) for r in candidate.replies if flat(r.text) == answer), None
                     )
         return None
 
@@ -172,10 +182,10 @@ class OfflineWriter:
             asked = self._asked(journey, exchange.question)
             # A short answer (often a quick reply) means little without what it answered.
             if asked and len(exchange.answer.split()) <= SHORT_ANSWER_WORDS:
-                lead = with_question.format(q=f"\u201c{_escape_md(asked)}\u201d")
+                lead = with_question.format(q=f"\u201c{escape_md(asked)}\u201d")
             else:
                 lead = plain
-            parts.append(_end_sentence(f"{lead} {_quote(exchange.answer)}"))
+            parts.append(end_sentence(f"{lead} {quote(exchange.answer)}"))
         return " ".join(parts)
 
     def _asked(self, journey: Journey, question: str) -> str:
@@ -195,15 +205,15 @@ class OfflineWriter:
         sentence = dim.strength if high else dim.blind_spot
         evidence = _answer_with(journey, hits)
         if evidence:
-            return _end_sentence(
-                f"**{dim.label}** ({score.score}/10): {sentence} You wrote {_quote(evidence)}"
+            return end_sentence(
+                f"**{dim.label}** ({score.score}/10): {sentence} You wrote {quote(evidence)}"
             )
         chosen = self._chosen_reply(journey, score.label, "high" if high else "low")
         if chosen is not None:
-            asked = _quote(self._asked(journey, chosen.question))
-            return _end_sentence(
+            asked = quote(self._asked(journey, chosen.question))
+            return end_sentence(
                 f"**{dim.label}** ({score.score}/10): {sentence} "
-                f"Asked {asked}, you chose {_quote(chosen.answer)}"
+                f"Asked {asked}, you chose {quote(chosen.answer)}"
             )
         return f"**{dim.label}** ({score.score}/10): {sentence}"
 
@@ -231,7 +241,7 @@ class OfflineWriter:
         styles = self._bank.common.styles
         text = normal("\n".join(answers))
         counts = {
-            kind: sum(_mentions(text, m) for m in self._bank.common.markers.get(kind, ()))
+            kind: sum(mentions(text, m) for m in self._bank.common.markers.get(kind, ()))
             for kind in REACTION_KINDS
         }
         words = len(text.split()) / max(1, len(answers))
@@ -253,10 +263,10 @@ class OfflineWriter:
         lowered = normal(answer)
         for kind in REACTION_KINDS:
             for marker in common.markers.get(kind, ()):
-                if _mentions(lowered, marker):
+                if mentions(lowered, marker):
                     template = rng.choice(common.reactions[kind])
-                    return _fill(template, _clause_around(answer, marker))
-        return _fill(rng.choice(common.reactions["plain"]), _excerpt(answer))
+                    return fill(template, clause_around(answer, marker))
+        return fill(rng.choice(common.reactions["plain"]), excerpt(answer))
 
     def _category(self, journey: Journey) -> CategoryBank:
         bank = self._bank.categories.get(journey.category_id)
@@ -292,104 +302,10 @@ def _generic_dimension(label: str) -> Dimension:
     )
 
 
-_NEGATORS = frozenset({"not", "no", "never", "cannot", "hardly", "without"})
-_CLAUSE_END = re.compile(r"[.,;:!?\n]")
-_TRAILING = ".,;:!?\u2026-\u2013\u2014 "
-
-
-def _flat(text: str) -> str:
-    """Normalised text with its spacing collapsed, for comparing an answer with a reply."""
-    return " ".join(normal(text).split())
-
-
-def _negated(text: str, start: int) -> bool:
-    """A negation among the three words before `start`, within the same clause."""
-    clause = _CLAUSE_END.split(text[:start])[-1]
-    return any(word in _NEGATORS or word.endswith("n't") for word in clause.split()[-3:])
-
-
-def _spans(text: str, signal: str) -> list[tuple[int, int]]:
-    """Where a (normalised) signal occurs in normalised text as whole words, not negated."""
-    pattern = rf"(?<!\w){re.escape(signal)}(?!\w)"
-    return [
-        (found.start(), found.end())
-        for found in re.finditer(pattern, text)
-        if not _negated(text, found.start())
-    ]
-
-
-def _mentions(text: str, signal: str) -> bool:
-    return bool(_spans(text, signal))
-
-
-def _signal_hits(text: str, dim: Dimension) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The high and low signals found, in order of appearance; longest match wins a span."""
-    found = [
-        (start, end, signal, high)
-        for high, signals in ((True, dim.signals_high), (False, dim.signals_low))
-        for signal in signals
-        for start, end in _spans(text, signal)
-    ]
-    found.sort(key=lambda hit: (hit[0] - hit[1], hit[0]))
-    taken: list[tuple[int, int, str, bool]] = []
-    for hit in found:
-        if not any(hit[0] < other[1] and other[0] < hit[1] for other in taken):
-            taken.append(hit)
-    taken.sort()
-    high = tuple(dict.fromkeys(signal for _, _, signal, is_high in taken if is_high))
-    low = tuple(dict.fromkeys(signal for _, _, signal, is_high in taken if not is_high))
-    return high, low
-
-
-def _excerpt(text: str, limit: int = QUOTE_CHARS) -> str:
-    """The text on one line, cut at a word boundary with an ellipsis when it is long."""
-    flat = " ".join(text.split())
-    if len(flat) <= limit:
-        return flat
-    cut = flat[: limit + 1].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
-    return cut.rstrip(_TRAILING) + "\u2026"
-
-
-def _clause_around(answer: str, marker: str) -> str:
-    """The sentence holding the marker, trimmed to start at it when the sentence is long."""
-    flat = " ".join(answer.split())
-    for sentence in re.split(r"(?<=[.!?])\s+", flat):
-        spans = _spans(normal(sentence), marker)
-        if not spans:
-            continue
-        at = spans[0][0]
-        if len(sentence) > QUOTE_CHARS and at > 0:
-            sentence = sentence[at:]
-        # A question or exclamation keeps its mark; a full stop or comma is the template's job.
-        return _excerpt(sentence.rstrip(".,;:-\u2013\u2014 ") or sentence)
-    return _excerpt(flat)
-
-
-def _fill(template: str, excerpt: str) -> str:
-    return _end_sentence(template.replace("<quote>", _escape_md(excerpt)))
-
-
-def _quote(answer: str) -> str:
-    """An answer quoted word for word (shortened only when long), safe inside Markdown."""
-    return f"\u201c{_escape_md(_excerpt(answer))}\u201d"
-
-
-_SENTENCE_END = re.compile(r"([.!?])([\u201d\u2019\"')]*)\.?$")
-
-
-def _end_sentence(text: str) -> str:
-    """End with one full stop: a quote that already ends a sentence gets no second one."""
-    text = text.rstrip()
-    found = _SENTENCE_END.search(text)
-    if found:
-        return text[: found.end(2)]
-    return text if text.endswith("\u2026") else text + "."
-
-
 def _answer_with(journey: Journey, hits: tuple[str, ...]) -> str:
     for exchange in journey.exchanges:
         answer = normal(exchange.answer)
-        if any(_mentions(answer, hit) for hit in hits):
+        if any(mentions(answer, hit) for hit in hits):
             return exchange.answer
     return ""
 
@@ -417,10 +333,3 @@ def _signals(hits: tuple[str, ...]) -> str:
         return "no signals"
     shown = ", ".join(f"\u201c{hit}\u201d" for hit in hits)
     return f"{len(hits)} signal{'s' if len(hits) > 1 else ''} ({shown})"
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
-
-
-def _escape_md(text: str) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", text)

@@ -1,0 +1,119 @@
+"""What the store keeps: the schema, and the session, step and finished-step records."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Literal
+
+StepStatus = Literal["open", "generating", "stopped", "done"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    category TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    questions_total INTEGER NOT NULL,
+    share_id TEXT UNIQUE,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_owner ON sessions (owner, created_at);
+CREATE INDEX IF NOT EXISTS sessions_updated ON sessions (updated_at);
+CREATE TABLE IF NOT EXISTS steps (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
+    text TEXT NOT NULL DEFAULT '',
+    source TEXT,
+    model TEXT,
+    note TEXT,
+    reason TEXT,
+    opened_at REAL NOT NULL,
+    first_chunk_s REAL,
+    duration_s REAL,
+    chunks INTEGER,
+    attempts INTEGER,
+    PRIMARY KEY (session_id, n)
+);
+CREATE TABLE IF NOT EXISTS answers (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (session_id, n)
+);
+"""
+
+
+class Conflict(Exception):
+    """The write does not fit the stored state (a step not open, an answer already given)."""
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    owner: str
+    category: str
+    seed: int
+    questions_total: int
+    share_id: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def report_step(self) -> int:
+        return self.questions_total + 1
+
+
+@dataclass(frozen=True)
+class Step:
+    session_id: str
+    n: int
+    kind: str
+    status: StepStatus
+    version: int
+    text: str
+    source: str | None
+    model: str | None
+    note: str | None
+    reason: str | None
+    first_chunk_s: float | None
+    duration_s: float | None
+    chunks: int | None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a completed generation records with its step."""
+
+    text: str
+    source: str
+    model: str
+    note: str | None = None
+    reason: str | None = None
+    first_chunk_s: float | None = None
+    duration_s: float | None = None
+    chunks: int = 0
+    attempts: int = 0
+
+
+def step_record(row: sqlite3.Row) -> Step:
+    return Step(
+        session_id=row["session_id"],
+        n=row["n"],
+        kind=row["kind"],
+        status=row["status"],
+        version=row["version"],
+        text=row["text"],
+        source=row["source"],
+        model=row["model"],
+        note=row["note"],
+        reason=row["reason"],
+        first_chunk_s=row["first_chunk_s"],
+        duration_s=row["duration_s"],
+        chunks=row["chunks"],
+    )
