@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 StepStatus = Literal["open", "generating", "stopped", "done"]
 
@@ -101,7 +101,8 @@ class Finished:
     attempts: int = 0
 
 
-def step_record(row: sqlite3.Row) -> Step:
+def step_record(row: Mapping[str, Any]) -> Step:
+    """A step from a row by column name, whichever driver read it (the store passes a dict)."""
     return Step(
         session_id=row["session_id"],
         n=row["n"],

@@ -154,7 +154,7 @@ class Store:
                 "SELECT * FROM steps WHERE session_id = ? ORDER BY n", (session_id,)
             ).fetchall()
         )
-        return [step_record(row) for row in rows]
+        return [step_record(dict(row)) for row in rows]
 
     async def step(self, session_id: str, n: int) -> Step | None:
         row = await self._run(
@@ -162,7 +162,7 @@ class Store:
                 "SELECT * FROM steps WHERE session_id = ? AND n = ?", (session_id, n)
             ).fetchone()
         )
-        return step_record(row) if row else None
+        return step_record(dict(row)) if row else None
 
     async def answers(self, session_id: str) -> dict[int, str]:
         rows = await self._run(
