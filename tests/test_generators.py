@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -307,78 +305,6 @@ def test_scenario_parse_drops_a_leading_title(title: str) -> None:
 def test_scenario_parse_keeps_a_body_that_starts_with_text_and_tidies_blank_lines() -> None:
     text = "You inherit **40,000 euros**.\n\n\n\nThe deadline is Friday."
     assert scenario.parse(text) == "You inherit **40,000 euros**.\n\nThe deadline is Friday."
-
-
-# Purity: the generators import nothing from the web or I/O layers.
-
-GENERATORS = Path(__file__).resolve().parent.parent / "server" / "generators"
-FORBIDDEN = {
-    "starlette",
-    "openai",
-    "httpx",
-    "httpx2",
-    "diskcache",
-    "sqlite3",
-    "anyio",
-    "sse_starlette",
-    "uvicorn",
-    "psutil",
-    "socket",
-    "subprocess",
-    "asyncio",
-}
-
-
-def imported_modules(tree: ast.AST) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "relative imports hide what a module depends on"
-            assert node.module is not None
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
-
-
-MODULES = sorted(GENERATORS.glob("*.py"))
-
-
-def test_generators_package_has_the_expected_modules() -> None:
-    assert {path.stem for path in MODULES} >= {
-        "journey",
-        "scenario",
-        "question",
-        "report",
-        "offline",
-    }
-
-
-@pytest.mark.parametrize("path", MODULES, ids=lambda path: path.stem)
-def test_generator_module_imports_no_web_or_io_layer(path: Path) -> None:
-    for name in imported_modules(ast.parse(path.read_text(encoding="utf-8"))):
-        top = name.split(".")[0]
-        assert top not in FORBIDDEN, f"{path.name} imports {name}"
-        if top == "server":
-            assert name.startswith("server.generators"), f"{path.name} imports {name}"
-
-
-@pytest.mark.parametrize("path", MODULES, ids=lambda path: path.stem)
-def test_generator_module_reads_files_only_in_load_bank(path: Path) -> None:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    allowed: set[ast.AST] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef) and node.name == "load_bank":
-            allowed.update(ast.walk(node))
-    for node in ast.walk(tree):
-        if node in allowed or not isinstance(node, ast.Call):
-            continue
-        func = node.func
-        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-        assert name not in {"open", "read_text", "read_bytes", "files", "iterdir"}, (
-            f"{path.name}:{node.lineno} does I/O outside load_bank"
-        )
 
 
 def test_report_parse_keeps_each_scores_reason() -> None:
