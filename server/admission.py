@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from server.reasons import FailureReason
+
 
 class NotAdmitted(Exception):
     """No slot for this model call: the queue wait ran out, or admission is paused."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: FailureReason) -> None:
         super().__init__(reason)
         self.reason = reason
 
@@ -23,7 +25,7 @@ class _Waiter:
     on_position: Callable[[int], None]
     woken: anyio.Event = field(default_factory=anyio.Event)
     granted: bool = False
-    refused: str | None = None
+    refused: FailureReason | None = None
     position: int = -1
 
 
@@ -34,7 +36,7 @@ class Admission:
         self.slots = slots
         self.queue_timeout_s = queue_timeout_s
         self.in_use = 0
-        self.paused_reason: str | None = None
+        self.paused_reason: FailureReason | None = None
         self._queue: list[_Waiter] = []
         self._renumber_pending = False
 
@@ -107,7 +109,7 @@ class Admission:
                 waiter.position = position
                 waiter.on_position(position)
 
-    def drain(self, reason: str) -> None:
+    def drain(self, reason: FailureReason) -> None:
         """Pause admission (memory pressure): waiters and new calls fall back."""
         self.paused_reason = reason
         waiting, self._queue = self._queue, []

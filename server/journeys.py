@@ -14,6 +14,7 @@ from server.generators import question as question_gen
 from server.generators import report as report_gen
 from server.generators import scenario as scenario_gen
 from server.generators.journey import Exchange, Journey, Prompt, StepKind
+from server.reasons import memory_reason
 from server.settings import Category, Settings
 from server.steps import StepWriter
 from server.store import Conflict, Session, Step, Store
@@ -229,7 +230,7 @@ class LoadShedder:
         if level == "ok":
             self.admission.resume()
             return
-        self.admission.drain(f"memory_{level}")
+        self.admission.drain(memory_reason(level))
         self.trim()  # in-memory buffers go; the disk keeps everything
         if level == "hard":
             self.shed_newest()

@@ -18,6 +18,7 @@ import openai
 from server.deadlines import ReadDeadline
 from server.generators.journey import Prompt
 from server.generators.offline import OfflineWriter
+from server.reasons import FailureReason
 from server.settings import Settings
 
 BACKOFF_BASE_S = 0.5
@@ -36,7 +37,7 @@ class Delta:
 class ModelError(Exception):
     """A model call that failed; `reason` says which deadline or fault, for the log and the fallback."""
 
-    reason: ClassVar[str] = "model_error"
+    reason: ClassVar[FailureReason] = "model_error"
 
     def __init__(self, detail: str, *, attempts: int = 1) -> None:
         super().__init__(detail)

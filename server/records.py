@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from server.reasons import FailureReason
+
 StepStatus = Literal["open", "generating", "stopped", "done"]
 
 SCHEMA = """
@@ -94,7 +96,7 @@ class Finished:
     source: str
     model: str
     note: str | None = None
-    reason: str | None = None
+    reason: FailureReason | None = None
     first_chunk_s: float | None = None
     duration_s: float | None = None
     chunks: int = 0

@@ -13,33 +13,19 @@ from server.cache import ResponseCache, request_key
 from server.generators.journey import Prompt, StepKind
 from server.llm import Model, ModelError, OfflineModel
 from server.metrics import Metrics
+from server.reasons import CAUSES, FailureReason
 from server.settings import Settings
 from server.store import Finished, Session, Store
 from server.streaming import Generation
 
-_SLOW = "The model was slow to answer"
-_DOWN = "The model could not be reached"
-CAUSES = {
-    "first_token_timeout": _SLOW,
-    "chunk_timeout": _SLOW,
-    "step_timeout": _SLOW,
-    "rate_limited": "The model is busy right now",
-    "upstream_status": _DOWN,
-    "connection_error": _DOWN,
-    "malformed_chunk": "The model sent a broken answer",
-    "incomplete_stream": "The model stopped mid-answer",
-    "queue_timeout": "Many people are writing right now",
-    "memory_soft": "The server is short of memory",
-    "memory_hard": "The server is short of memory",
-}
 SERVED_BY = {
     "cache": "the text written earlier for exactly the same request",
     "pool": "a scenario the model wrote earlier for another visitor",
 }
 
 
-def fallback_note(kind: StepKind, reason: str, tier: str) -> str:
-    cause = CAUSES.get(reason, "The model was unavailable")
+def fallback_note(kind: StepKind, reason: FailureReason, tier: str) -> str:
+    cause = CAUSES[reason]
     if tier in SERVED_BY:
         return f"{cause}, so this is {SERVED_BY[tier]}."
     what = "a prepared scenario" if kind == "scenario" else "our built-in writer's version"
@@ -52,28 +38,40 @@ def fallback_status(kind: StepKind) -> str:
 
 @dataclass(frozen=True)
 class Failure:
-    reason: str
+    reason: FailureReason
     detail: str
     attempts: int = 0
 
 
-class _Stats:
+class _Tally:
+    """Counts a step's chunks and times it; the one place its record is built when it ends."""
+
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.first_chunk_s: float | None = None
         self.chunks = 0
 
-    def record(self, gen: Generation, text: str) -> None:
+    def count(self) -> None:
         if self.first_chunk_s is None:
             self.first_chunk_s = time.monotonic() - self.started
         self.chunks += 1
-        gen.append(text)
 
-    def finished(self, text: str, *, source: str, model: str, attempts: int = 1) -> Finished:
+    def record(
+        self,
+        text: str,
+        *,
+        source: str,
+        model: str,
+        attempts: int = 1,
+        note: str | None = None,
+        reason: FailureReason | None = None,
+    ) -> Finished:
         return Finished(
             text=text,
             source=source,
             model=model,
+            note=note,
+            reason=reason,
             first_chunk_s=self.first_chunk_s,
             duration_s=time.monotonic() - self.started,
             chunks=self.chunks,
@@ -105,24 +103,25 @@ class StepWriter:
         self.metrics = metrics
 
     async def write(self, gen: Generation, session: Session, prompt: Prompt) -> Finished:
-        stats = _Stats()
+        tally = _Tally()
         if not self.model.live:
             gen.set_status("writing")
-            await _pump(self.model, prompt, gen, stats, deadline=stats.started + 3600)
-            return self._done(stats.finished(gen.text, source="offline", model=self.offline.name))
+            await _pump(self.model, prompt, gen, tally, deadline=tally.started + 3600)
+            return self._done(tally.record(gen.text, source="offline", model=self.offline.name))
         key = request_key(prompt, self.model.name)
         cached = await self._cached(key)
         if cached is not None:
             # A hit is delivered at once: no slot, no pacing.
-            stats.record(gen, cached)
-            return self._done(stats.finished(cached, source="cache", model=self.model.name))
-        failure = await self._from_model(gen, prompt, stats)
+            gen.append(cached)
+            tally.count()
+            return self._done(tally.record(cached, source="cache", model=self.model.name))
+        failure = await self._from_model(gen, prompt, tally)
         if failure is None:
             await self._remember(key, session, prompt, gen.text)
-            return self._done(stats.finished(gen.text, source="model", model=self.model.name))
-        return await self._fall_back(gen, session, prompt, key, failure, stats)
+            return self._done(tally.record(gen.text, source="model", model=self.model.name))
+        return await self._fall_back(gen, session, prompt, key, failure, tally)
 
-    async def _from_model(self, gen: Generation, prompt: Prompt, stats: _Stats) -> Failure | None:
+    async def _from_model(self, gen: Generation, prompt: Prompt, tally: _Tally) -> Failure | None:
         """None when the model wrote the whole step; otherwise why it did not."""
         try:
             with gen.model_scope:
@@ -131,7 +130,7 @@ class StepWriter:
                     gen.set_status("writing")
                     gen.calling_model = True
                     try:
-                        await _pump(self.model, prompt, gen, stats, deadline=deadline)
+                        await _pump(self.model, prompt, gen, tally, deadline=deadline)
                     finally:
                         gen.calling_model = False
                     return None
@@ -153,7 +152,7 @@ class StepWriter:
         prompt: Prompt,
         key: str,
         failure: Failure,
-        stats: _Stats,
+        tally: _Tally,
     ) -> Finished:
         logs.event(
             logging.WARNING,
@@ -162,9 +161,9 @@ class StepWriter:
             detail=failure.detail,
             kind=prompt.kind,
             attempts=failure.attempts,
-            elapsed_s=round(time.monotonic() - stats.started, 3),
-            first_chunk_s=None if stats.first_chunk_s is None else round(stats.first_chunk_s, 3),
-            chunks=stats.chunks,
+            elapsed_s=round(time.monotonic() - tally.started, 3),
+            first_chunk_s=None if tally.first_chunk_s is None else round(tally.first_chunk_s, 3),
+            chunks=tally.chunks,
             shown_chars=len(gen.text),
         )
         self.metrics.terminations.labels(failure.reason).inc()
@@ -176,15 +175,12 @@ class StepWriter:
             gen.replace(text, await self.store.bump_version(session.id, prompt.step))
         else:
             gen.append(text)
-        finished = Finished(
-            text=text,
+        finished = tally.record(
+            text,
             source=tier,
             model=self.offline.name if tier == "offline" else self.model.name,
             note=fallback_note(prompt.kind, failure.reason, tier),
             reason=failure.reason,
-            first_chunk_s=stats.first_chunk_s,
-            duration_s=time.monotonic() - stats.started,
-            chunks=stats.chunks,
             attempts=failure.attempts,
         )
         return self._done(finished, outcome="fallback")
@@ -233,12 +229,13 @@ class StepWriter:
 
 
 async def _pump(
-    model: Model, prompt: Prompt, gen: Generation, stats: _Stats, *, deadline: float
+    model: Model, prompt: Prompt, gen: Generation, tally: _Tally, *, deadline: float
 ) -> None:
     async with aclosing(model.stream(prompt, deadline=deadline)) as deltas:
         async for delta in deltas:
             if delta.text:
-                stats.record(gen, delta.text)
+                gen.append(delta.text)
+                tally.count()
 
 
 async def _collect(model: OfflineModel, prompt: Prompt) -> str:

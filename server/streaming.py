@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import TaskGroup
 
+from server.reasons import FailureReason
+
 logger = logging.getLogger("crossroads")
 Key = tuple[str, int]
 RESTARTING = "the server is restarting; this page reconnects by itself"
@@ -44,7 +46,7 @@ class Generation:
         self.cancel_scope = anyio.CancelScope()
         # Cancelling only the model call lets the step fall back instead of ending.
         self.model_scope = anyio.CancelScope()
-        self.shed_reason: str | None = None
+        self.shed_reason: FailureReason | None = None
         self.calling_model = False  # holding a slot, in a model call: what shedding can stop
         self.ready = anyio.Event()
         self._changed = anyio.Event()
@@ -75,7 +77,7 @@ class Generation:
             self.status = status
             self._notify()
 
-    def shed(self, reason: str) -> None:
+    def shed(self, reason: FailureReason) -> None:
         """Stop the model call (memory pressure); the writer falls back."""
         self.shed_reason = reason
         self.model_scope.cancel()
