@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make run` needs only the app's own dependencies; the dev tools come with test/check.
+RUN_STAMP := $(VENV)/.installed-run
+PORT ?=
 APT_PACKAGES := chromium nginx
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -11,15 +14,21 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
-run: install
-	$(BIN)/python run.py
+# `make run PORT=9000` listens on another port; without PORT the settings decide.
+run: $(RUN_STAMP)
+	$(BIN)/python run.py $(if $(PORT),--port $(PORT))
 
 # Debian's Chromium for the browser tests and nginx for the reverse-proxy test,
 # installed once; skipped when they are already there.
