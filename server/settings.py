@@ -34,13 +34,34 @@ class _Section(BaseModel):
 
 
 class ServerSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1)
-    limit_concurrency: int = Field(4000, ge=10)
-    keep_alive_s: float = Field(5, gt=0)
-    graceful_shutdown_s: float = Field(10, ge=0)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    host: str = Field(
+        "127.0.0.1",
+        description="Interface to listen on. 127.0.0.1 keeps the app private to this machine.",
+    )
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Worker processes. Must be 1: generations, the AI-request semaphore and the "
+        "memory watchdog live in one process until they move to shared services.",
+    )
+    limit_concurrency: int = Field(
+        4000,
+        ge=10,
+        description="Most connections uvicorn accepts at once before answering 503 "
+        "(open SSE streams count).",
+    )
+    keep_alive_s: float = Field(
+        5, gt=0, description="Seconds an idle keep-alive connection is kept open."
+    )
+    graceful_shutdown_s: float = Field(
+        10,
+        ge=0,
+        description="Seconds open streams get to finish when the server stops (SIGTERM).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level: debug, info, warning or error."
+    )
 
     @field_validator("workers")
     @classmethod
@@ -54,32 +75,106 @@ class ServerSettings(_Section):
 
 
 class LlmSettings(_Section):
-    base_url: str = ""
-    model: str = Field("gpt-4o-mini", min_length=1)
-    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    max_tokens_scenario: int = Field(450, ge=16, le=32000)
-    max_tokens_question: int = Field(200, ge=16, le=32000)
-    max_tokens_report: int = Field(1100, ge=16, le=32000)
-    temperature: float = Field(0.8, ge=0, le=2)
-    connect_timeout_s: float = Field(5.0, gt=0)
+    base_url: str = Field(
+        "",
+        description='OpenAI-compatible endpoint, e.g. "https://api.openai.com/v1", '
+        '"http://127.0.0.1:11434/v1" (Ollama) or a vLLM / llama.cpp server. '
+        "Empty and no OPENAI_API_KEY in the environment: the built-in offline model.",
+    )
+    model: str = Field("gpt-4o-mini", min_length=1, description="Model name sent to the endpoint.")
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_tokens",
+        description='Name of the token-limit parameter: "max_tokens" or "max_completion_tokens" '
+        "(newer OpenAI models refuse the old name).",
+    )
+    max_tokens_scenario: int = Field(
+        450, ge=16, le=32000, description="Output token cap for a scenario."
+    )
+    max_tokens_question: int = Field(
+        200, ge=16, le=32000, description="Output token cap for a follow-up question."
+    )
+    max_tokens_report: int = Field(
+        1100, ge=16, le=32000, description="Output token cap for the report."
+    )
+    temperature: float = Field(0.8, ge=0, le=2, description="Sampling temperature.")
+    connect_timeout_s: float = Field(
+        5.0, gt=0, description="Seconds to wait for the TCP connection to the endpoint."
+    )
 
 
 class LimitsSettings(_Section):
-    max_concurrent_ai_requests: int = Field(16, ge=1)
-    queue_timeout_s: float = Field(5.0, ge=0)
-    first_token_timeout_s: float = Field(20.0, gt=0)
-    chunk_timeout_s: float = Field(10.0, gt=0)
-    worker_time_limit_s: float = Field(60.0, gt=0)
-    max_attempts: int = Field(3, ge=1, le=10)
-    worker_memory_limit_mb: int = Field(1024, ge=64)
-    memory_soft_pct: float = Field(75, gt=0, lt=100)
-    memory_hard_pct: float = Field(90, gt=0, le=100)
-    watchdog_interval_s: float = Field(1.0, gt=0)
-    high_risk_request_s: float = Field(30.0, gt=0)
-    high_risk_rss_mb: float = Field(50, gt=0)
-    max_body_bytes: int = Field(16384, ge=1024)
-    sessions_per_minute_per_client: int = Field(10, ge=0)
-    answers_per_minute_per_client: int = Field(30, ge=0)
+    max_concurrent_ai_requests: int = Field(
+        16,
+        ge=1,
+        description="Model calls that may run at once in this process; the rest wait in a queue.",
+    )
+    queue_timeout_s: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds a step waits in the queue for a slot before it falls back.",
+    )
+    first_token_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="Seconds from the request to the first token before the call is retried "
+        "or falls back.",
+    )
+    chunk_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Most seconds between two chunks of a stream before it falls back.",
+    )
+    worker_time_limit_s: float = Field(
+        60.0,
+        gt=0,
+        description="Whole-step deadline in seconds, counted from when the step gets its slot; "
+        "also bounds every non-streaming request.",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Attempts per step (first try included) for errors before the first token.",
+    )
+    worker_memory_limit_mb: int = Field(
+        1024,
+        ge=64,
+        description="Memory the process may use, in MB; the watchdog's levels are percentages "
+        "of it.",
+    )
+    memory_soft_pct: float = Field(
+        75,
+        gt=0,
+        lt=100,
+        description="Soft level: no new model calls are admitted, buffers are trimmed.",
+    )
+    memory_hard_pct: float = Field(
+        90,
+        gt=0,
+        le=100,
+        description="Hard level: the newest generations are cancelled, new sessions get a 503.",
+    )
+    watchdog_interval_s: float = Field(1.0, gt=0, description="Seconds between two memory samples.")
+    high_risk_request_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request that runs longer than this (seconds) is logged as high-risk.",
+    )
+    high_risk_rss_mb: float = Field(
+        50,
+        gt=0,
+        description="A request that grows the process RSS by more than this (MB) is logged as "
+        "high-risk.",
+    )
+    max_body_bytes: int = Field(
+        16384, ge=1024, description="Largest request body accepted, in bytes."
+    )
+    sessions_per_minute_per_client: int = Field(
+        10, ge=0, description="New sessions per minute per client address (0 = no limit)."
+    )
+    answers_per_minute_per_client: int = Field(
+        30, ge=0, description="Answers per minute per client address (0 = no limit)."
+    )
 
     # A field validator (not a model one) so the error names limits.memory_hard_pct and its
     # value; memory_soft_pct is declared first, so it is already in info.data when valid.
@@ -93,36 +188,71 @@ class LimitsSettings(_Section):
 
 
 class StreamSettings(_Section):
-    heartbeat_s: float = Field(5.0, gt=0, le=60)
-    frame_ms: int = Field(50, ge=0, le=1000)
-    abandon_grace_s: float = Field(15.0, gt=0)
+    heartbeat_s: float = Field(
+        5.0, gt=0, le=60, description="Seconds between heartbeat comments on an SSE stream."
+    )
+    frame_ms: int = Field(
+        50,
+        ge=0,
+        le=1000,
+        description="Shortest interval between two text frames of one stream, in milliseconds.",
+    )
+    abandon_grace_s: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds a generation keeps running after its last viewer left.",
+    )
 
 
 class StorageSettings(_Section):
-    data_dir: Path = Path("data")
-    cache_size_mb: int = Field(256, ge=1)
-    session_ttl_days: int = Field(30, ge=1)
+    data_dir: Path = Field(
+        Path("data"),
+        description="Directory for the SQLite database, the cache and the generated secret.",
+    )
+    cache_size_mb: int = Field(
+        256,
+        ge=1,
+        description="Size cap of the response cache and scenario pool, in MB.",
+    )
+    session_ttl_days: int = Field(
+        30, ge=1, description="Days after which a session and its answers are deleted."
+    )
 
 
 class JourneySettings(_Section):
-    questions_per_session: int = Field(5, ge=1, le=12)
-    answer_max_chars: int = Field(2000, ge=20, le=20000)
+    questions_per_session: int = Field(
+        5, ge=1, le=12, description="Follow-up questions per session."
+    )
+    answer_max_chars: int = Field(
+        2000, ge=20, le=20000, description="Longest answer accepted, in characters."
+    )
 
 
 class OfflineSettings(_Section):
-    chars_per_s: float = Field(400.0, gt=0)
+    chars_per_s: float = Field(
+        400.0,
+        gt=0,
+        description="Typing pace of the offline model when it is the configured model "
+        "(characters per second).",
+    )
 
 
+# The categories are data, not settings with defaults: the file holds them and the code says
+# what each key of one means (the comment above the first category names every key).
 class Resource(_Section):
-    name: str = Field(min_length=1)
-    contact: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="What the resource is, as shown.")
+    contact: str = Field(min_length=1, description="A phone number or a URL.")
 
 
 class Category(_Section):
-    title: str = Field(min_length=1)
-    blurb: str = ""
-    dimensions: tuple[str, ...] = Field(min_length=2, max_length=8)
-    resources: tuple[Resource, ...] = ()
+    title: str = Field(min_length=1, description="The card's title on the home page.")
+    blurb: str = Field("", description="One line under the title.")
+    dimensions: tuple[str, ...] = Field(
+        min_length=2, max_length=8, description="What the report scores from 0 to 10."
+    )
+    resources: tuple[Resource, ...] = Field(
+        (), description="Support resources shown on the category's report page."
+    )
 
 
 class Settings(_Section):
