@@ -16,22 +16,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server import controls, logs, routes, web
+from server import controls, logs, routes
 from server.admission import Admission
+from server.browser import BrowserCookie
 from server.cache import ResponseCache
-from server.errors import Problem
+from server.errors import Problem, as_problem
 from server.generators.bank import load_bank
 from server.generators.offline import OfflineWriter
+from server.guards import RETRY_AFTER_S
 from server.identity import Identity
-from server.journeys import Journeys, LoadShedder
+from server.journeys import Journeys, LoadShedder, NotOpen
 from server.llm import Deadlines, Model, OfflineModel, OpenAIModel, build_client
 from server.metrics import LEVEL_VALUE, Metrics
 from server.middleware import BodyLimit, RequestContext, RequestGuard, SecurityHeaders
+from server.pages import is_stream_path, problem_response
 from server.ratelimit import RateLimiter
 from server.services import Services
 from server.settings import Settings, secret_key
 from server.steps import StepWriter
-from server.store import Session, Store
+from server.store import Conflict, Session, Store
 from server.streaming import Generations
 from server.views import Views
 from server.watchdog import Thresholds, Watchdog, process_rss_mb
@@ -149,43 +152,23 @@ def create_app(
             cache.close()
             store.close()
 
-    async def on_problem(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Problem)
-        metrics.rejected.labels(str(exc.status)).inc()
-        return web.problem_response(request, exc)
-
-    async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        titles = {404: "Page not found", 405: "Method not allowed"}
-        messages = {
-            404: "There is nothing at this address.",
-            405: "This address does not accept that kind of request.",
-        }
-        problem = Problem(
-            exc.status_code,
-            titles.get(exc.status_code, "Request refused"),
-            messages.get(exc.status_code, str(exc.detail)),
-        )
-        response = await on_problem(request, problem)
-        if exc.headers:
+    async def on_error(request: Request, exc: Exception) -> Response:
+        """The one error path: whatever was raised becomes a Problem, rendered by status."""
+        problem = as_problem(request, exc)
+        if problem.status >= 500 and not isinstance(exc, Problem):
+            logs.log.exception("Unhandled error", extra={"fields": {"path": request.url.path}})
+        metrics.rejected.labels(str(problem.status)).inc()
+        response = problem_response(request, problem)
+        if isinstance(exc, HTTPException) and exc.headers:
             response.headers.update(exc.headers)
         return response
 
-    async def on_crash(request: Request, exc: Exception) -> Response:
-        logs.log.exception("Unhandled error", extra={"fields": {"path": request.url.path}})
-        problem = Problem(
-            500, "Something went wrong", "Your answers so far are saved. Please try again."
-        )
-        return await on_problem(request, problem)
-
     def refusal(problem: Problem) -> ASGIApp:
-        """A refusal made outside the routes (a body too large, a request too slow), aimed at
-        the error slot of the form that sent it."""
+        """A refusal made outside the routes (a body too large, a request too slow)."""
 
         async def respond(scope: Scope, receive: Receive, send: Send) -> None:
-            aimed = problem.aimed_at(web.error_slot(scope["path"]))
-            metrics.rejected.labels(str(problem.status)).inc()
-            await web.problem_response(Request(scope, receive), aimed)(scope, receive, send)
+            response = await on_error(Request(scope, receive), problem)
+            await response(scope, receive, send)
 
         return respond
 
@@ -198,19 +181,20 @@ def create_app(
         503,
         "Crossroads is busy",
         "That request took too long, so it was stopped.",
-        retry_after=web.RETRY_AFTER_S,
+        retry_after=RETRY_AFTER_S,
     )
     return Starlette(
         routes=[*controls.routes(), *routes.routes()],
         middleware=[
             Middleware(RequestContext),
+            Middleware(BrowserCookie, identity=_identity),
             Middleware(SecurityHeaders),
             Middleware(
                 RequestGuard,
                 time_limit_s=settings.limits.worker_time_limit_s,
                 high_risk_s=settings.limits.high_risk_request_s,
                 high_risk_rss_mb=settings.limits.high_risk_rss_mb,
-                is_stream=web.is_stream_path,
+                is_stream=is_stream_path,
                 reject=refusal(too_slow),
                 rss_mb=probe,
                 on_high_risk=metrics.high_risk.inc,
@@ -219,9 +203,16 @@ def create_app(
                 BodyLimit, max_bytes=settings.limits.max_body_bytes, reject=refusal(too_large)
             ),
         ],
-        exception_handlers={Problem: on_problem, HTTPException: on_http_error, Exception: on_crash},
+        exception_handlers={
+            error: on_error for error in (Problem, NotOpen, Conflict, HTTPException, Exception)
+        },
         lifespan=lifespan,
     )
+
+
+def _identity(scope: Scope) -> Identity:
+    identity: Identity = scope["app"].state.services.identity
+    return identity
 
 
 def _gauges(

@@ -7,30 +7,15 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from server import browser
+from server.forms import form
+from server.guards import limit, refuse_when_short_of_memory
 from server.journeys import Journeys
+from server.pages import go_to, owned_session, page, services, step_number, step_or_page
 from server.store import Session
-from server.web import (
-    browser,
-    finish,
-    form,
-    is_htmx,
-    limit,
-    owned_session,
-    page,
-    refuse_when_short_of_memory,
-    services,
-    step_number,
-)
-
-
-def _back(request: Request, url: str) -> Response:
-    """Where a control sends the browser afterwards: htmx follows HX-Redirect, others a 303."""
-    if is_htmx(request):
-        return finish(request, Response(status_code=200, headers={"HX-Redirect": url}))
-    return finish(request, RedirectResponse(url, status_code=303))
 
 
 async def _on_step(
@@ -40,12 +25,9 @@ async def _on_step(
     svc = services(request)
     session = await owned_session(request)
     n = step_number(request)
-    await form(request, slot=f"#error-{n}")
+    await form(request)
     await act(svc.journeys, session, n)
-    if not is_htmx(request):
-        return _back(request, f"/s/{session.id}")
-    html = await svc.views.step_fragment(session, n, svc.identity.csrf_token(browser(request)))
-    return finish(request, HTMLResponse(html))
+    return await step_or_page(request, session, n)
 
 
 async def stop(request: Request) -> Response:
@@ -54,7 +36,7 @@ async def stop(request: Request) -> Response:
 
 async def retry(request: Request) -> Response:
     # Each retry is a model call: counted like an answer.
-    limit(request, services(request).answer_limit, f"#error-{step_number(request)}")
+    limit(request, services(request).answer_limit)
     return await _on_step(request, Journeys.retry)
 
 
@@ -62,11 +44,11 @@ async def restart(request: Request) -> Response:
     """Start over in the same area, with a new scenario."""
     svc = services(request)
     session = await owned_session(request)
-    await form(request, slot="#session-error")
-    limit(request, svc.session_limit, "#session-error")
-    refuse_when_short_of_memory(svc, "#session-error")
-    fresh = await svc.journeys.create(owner=browser(request), category=session.category)
-    return _back(request, f"/s/{fresh.id}")
+    await form(request)
+    limit(request, svc.session_limit)
+    refuse_when_short_of_memory(svc.watchdog)
+    fresh = await svc.journeys.create(owner=browser.browser(request), category=session.category)
+    return go_to(request, f"/s/{fresh.id}")
 
 
 async def confirm_delete(request: Request) -> Response:
@@ -79,9 +61,9 @@ async def confirm_delete(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     svc = services(request)
     session = await owned_session(request)
-    await form(request, slot="#session-error")
+    await form(request)
     await svc.journeys.delete(session)
-    return _back(request, "/?deleted=1")
+    return go_to(request, "/?deleted=1")
 
 
 async def new_share(request: Request) -> Response:
@@ -89,7 +71,7 @@ async def new_share(request: Request) -> Response:
     session = await owned_session(request)
     await form(request)
     await svc.store.set_share(session.id, secrets.token_urlsafe(18))
-    return _back(request, f"/s/{session.id}/report#share")
+    return go_to(request, f"/s/{session.id}/report#share")
 
 
 async def revoke_share(request: Request) -> Response:
@@ -97,7 +79,7 @@ async def revoke_share(request: Request) -> Response:
     session = await owned_session(request)
     await form(request)
     await svc.store.set_share(session.id, None)
-    return _back(request, f"/s/{session.id}/report#share")
+    return go_to(request, f"/s/{session.id}/report#share")
 
 
 async def privacy(request: Request) -> Response:

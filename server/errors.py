@@ -1,10 +1,17 @@
-"""The one error type a person sees: a status, a title, a message, and where it shows."""
+"""The one error type a person sees, and how every other refusal becomes one."""
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from server.journeys import NotOpen
+from server.store import Conflict
+
 
 class Problem(Exception):
-    """An error page (or, for htmx, a fragment aimed at an error slot beside the form)."""
+    """An error page, or for htmx a fragment in the error slot the form names; the template
+    is chosen by `status`."""
 
     def __init__(
         self,
@@ -12,7 +19,6 @@ class Problem(Exception):
         title: str,
         message: str,
         *,
-        slot: str | None = None,
         retry_after: int | None = None,
         back_url: str | None = None,
     ) -> None:
@@ -20,17 +26,38 @@ class Problem(Exception):
         self.status = status
         self.title = title
         self.message = message
-        self.slot = slot
         self.retry_after = retry_after
         self.back_url = back_url
 
-    def aimed_at(self, slot: str) -> Problem:
-        """The same problem, shown in another error slot."""
+
+_HTTP_TITLES = {404: "Page not found", 405: "Method not allowed"}
+_HTTP_MESSAGES = {
+    404: "There is nothing at this address.",
+    405: "This address does not accept that kind of request.",
+}
+
+
+def as_problem(request: Request, exc: Exception) -> Problem:
+    """What the person is told about `exc`: a Problem as it is, the journey's refusals and
+    Starlette's HTTP errors in the same words everywhere, anything else as a 500."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, NotOpen):
+        if exc.exists:
+            return Problem(409, "This step is not open yet", str(exc))
+        return Problem(404, "Step not found", "This journey has no such step.")
+    if isinstance(exc, Conflict):
+        sid = request.path_params.get("sid")
         return Problem(
-            self.status,
-            self.title,
-            self.message,
-            slot=slot,
-            retry_after=self.retry_after,
-            back_url=self.back_url,
+            409,
+            "This question is not open",
+            "It was already answered, or it has not been asked yet. Reload to see where you are.",
+            back_url=f"/s/{sid}" if sid else None,
         )
+    if isinstance(exc, HTTPException):
+        return Problem(
+            exc.status_code,
+            _HTTP_TITLES.get(exc.status_code, "Request refused"),
+            _HTTP_MESSAGES.get(exc.status_code, str(exc.detail)),
+        )
+    return Problem(500, "Something went wrong", "Your answers so far are saved. Please try again.")

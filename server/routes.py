@@ -13,32 +13,21 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import (
-    HTMLResponse,
     JSONResponse,
     PlainTextResponse,
-    RedirectResponse,
     Response,
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from server import browser
 from server.errors import Problem
-from server.journeys import NotOpen
+from server.forms import answer_text, form
+from server.guards import limit, refuse_when_short_of_memory
+from server.pages import go_to, owned_session, page, services, step_number, step_or_page
 from server.services import Services
-from server.store import Conflict, Session, Step
+from server.store import Session, Step
 from server.streaming import Event, finished_events, follow
-from server.web import (
-    browser,
-    finish,
-    form,
-    is_htmx,
-    limit,
-    owned_session,
-    page,
-    refuse_when_short_of_memory,
-    services,
-    step_number,
-)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 SHUTDOWN_GRACE_S = 1.0
@@ -46,7 +35,7 @@ SHUTDOWN_GRACE_S = 1.0
 
 async def home(request: Request) -> Response:
     svc = services(request)
-    owned = await svc.store.sessions_of(browser(request))
+    owned = await svc.store.sessions_of(browser.browser(request))
     journeys = []
     for session, done, answered in owned:
         category = svc.settings.categories.get(session.category)
@@ -76,19 +65,14 @@ async def home(request: Request) -> Response:
 
 async def create_session(request: Request) -> Response:
     svc = services(request)
-    data = await form(request, slot="#home-error")
-    limit(request, svc.session_limit, "#home-error")
+    data = await form(request)
+    limit(request, svc.session_limit)
     category = data.get("category")
     if not isinstance(category, str) or category not in svc.settings.categories:
-        raise Problem(
-            400, "Unknown life area", "Please pick one of the areas listed.", slot="#home-error"
-        )
-    refuse_when_short_of_memory(svc, "#home-error")
-    session = await svc.journeys.create(owner=browser(request), category=category)
-    url = f"/s/{session.id}"
-    if is_htmx(request):
-        return finish(request, Response(status_code=200, headers={"HX-Redirect": url}))
-    return finish(request, RedirectResponse(url, status_code=303))
+        raise Problem(400, "Unknown life area", "Please pick one of the areas listed.")
+    refuse_when_short_of_memory(svc.watchdog)
+    session = await svc.journeys.create(owner=browser.browser(request), category=category)
+    return go_to(request, f"/s/{session.id}")
 
 
 async def session_page(request: Request) -> Response:
@@ -106,11 +90,7 @@ async def stream(request: Request) -> Response:
     svc = services(request)
     session = await owned_session(request)
     n = step_number(request)
-    try:
-        found = await svc.journeys.ensure(session, n)
-    except NotOpen as error:
-        code = 409 if error.exists else 404
-        return finish(request, PlainTextResponse(str(error), status_code=code))
+    found = await svc.journeys.ensure(session, n)
     if isinstance(found, Step):
         done_html = await svc.views.done_html(session, n)
         state = "done" if found.status == "done" else "stopped"
@@ -152,51 +132,13 @@ async def answer(request: Request) -> Response:
     svc = services(request)
     session = await owned_session(request)
     n = step_number(request)
-    slot = f"#error-{n}"
     if n > session.report_step:
-        raise Problem(404, "Step not found", "This journey has no such step.", slot=slot)
-    data = await form(request, slot=slot)
-    limit(request, svc.answer_limit, slot)
-    text = _answer_text(data.get("answer"), svc.settings.journey.answer_max_chars, slot)
-    try:
-        await svc.journeys.answer(session, n, text)
-    except Conflict:
-        raise Problem(
-            409,
-            "This question is not open",
-            "It was already answered, or it has not been asked yet. Reload to see where you are.",
-            slot=slot,
-            back_url=f"/s/{session.id}",
-        ) from None
-    if is_htmx(request):
-        fragment = await svc.views.step_fragment(
-            session, n, svc.identity.csrf_token(browser(request))
-        )
-        return finish(request, HTMLResponse(fragment))
-    return finish(request, RedirectResponse(f"/s/{session.id}", status_code=303))
-
-
-def _answer_text(raw: object, max_chars: int, slot: str) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise Problem(
-            400, "Your answer is empty", "Write a few words, or pick a quick reply.", slot=slot
-        )
-    if "\x00" in raw or "\ufffd" in raw:
-        raise Problem(
-            400,
-            "Your answer could not be read",
-            "It contains characters that are not text.",
-            slot=slot,
-        )
-    text = raw.strip().replace("\r\n", "\n")
-    if len(text) > max_chars:
-        raise Problem(
-            400,
-            "Your answer is too long",
-            f"Please keep it under {max_chars} characters (it has {len(text)}).",
-            slot=slot,
-        )
-    return text
+        raise Problem(404, "Step not found", "This journey has no such step.")
+    data = await form(request)
+    limit(request, svc.answer_limit)
+    text = answer_text(data.get("answer"), svc.settings.journey.answer_max_chars)
+    await svc.journeys.answer(session, n, text)
+    return await step_or_page(request, session, n)
 
 
 async def _finished_report(request: Request, session: Session, *, owner: bool) -> Any:
@@ -228,13 +170,10 @@ async def report_markdown(request: Request) -> Response:
     body, scores = await svc.views.report_parts(session, step)
     document = svc.views.markdown_document(view, body, scores)
     filename = f"crossroads-{session.category}-{session.id[:8]}.md"
-    return finish(
-        request,
-        Response(
-            document,
-            media_type="text/markdown; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-        ),
+    return Response(
+        document,
+        media_type="text/markdown; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 

@@ -15,7 +15,7 @@ from server.app import create_app
 from server.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.servers import serve_app
-from tests.visitor import Visitor
+from tests.visitor import Visitor, htmx_form
 
 pytestmark = pytest.mark.anyio
 
@@ -60,7 +60,7 @@ async def post_answer(
 ) -> httpx.Response:
     headers = {"content-type": "application/x-www-form-urlencoded"}
     if htmx:
-        headers["HX-Request"] = "true"
+        headers |= htmx_form(f"#error-{n}")
     return await visitor.http.post(f"/s/{sid}/steps/{n}/answer", content=body, headers=headers)
 
 
@@ -241,7 +241,7 @@ async def test_an_unknown_category_and_a_bad_form_change_nothing(
         unknown = await visitor.http.post(
             "/sessions",
             data={"category": "../finance", "csrf_token": visitor.token},
-            headers={"HX-Request": "true"},
+            headers=htmx_form("#home-error"),
         )
         missing = await visitor.http.post("/sessions", data={"csrf_token": visitor.token})
         garbage = await visitor.http.post(

@@ -23,7 +23,7 @@ from tests import sse
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
-from tests.visitor import Visitor
+from tests.visitor import Visitor, htmx_form
 
 pytestmark = pytest.mark.anyio
 
@@ -185,7 +185,7 @@ async def test_stop_and_retry_with_htmx_on_the_paced_offline_model(
             sid = await visitor.start("ethics")
             await visitor.stream(sid, 0, stop_after=3)
             assert step_status(settings, sid, 0) == "generating"
-            htmx = {"HX-Request": "true"}
+            htmx = htmx_form("#error-0")
             stop = await visitor.http.post(
                 f"/s/{sid}/steps/0/stop", data={"csrf_token": visitor.token}, headers=htmx
             )
@@ -276,7 +276,9 @@ async def test_start_over_makes_a_new_session_with_a_new_scenario(
         assert len(texts) > 1, "start over gave the same scenario every time"
         assert len(seeds) == len(fresh) + 1
         htmx = await visitor.http.post(
-            f"/s/{sid}/restart", data={"csrf_token": visitor.token}, headers={"HX-Request": "true"}
+            f"/s/{sid}/restart",
+            data={"csrf_token": visitor.token},
+            headers=htmx_form("#session-error"),
         )
         assert htmx.status_code == 200 and htmx.headers["hx-redirect"].startswith("/s/")
         # The old journey is kept as it was.
@@ -308,7 +310,7 @@ async def test_start_over_is_refused_under_memory_pressure(
             refused = await visitor.http.post(
                 f"/s/{sid}/restart",
                 data={"csrf_token": visitor.token},
-                headers={"HX-Request": "true"},
+                headers=htmx_form("#session-error"),
             )
             assert refused.status_code == 503
             assert refused.headers["hx-retarget"] == "#session-error"
@@ -556,7 +558,7 @@ async def test_creating_sessions_is_rate_limited_per_client(
             htmx = await visitor.http.post(
                 "/sessions",
                 data={"category": "finance", "csrf_token": visitor.token},
-                headers={"HX-Request": "true"},
+                headers=htmx_form("#home-error"),
             )
             assert htmx.status_code == 429
             assert htmx.headers["hx-retarget"] == "#home-error"

@@ -20,8 +20,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server.app import create_app
 from server.logs import JsonFormatter
 from server.middleware import BodyLimit, RequestContext, RequestGuard, SecurityHeaders
+from server.pages import is_stream_path
 from server.settings import Settings
-from server.web import is_stream_path
 from tests.conftest import SettingsFactory
 from tests.servers import serve_app
 from tests.visitor import Visitor

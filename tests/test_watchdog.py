@@ -18,7 +18,7 @@ from server.watchdog import RELEASE_EVERY, Level, Thresholds, Watchdog, decide
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
-from tests.visitor import Visitor
+from tests.visitor import Visitor, htmx_form
 
 pytestmark = pytest.mark.anyio
 
@@ -325,7 +325,7 @@ async def test_the_app_sheds_at_soft_cancels_at_hard_and_recovers(
             assert plain.status_code == 503
             assert plain.headers["retry-after"] == "30"
             assert "<html" in plain.text and "answers so far are saved" in plain.text
-            htmx = await visitor.http.post("/sessions", data=form, headers={"HX-Request": "true"})
+            htmx = await visitor.http.post("/sessions", data=form, headers=htmx_form("#home-error"))
             assert htmx.status_code == 503
             assert htmx.headers["retry-after"] == "30"
             assert htmx.headers["hx-retarget"] == "#home-error"

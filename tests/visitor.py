@@ -11,6 +11,12 @@ from tests import sse
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
+def htmx_form(slot: str) -> dict[str, str]:
+    """The headers htmx sends for a form whose markup names the error slot `slot`
+    (test_routes checks that every form on every page names one that exists there)."""
+    return {"HX-Request": "true", "X-Error-Slot": slot}
+
+
 class Visitor:
     def __init__(self, base_url: str) -> None:
         self.http = httpx.AsyncClient(
@@ -44,7 +50,7 @@ class Visitor:
         return await sse.read(self.http, f"/s/{sid}/steps/{n}/stream", **kwargs)  # type: ignore[arg-type]
 
     async def answer(self, sid: str, n: int, text: str, *, htmx: bool = False) -> httpx.Response:
-        headers = {"HX-Request": "true"} if htmx else {}
+        headers = htmx_form(f"#error-{n}") if htmx else {}
         return await self.http.post(
             f"/s/{sid}/steps/{n}/answer",
             data={"answer": text, "csrf_token": self.token},
