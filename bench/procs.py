@@ -6,6 +6,7 @@ import json
 import os
 import resource
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -189,9 +190,36 @@ def app(log_dir: Path, settings: Mapping[str, Any]) -> Iterator[tuple[int, int]]
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the app did not start; see {log_dir / 'app.log'}")
             time.sleep(0.1)
-        yield port, proc.pid
+        with profiled(proc.pid, log_dir):
+            yield port, proc.pid
     finally:
         stop(proc, 30)
+
+
+@contextmanager
+def profiled(pid: int, log_dir: Path) -> Iterator[None]:
+    """With BENCH_PYSPY=DIR set, py-spy samples the app (native frames too) while it serves:
+    collapsed stacks go to DIR/app-<pid>.txt. py-spy is a developer tool, not a dependency."""
+    out_dir = os.environ.get("BENCH_PYSPY")
+    if not out_dir:
+        yield
+        return
+    spy = Path(PYTHON).with_name("py-spy")
+    out = Path(out_dir) / f"app-{pid}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    args = [str(spy), "record", "--pid", str(pid), "--native", "--rate", "100"]
+    args += ["--format", "raw", "--output", str(out)]
+    with (log_dir / "py-spy.log").open("ab") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 @dataclass
