@@ -282,8 +282,10 @@ async def test_nothing_listening_is_a_connection_error_after_retries(settings: S
         update={"llm": settings.llm.model_copy(update={"base_url": f"http://127.0.0.1:{port}/v1"})}
     )
     sleeps = Sleeps()
+    model = model_for(real, None, sleeps)
     with pytest.raises(llm.ConnectionFailed) as caught:
-        await run(model_for(real, None, sleeps))
+        await run(model)
+    await model._client.close()
     assert caught.value.attempts == 3
     assert len(sleeps.waits) == 2
 
@@ -300,6 +302,7 @@ async def test_over_real_http_the_first_token_deadline_closes_the_connection(
         with pytest.raises(llm.FirstTokenTimeout):
             await run(model)
         await fake.wait_for(lambda f: f.client_closed == 3 and f.open_streams == 0, timeout=10)
+        await model._client.close()
         await model._client.close()
 
 
