@@ -34,7 +34,7 @@ from server.ratelimit import RateLimiter
 from server.services import Services
 from server.settings import Settings, secret_key
 from server.steps import StepWriter
-from server.store import Conflict, Session, Store
+from server.store import Conflict, Session, Store, open_store
 from server.streaming import Generations
 from server.views import Views
 from server.watchdog import Thresholds, Watchdog, process_rss_mb
@@ -58,7 +58,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limits = settings.limits
-        store = Store(settings.storage.data_dir / "crossroads.db")
+        store = await open_store(settings)
         cache = ResponseCache(
             settings.storage.data_dir / "cache", size_mb=settings.storage.cache_size_mb
         )
@@ -150,7 +150,8 @@ def create_app(
             if client is not None:
                 await client.close()
             cache.close()
-            store.close()
+            with anyio.CancelScope(shield=True):
+                await store.close()
 
     async def on_error(request: Request, exc: Exception) -> Response:
         """The one error path: whatever was raised becomes a Problem, rendered by status."""

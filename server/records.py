@@ -1,4 +1,4 @@
-"""What the store keeps: the schema, and the session, step and finished-step records."""
+"""What the store keeps: the session, step and finished-step records, and its one error."""
 
 from __future__ import annotations
 
@@ -9,46 +9,6 @@ from typing import Any, Literal
 from server.reasons import FailureReason
 
 StepStatus = Literal["open", "generating", "stopped", "done"]
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    category TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    questions_total INTEGER NOT NULL,
-    share_id TEXT UNIQUE,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_owner ON sessions (owner, created_at);
-CREATE INDEX IF NOT EXISTS sessions_updated ON sessions (updated_at);
-CREATE TABLE IF NOT EXISTS steps (
-    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-    n INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    status TEXT NOT NULL,
-    version INTEGER NOT NULL DEFAULT 0,
-    text TEXT NOT NULL DEFAULT '',
-    source TEXT,
-    model TEXT,
-    note TEXT,
-    reason TEXT,
-    opened_at REAL NOT NULL,
-    first_chunk_s REAL,
-    duration_s REAL,
-    chunks INTEGER,
-    attempts INTEGER,
-    PRIMARY KEY (session_id, n)
-);
-CREATE TABLE IF NOT EXISTS answers (
-    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-    n INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (session_id, n)
-);
-"""
 
 
 class Conflict(Exception):

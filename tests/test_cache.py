@@ -23,7 +23,8 @@ from server.generators.offline import OfflineWriter
 from server.metrics import Metrics
 from server.settings import Settings
 from server.steps import StepWriter
-from server.store import Finished, Session, Store
+from server.store import Finished, Session
+from server.store_sqlite import SQLiteStore
 from server.streaming import Generation, Generations
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
@@ -226,7 +227,7 @@ class Rig:
 
     def __init__(self, settings: Settings, tmp_path: Path) -> None:
         self.settings = settings
-        self.store = Store(tmp_path / "crossroads.db")
+        self.store = SQLiteStore(tmp_path / "crossroads.db")
         self.cache = ResponseCache(tmp_path / "cache", size_mb=8)
         self.metrics = Metrics()
         self.admission = Admission(2, queue_timeout_s=5.0)
@@ -281,7 +282,7 @@ async def rig(make_settings: SettingsFactory, tmp_path: Path) -> AsyncIterator[R
     made = Rig(make_settings(), tmp_path / "rig")
     yield made
     made.cache.close()
-    made.store.close()
+    await made.store.close()
 
 
 def scenario_prompt(seed: int = 7) -> Prompt:

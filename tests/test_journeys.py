@@ -24,7 +24,8 @@ from server.logs import JsonFormatter
 from server.metrics import Metrics
 from server.settings import Settings
 from server.steps import StepWriter
-from server.store import Session, Store
+from server.store import Session
+from server.store_sqlite import SQLiteStore
 from server.streaming import Generations, follow
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
@@ -244,7 +245,7 @@ async def test_a_session_whose_category_left_the_settings_still_finishes(
     assert 'data-step-kind="report"' in report.events[-1].data
 
 
-class DiskFullStore(Store):
+class DiskFullStore(SQLiteStore):
     """A store whose disk fills up just as a step is recorded."""
 
     async def finish_step(self, *args: Any, **kwargs: Any) -> None:
@@ -290,4 +291,4 @@ async def test_a_step_that_cannot_be_recorded_stops_with_done_instead_of_looping
     assert 'data-status="stopped"' in events[-1].data  # with "write it again" to offer
     step = await store.step(session.id, 0)
     assert step is not None and step.status == "stopped"
-    store.close()
+    await store.close()

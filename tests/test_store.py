@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from server.store import Conflict, Finished, Store
+from server import schema
+from server.store import Conflict, Finished
+from server.store_sqlite import SQLiteStore as Store
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
     opened = Store(tmp_path / "data" / "crossroads.db")
     yield opened
-    opened.close()
+    await opened.close()
 
 
 async def new_session(store: Store, owner: str = "browser-1") -> str:
@@ -35,8 +38,7 @@ async def finish(
 
 
 async def test_the_database_is_in_wal_mode(store: Store) -> None:
-    rows = await store.query("PRAGMA journal_mode")
-    assert rows[0][0] == "wal"
+    assert await store.journal_mode() == "wal"
 
 
 async def test_creating_a_session_opens_its_scenario(store: Store) -> None:
@@ -54,13 +56,13 @@ async def test_every_generation_gets_a_new_version_that_survives_a_reopen(
     assert await store.begin_generation(sid, 0) == 1
     assert await store.begin_generation(sid, 0) == 2  # regenerated after a restart
     assert await store.bump_version(sid, 0) == 3  # fallback text replaced shown text
-    store.close()
+    await store.close()
     reopened = Store(tmp_path / "data" / "crossroads.db")
     try:
         step = await reopened.step(sid, 0)
         assert step is not None and step.version == 3 and step.status == "generating"
     finally:
-        reopened.close()
+        await reopened.close()
 
 
 async def test_a_finished_step_opens_the_next_in_the_same_transaction(store: Store) -> None:
@@ -117,8 +119,8 @@ async def test_deleting_a_session_removes_its_steps_and_answers(store: Store) ->
     await store.save_answer(sid, 1, "My answer", open_next=(2, "question"))
     await store.delete_session(sid)
     assert await store.session(sid) is None
-    assert await store.query("SELECT * FROM steps WHERE session_id = ?", sid) == []
-    assert await store.query("SELECT * FROM answers WHERE session_id = ?", sid) == []
+    assert await store.steps(sid) == []
+    assert await store.answers(sid) == {}
     assert await store.session(other) is not None
 
 
@@ -132,7 +134,7 @@ async def test_old_sessions_expire_with_everything_they_hold(store: Store) -> No
         )
     assert await store.expire(30) == 1
     assert await store.session(old) is None
-    assert await store.query("SELECT * FROM steps WHERE session_id = ?", old) == []
+    assert await store.steps(old) == []
     assert await store.session(fresh) is not None
 
 
@@ -163,3 +165,34 @@ async def test_a_remembered_session_follows_its_share_link_and_deletion(store: S
     assert session is not None and session.share_id == "fresh-link"
     await store.delete_session(sid)
     assert await store.session(sid) is None
+
+
+async def test_a_database_from_before_migrations_is_adopted_with_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as raw, raw:
+        raw.executescript(
+            "CREATE TABLE sessions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, category TEXT NOT NULL,"
+            " seed INTEGER NOT NULL, questions_total INTEGER NOT NULL, share_id TEXT UNIQUE,"
+            " created_at REAL NOT NULL, updated_at REAL NOT NULL);"
+            "INSERT INTO sessions VALUES ('old', 'o', 'finance', 1, 2, NULL, 1.0, 1.0);"
+        )
+    store = Store(path)
+    try:
+        assert await store.schema_version() == schema.LATEST
+        old = await store.session("old")
+        assert old is not None and old.owner == "o"
+        assert await store.steps("old") == []  # the tables it lacked were created
+    finally:
+        await store.close()
+
+
+async def test_a_second_store_on_a_migrated_database_has_nothing_left_to_do(
+    store: Store, tmp_path: Path
+) -> None:
+    sid = await new_session(store)
+    second = Store(tmp_path / "data" / "crossroads.db")
+    try:
+        assert await second.schema_version() == schema.LATEST
+        assert await second.step(sid, 0) is not None
+    finally:
+        await second.close()

@@ -1,0 +1,361 @@
+"""The SQLite store (the embedded backend): sessions, steps and answers, off the event loop."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+from server import schema
+from server.records import Conflict, Finished, Session, Step, step_record
+
+T = TypeVar("T")
+SESSION_MEMORY = 20000  # sessions kept in memory for the hot path (a few hundred bytes each)
+
+
+class SQLiteStore:
+    """One SQLite connection in WAL mode; calls are serialised on one worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        _migrate(self._db)
+        self._lock = threading.Lock()
+        self._limiter = anyio.CapacityLimiter(1)
+        self._sessions: dict[str, Session] = {}
+
+    async def close(self) -> None:
+        def close() -> None:
+            with self._lock:
+                self._db.close()
+
+        await anyio.to_thread.run_sync(close, limiter=self._limiter)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                return fn(self._db)
+
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return await self._run(call)
+
+    async def ping(self) -> bool:
+        return await self._run(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
+
+    async def create_session(
+        self, *, owner: str, category: str, seed: int, questions_total: int
+    ) -> Session:
+        now = time.time()
+        session = Session(
+            id=secrets.token_urlsafe(12),
+            owner=owner,
+            category=category,
+            seed=seed,
+            questions_total=questions_total,
+            share_id=secrets.token_urlsafe(18),
+            created_at=now,
+            updated_at=now,
+        )
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session.id,
+                    owner,
+                    category,
+                    seed,
+                    questions_total,
+                    session.share_id,
+                    now,
+                    now,
+                ),
+            )
+            db.execute(
+                "INSERT INTO steps (session_id, n, kind, status, opened_at) "
+                "VALUES (?, 0, 'scenario', 'open', ?)",
+                (session.id, now),
+            )
+
+        await self._tx(insert)
+        return self._remember(session)
+
+    async def session(self, session_id: str) -> Session | None:
+        """From memory when seen lately: every stream request asks, and a session only changes
+        through this store (its share link, its deletion, its expiry)."""
+        known = self._sessions.get(session_id)
+        if known is not None:
+            return known
+        row = await self._run(
+            lambda db: db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        )
+        return self._remember(Session(**dict(row))) if row else None
+
+    def trim(self) -> None:
+        """Forget the remembered sessions (memory pressure); they are read again when asked."""
+        self._sessions.clear()
+
+    def _remember(self, session: Session) -> Session:
+        if len(self._sessions) >= SESSION_MEMORY:
+            del self._sessions[next(iter(self._sessions))]
+        self._sessions[session.id] = session
+        return session
+
+    async def session_by_share(self, share_id: str) -> Session | None:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT * FROM sessions WHERE share_id = ?", (share_id,)
+            ).fetchone()
+        )
+        return Session(**dict(row)) if row else None
+
+    async def sessions_of(self, owner: str, limit: int = 50) -> list[tuple[Session, int, int]]:
+        """The owner's sessions, newest first, with their count of finished steps and answers."""
+        sql = (
+            "SELECT s.*, "
+            "(SELECT COUNT(*) FROM steps t WHERE t.session_id = s.id AND t.status = 'done') AS done, "
+            "(SELECT COUNT(*) FROM answers a WHERE a.session_id = s.id) AS answered "
+            "FROM sessions s WHERE owner = ? ORDER BY created_at DESC LIMIT ?"
+        )
+        rows = await self._run(lambda db: db.execute(sql, (owner, limit)).fetchall())
+        result = []
+        for row in rows:
+            data = dict(row)
+            done, answered = data.pop("done"), data.pop("answered")
+            result.append((Session(**data), done, answered))
+        return result
+
+    async def steps(self, session_id: str) -> list[Step]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT * FROM steps WHERE session_id = ? ORDER BY n", (session_id,)
+            ).fetchall()
+        )
+        return [step_record(dict(row)) for row in rows]
+
+    async def step(self, session_id: str, n: int) -> Step | None:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT * FROM steps WHERE session_id = ? AND n = ?", (session_id, n)
+            ).fetchone()
+        )
+        return step_record(dict(row)) if row else None
+
+    async def answers(self, session_id: str) -> dict[int, str]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT n, text FROM answers WHERE session_id = ? ORDER BY n", (session_id,)
+            ).fetchall()
+        )
+        return {row["n"]: row["text"] for row in rows}
+
+    async def open_step(self, session_id: str, n: int, kind: str) -> None:
+        """Open a step unless it already exists (idempotent)."""
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR IGNORE INTO steps (session_id, n, kind, status, opened_at) "
+                "VALUES (?, ?, ?, 'open', ?)",
+                (session_id, n, kind, time.time()),
+            )
+        )
+
+    async def begin_generation(self, session_id: str, n: int) -> int:
+        """Mark a step generating under a new text version, and return that version."""
+
+        def begin(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "UPDATE steps SET status = 'generating', version = version + 1, text = '' "
+                "WHERE session_id = ? AND n = ? AND status IN ('open', 'generating') "
+                "RETURNING version",
+                (session_id, n),
+            ).fetchone()
+            if row is None:
+                raise Conflict(f"step {n} of {session_id} is not open")
+            return int(row[0])
+
+        return await self._tx(begin)
+
+    async def bump_version(self, session_id: str, n: int) -> int:
+        row = await self._run(
+            lambda db: db.execute(
+                "UPDATE steps SET version = version + 1 WHERE session_id = ? AND n = ? "
+                "RETURNING version",
+                (session_id, n),
+            ).fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    async def release(self, session_id: str, n: int, version: int) -> None:
+        """A generation that ended without text (abandoned, shut down): open again for the next
+        viewer, unless the step was stopped or a newer generation has taken it since."""
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE steps SET status = 'open' WHERE session_id = ? AND n = ? "
+                "AND status = 'generating' AND version = ?",
+                (session_id, n, version),
+            )
+        )
+
+    async def finish_step(
+        self,
+        session_id: str,
+        n: int,
+        finished: Finished,
+        *,
+        version: int,
+        open_next: tuple[int, str] | None,
+    ) -> None:
+        """Record the finished text and, in the same transaction, open the step that follows;
+        Conflict if the step was stopped or taken by a newer generation meanwhile."""
+
+        def finish(db: sqlite3.Connection) -> None:
+            now = time.time()
+            updated = db.execute(
+                "UPDATE steps SET status = 'done', text = ?, source = ?, model = ?, note = ?, "
+                "reason = ?, first_chunk_s = ?, duration_s = ?, chunks = ?, attempts = ? "
+                "WHERE session_id = ? AND n = ? AND status = 'generating' AND version = ?",
+                (
+                    finished.text,
+                    finished.source,
+                    finished.model,
+                    finished.note,
+                    finished.reason,
+                    finished.first_chunk_s,
+                    finished.duration_s,
+                    finished.chunks,
+                    finished.attempts,
+                    session_id,
+                    n,
+                    version,
+                ),
+            ).rowcount
+            if updated == 0:
+                raise Conflict(f"step {n} of {session_id} is no longer this generation's")
+            if open_next is not None:
+                db.execute(
+                    "INSERT OR IGNORE INTO steps (session_id, n, kind, status, opened_at) "
+                    "VALUES (?, ?, ?, 'open', ?)",
+                    (session_id, open_next[0], open_next[1], now),
+                )
+            db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
+
+        await self._tx(finish)
+
+    async def save_answer(
+        self, session_id: str, n: int, text: str, *, open_next: tuple[int, str]
+    ) -> None:
+        """Commit an answer to an open question and open the next step, or raise Conflict."""
+
+        def save(db: sqlite3.Connection) -> None:
+            row = db.execute(
+                "SELECT status, kind FROM steps WHERE session_id = ? AND n = ?", (session_id, n)
+            ).fetchone()
+            if row is None or row["kind"] != "question" or row["status"] != "done":
+                raise Conflict(f"question {n} is not open for an answer")
+            try:
+                db.execute(
+                    "INSERT INTO answers VALUES (?, ?, ?, ?)", (session_id, n, text, time.time())
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"question {n} is already answered") from None
+            db.execute(
+                "INSERT OR IGNORE INTO steps (session_id, n, kind, status, opened_at) "
+                "VALUES (?, ?, ?, 'open', ?)",
+                (session_id, open_next[0], open_next[1], time.time()),
+            )
+            db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (time.time(), session_id))
+
+        await self._tx(save)
+
+    async def stop_step(self, session_id: str, n: int) -> bool:
+        """The person stopped a running step: it waits until they ask for it again."""
+        row = await self._run(
+            lambda db: db.execute(
+                "UPDATE steps SET status = 'stopped' WHERE session_id = ? AND n = ? "
+                "AND status IN ('open', 'generating') RETURNING n",
+                (session_id, n),
+            ).fetchone()
+        )
+        return row is not None
+
+    async def reopen_step(self, session_id: str, n: int) -> bool:
+        row = await self._run(
+            lambda db: db.execute(
+                "UPDATE steps SET status = 'open' WHERE session_id = ? AND n = ? "
+                "AND status = 'stopped' RETURNING n",
+                (session_id, n),
+            ).fetchone()
+        )
+        return row is not None
+
+    async def set_share(self, session_id: str, share_id: str | None) -> None:
+        """A new share link, or None to revoke it."""
+        self._sessions.pop(session_id, None)
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE sessions SET share_id = ? WHERE id = ?", (share_id, session_id)
+            )
+        )
+        self._sessions.pop(session_id, None)  # a read meanwhile may have remembered the old row
+
+    async def delete_session(self, session_id: str) -> None:
+        """The session with its steps and answers (they cascade)."""
+        self._sessions.pop(session_id, None)
+        await self._run(lambda db: db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)))
+        self._sessions.pop(session_id, None)  # a read meanwhile may have remembered the old row
+
+    async def expire(self, ttl_days: float) -> int:
+        self._sessions.clear()
+        cutoff = time.time() - ttl_days * 86400
+        return await self._run(
+            lambda db: db.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,)).rowcount
+        )
+
+    async def schema_version(self) -> int:
+        return await self._run(lambda db: int(db.execute(schema.CURRENT_VERSION).fetchone()[0]))
+
+    async def journal_mode(self) -> str:
+        """SQLite's journal mode ("wal"), for operators' checks and tests."""
+        return str(await self._run(lambda db: db.execute("PRAGMA journal_mode").fetchone()[0]))
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring the schema up to date; BEGIN IMMEDIATE makes a second process starting at the same
+    moment wait (busy_timeout) and then find nothing left to do."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(schema.VERSION_TABLE)
+        current = int(db.execute(schema.CURRENT_VERSION).fetchone()[0])
+        for number, statements in schema.pending(current):
+            for statement in statements:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
