@@ -6,7 +6,6 @@ STAMP := $(VENV)/.installed
 # `make run` needs only the app's own dependencies; the dev tools come with test/check.
 RUN_STAMP := $(VENV)/.installed-run
 PORT ?=
-APT_PACKAGES := chromium nginx
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install run test check format bench system-deps clean
@@ -30,15 +29,20 @@ install: $(STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/python run.py $(if $(PORT),--port $(PORT))
 
-# Debian's Chromium for the browser tests and nginx for the reverse-proxy test,
-# installed once; skipped when they are already there.
+# Debian's Chromium for the browser tests, nginx for the reverse-proxy test, and PostgreSQL and
+# Redis for the distributed backend's tests (run as processes by the tests, never as services),
+# installed once; skipped when they are already there. The lock timeout waits for another apt
+# (an engineer's, unattended-upgrades) instead of failing at once.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+		$(SUDO) apt-get -o DPkg::Lock::Timeout=120 update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=120 install -y -q $$missing; \
 	fi
 
 test: install system-deps

@@ -11,8 +11,9 @@ import pytest
 from server.settings import Settings, load
 
 SettingsFactory = Callable[..., Settings]
-# The browser tests' fixtures (module-scoped Chromium, a context with the page probe).
-pytest_plugins = ["tests.chromium"]
+# The browser tests' fixtures (module-scoped Chromium, a context with the page probe), and a
+# PostgreSQL server for the session with a fresh database per test.
+pytest_plugins = ["tests.chromium", "tests.pg"]
 
 
 @pytest.fixture(autouse=True)
