@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from server.generators import question, report
 from server.generators.formats import LIVE_TAILS, live_end, tail_start
 from server.generators.journey import StepKind
 
@@ -167,3 +168,70 @@ def test_the_combined_pattern_agrees_with_live_end() -> None:
                 found = pattern.search(sample[:n])
                 expected = n if found is None else found.start()
                 assert live_end(kind, sample[:n]) == expected, sample[:n]
+
+
+# The parsers: every accepted format of the docstring's table, on a finished text.
+
+DIMENSIONS = ("Risk tolerance", "Long-term thinking", "Emotional control", "Information seeking")
+
+
+@pytest.mark.parametrize("tail", QUESTION_TAILS)
+def test_question_parse_reads_every_reply_format(tail: str) -> None:
+    parsed = question.parse(f"{QUESTION}\n\n{tail}\n")
+    assert parsed.text == QUESTION
+    assert len(parsed.replies) == 2 or tail.count("\n") == 1
+    assert parsed.replies[0].startswith("Stay")
+
+
+def test_question_parse_takes_unmarked_lines_under_a_heading() -> None:
+    parsed = question.parse(f'{QUESTION}\n\nPossible replies:\n"I would stay"\nI would go\n')
+    assert parsed == question.Question(QUESTION, ("I would stay", "I would go"))
+
+
+def test_question_parse_keeps_a_list_that_is_part_of_the_question() -> None:
+    text = f"Think of two things:\n1. the rent\n2. the savings\n{QUESTION}"
+    assert question.parse(text) == question.Question(text, ())
+
+
+@pytest.mark.parametrize("tail", REPORT_TAILS)
+def test_report_parse_reads_every_score_format(tail: str) -> None:
+    parsed = report.parse(f"{BODY}\n\n{tail}\n", DIMENSIONS)
+    assert parsed.markdown == BODY
+    assert parsed.scores["Risk tolerance"] == (8 if "7.5" in tail else 7)
+    if "steady" in tail:
+        assert parsed.reasons["Risk tolerance"] == "steady"
+
+
+def test_report_parse_keeps_the_sections_written_after_the_scores() -> None:
+    text = "## Summary\nCalm.\n\n## Scores:\n- Risk tolerance: 4\n\n## Suggestions\n- Wait.\n"
+    parsed = report.parse(text, DIMENSIONS)
+    assert parsed.scores == {"Risk tolerance": 4}
+    assert parsed.markdown == "## Summary\nCalm.\n\n## Suggestions\n- Wait."
+
+
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        ("## Risk tolerance (7/10)", "## Risk tolerance"),
+        ("- **Risk tolerance (7/10)**: you take chances", "- **Risk tolerance**: you take chances"),
+        ("- Risk tolerance: 7/10 - you take chances", "- Risk tolerance: you take chances"),
+        ("Risk tolerance: 7 out of 10", ""),
+        ("Risk tolerance: 2 things stand out", "Risk tolerance: 2 things stand out"),
+    ],
+)
+def test_report_parse_takes_the_models_numbers_out_of_the_body(line: str, kept: str) -> None:
+    parsed = report.parse(f"## Summary\n{line}\nYou act.\n", DIMENSIONS)
+    assert parsed.markdown == f"## Summary\n{kept}\nYou act.".replace("\n\n", "\n")
+    assert ("Risk tolerance" in parsed.scores) == (kept != line)
+
+
+def test_report_parse_reads_a_table_with_its_header_and_rule() -> None:
+    text = (
+        f"{BODY}\n\n## Scores\n| Dimension | Score (0-10) | Why |\n|:---|---:|---|\n"
+        "| **Risk tolerance** | 7/10 | steady |\n| Long term thinking | 9 | plans |\n"
+    )
+    parsed = report.parse(text, DIMENSIONS)
+    assert parsed.scores == {"Risk tolerance": 7, "Long-term thinking": 9}
+    assert parsed.reasons == {"Risk tolerance": "steady", "Long-term thinking": "plans"}
+    assert parsed.missing == ("Emotional control", "Information seeking")
+    assert parsed.markdown == BODY

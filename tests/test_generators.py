@@ -265,7 +265,8 @@ def test_report_parse_reads_every_score_format() -> None:
 def test_report_parse_removes_the_scores_section_from_the_body() -> None:
     parsed = report.parse(REPORT, DIMENSIONS)
     assert parsed.markdown.startswith("## Summary")
-    assert parsed.markdown.endswith("- **Risk tolerance** (7/10): bold.")
+    # The model's own number leaves the body: the chart shows each score once.
+    assert parsed.markdown.endswith("- **Risk tolerance**: bold.")
     assert "Scores" not in parsed.markdown
     assert "you named the upside" not in parsed.markdown
 
@@ -277,8 +278,8 @@ def test_report_parse_puts_out_of_range_and_absent_scores_in_missing() -> None:
     assert parsed.missing == ("Risk tolerance", "Emotional control", "Information seeking")
 
 
-def test_report_parse_ignores_scores_outside_the_scores_section() -> None:
-    text = "## Summary\n\n- Risk tolerance: 9 - in the body\n"
+def test_report_parse_ignores_score_like_prose_inside_the_body() -> None:
+    text = "## Summary\n\n- Risk tolerance: 9 - in the body\n\nMore about you."
     parsed = report.parse(text, DIMENSIONS)
     assert parsed.scores == {}
     assert parsed.missing == DIMENSIONS

@@ -122,7 +122,7 @@ _LIST_PREFIX = rf"{_SP}*(?:{_MARKER}|\d{{1,2}}|\()(?:{_SP}[^\n]*)?"
 # "1. Courage = 6". The label has one to four words; the number is 0-10, maybe "7.5".
 _LABEL = r"[A-Za-z][A-Za-z'&\/-]*(?:[ \t]+[A-Za-z][A-Za-z'&\/-]*){0,3}"
 _SCORE_SEP = rf"(?:{_SP}*[:=\u2013\u2014-]|{_SP}*\(|{_SP}+(?=\d))"
-_NUMBER = r"\d{1,2}(?:\.\d)?"
+_NUMBER = r"\d{1,2}(?:\.\d)?(?!\d)"
 _OUT_OF = rf"(?:{_SP}*\/{_SP}*10|{_SP}+out{_SP}+of{_SP}+10)"
 SCORE_LINE = (
     rf"{_SP}*(?:{_MARKER}{_SP}+)?(?:#{{1,6}}{_SP}*)?[*_]{{0,2}}{_LABEL}[*_]{{0,2}}:?[*_]{{0,2}}"
@@ -208,3 +208,134 @@ def tail_start(kind: StepKind, text: str) -> int:
     """Where the replies or scores of a finished text begin (its length when it has none).
     The finished text's last line is complete, so only whole headings and items count."""
     return min(live_end(kind, text + "\n"), len(text))
+
+
+# --- reading the tail of a finished text -------------------------------------------------
+
+_ITEM = re.compile(rf"{_SP}*{_MARKER}{_SP}+(.*\S){_SP}*")
+_HEADING_LINE = re.compile(
+    rf"{_SP}*(?:#{{1,6}}{_SP}+[^\n]*|\*\*[^*\n]+\*\*{_SP}*:?|__[^_\n]+__{_SP}*:?){_SP}*"
+)
+_TABLE_RULE = re.compile(rf"{_SP}*\|?(?:{_SP}*:?-{{2,}}:?{_SP}*\|?)+{_SP}*")
+_SCORE_LINE = re.compile(SCORE_LINE, re.IGNORECASE)
+_TABLE = re.compile(TABLE_LINE)
+
+
+def reply_items(tail: str) -> list[str]:
+    """The replies in a question's tail: its list items, or its short unmarked lines when the
+    model wrote them under a heading without markers."""
+    lines = [line for line in tail.splitlines() if line.strip()]
+    lines = [line for line in lines if not _FORMATS["question"].heading.fullmatch(line)]
+    marked = [found.group(1) for line in lines if (found := _ITEM.fullmatch(line))]
+    return marked if marked else [line.strip() for line in lines]
+
+
+def _dimension(name: str) -> str:
+    # "Long-term thinking", "Long term thinking", "long-term  thinking" are the same label.
+    return r"[ \t-]+".join(re.escape(word) for word in re.split(r"[\s-]+", name.strip()))
+
+
+def _score_line(name: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"{_SP}*(?:{_MARKER}{_SP}+)?(?:#{{1,6}}{_SP}*)?([*_]{{0,2}})({_dimension(name)})[*_]{{0,2}}"
+        rf":?[*_]{{0,2}}{_SCORE_SEP}{_SP}*[*_]{{0,2}}{_SP}*({_NUMBER})({_OUT_OF})?[*_)]{{0,3}}(.*)",
+        re.IGNORECASE,
+    )
+
+
+def _table_row(name: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"{_SP}*\|?{_SP}*[*_]{{0,2}}{_dimension(name)}[*_]{{0,2}}{_SP}*\|{_SP}*[*_]{{0,2}}"
+        rf"({_NUMBER})({_OUT_OF})?[*_]{{0,2}}{_SP}*(.*)",
+        re.IGNORECASE,
+    )
+
+
+# What separates a score from its reason: "/10", closing marks, a dash, a colon, a pipe.
+_REASON_LEAD = re.compile(r"^[\s*_)|:\-\u2013\u2014,.;]*")
+_REASON_END = re.compile(r"[\s|*_]*$")
+
+
+def _reason(rest: str) -> str:
+    reason = _REASON_END.sub("", _REASON_LEAD.sub("", rest))
+    return re.sub(r"\s*\|\s*", "; ", reason)
+
+
+def _value(number: str) -> int | None:
+    value = round(float(number) + 1e-9)
+    return value if 0 <= value <= 10 else None
+
+
+def split_scores_section(tail: str) -> tuple[str, str]:
+    """A report's tail as (scores, what follows them): sections the model wrote after its
+    scores ("## Suggestions") belong to the report's body, not to the chart."""
+    lines = tail.split("\n")
+    heading_seen = False
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        if not heading_seen:
+            heading_seen = True
+            continue
+        if _HEADING_LINE.fullmatch(line) and not _SCORE_LINE.fullmatch(line):
+            return "\n".join(lines[:number]), "\n".join(lines[number:])
+    return tail, ""
+
+
+def read_scores(
+    scores_text: str, dimensions: tuple[str, ...]
+) -> tuple[dict[str, int], dict[str, str]]:
+    """A 0-10 score (and its reason) per dimension found in a report's scores section."""
+    scores: dict[str, int] = {}
+    reasons: dict[str, str] = {}
+    lines = scores_text.splitlines()
+    for dim in dimensions:
+        line_pattern, row_pattern = _score_line(dim), _table_row(dim)
+        for line in lines:
+            found = line_pattern.fullmatch(line)
+            number, rest = (found.group(3), found.group(5)) if found else ("", "")
+            if not found and (row := row_pattern.fullmatch(line)):
+                number, rest = row.group(1), row.group(3)
+            value = _value(number) if number else None
+            if value is not None:
+                scores[dim] = value
+                if reason := _reason(rest):
+                    reasons[dim] = reason
+                break
+    return scores, reasons
+
+
+def strip_inline_scores(
+    body: str, dimensions: tuple[str, ...]
+) -> tuple[str, dict[str, int], dict[str, str]]:
+    """Scores the model wrote in the body ("## Risk tolerance (7/10)", "- **Empathy**: 8/10 -
+    you listen") are read, and their numbers taken out: the chart shows the scores once."""
+    scores: dict[str, int] = {}
+    reasons: dict[str, str] = {}
+    kept: list[str] = []
+    patterns = {dim: _score_line(dim) for dim in dimensions}
+    line: str | None
+    for line in body.split("\n"):
+        for dim, pattern in patterns.items():
+            found = pattern.fullmatch(line)
+            # Only an explicit "n/10" or "(n)" is a score here: "Courage: 2 things" is prose.
+            if not found or not (found.group(4) or "(" in line[found.end(2) : found.start(3)]):
+                continue
+            value = _value(found.group(3))
+            if value is None:
+                continue
+            scores.setdefault(dim, value)
+            reason = _reason(found.group(5))
+            if reason:
+                reasons.setdefault(dim, reason)
+            label = line[: found.end(2)] + found.group(1)
+            if line.lstrip().startswith("#"):
+                line = label
+            elif reason:
+                line = f"{label}: {reason}"
+            else:
+                line = None
+            break
+        if line is not None:
+            kept.append(line)
+    return "\n".join(kept), scores, reasons

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from server.generators import formats
 from server.generators.journey import Journey, Prompt, chat_prompt, transcript
 
 REPLIES_HEADING = "Quick replies:"
@@ -39,35 +40,23 @@ def build(journey: Journey, step: int, max_tokens: int) -> Prompt:
     return chat_prompt("question", journey, user, max_tokens, step)
 
 
-_REPLY_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.+?)\s*$")
-# The heading on a line of its own (bold or not): a question that quotes an answer
-# containing the words "Quick replies:" must not be cut there.
-_HEADING_LINE = re.compile(
-    r"^[ \t]*\**[ \t]*quick replies[ \t]*:?[ \t]*\**[ \t]*:?[ \t]*$", re.I | re.M
-)
 _QUOTES = "\"'\u201c\u201d\u2018\u2019"
 
 
 def parse(text: str) -> Question:
-    """Split the question from its quick replies; a question without replies is still valid."""
-    headings = list(_HEADING_LINE.finditer(text))
-    if headings:
-        body, tail = text[: headings[-1].start()], text[headings[-1].end() :]
-    else:
-        body, tail = _split_trailing_list(text)
+    """Split the question from its quick replies (every format formats.py accepts); a question
+    without replies is still valid."""
+    cut = formats.tail_start("question", text)
     replies: list[str] = []
-    for line in tail.splitlines():
-        match = _REPLY_LINE.match(line)
-        if not match:
-            continue
-        reply = _unquote(match.group(1))
+    for item in formats.reply_items(text[cut:]):
+        reply = _unquote(item)
         if (
             reply
             and len(reply) <= MAX_REPLY_CHARS
             and reply.casefold() not in (seen.casefold() for seen in replies)
         ):
             replies.append(reply)
-    question = re.sub(r"\n{3,}", "\n\n", body.strip())
+    question = re.sub(r"\n{3,}", "\n\n", text[:cut].strip())
     return Question(text=question, replies=tuple(replies[:MAX_REPLIES]))
 
 
@@ -76,16 +65,6 @@ def _unquote(reply: str) -> str:
     while len(reply) >= 2 and reply[0] in _QUOTES and reply[-1] in _QUOTES:
         reply = reply[1:-1].strip()
     return reply.strip('"\u201c\u201d').strip()
-
-
-def _split_trailing_list(text: str) -> tuple[str, str]:
-    lines = text.strip().splitlines()
-    cut = len(lines)
-    while cut > 0 and (_REPLY_LINE.match(lines[cut - 1]) or not lines[cut - 1].strip()):
-        cut -= 1
-    if cut == 0:
-        return text, ""
-    return "\n".join(lines[:cut]), "\n".join(lines[cut:])
 
 
 def render_text(question: Question) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from server.generators import formats
 from server.generators.journey import Journey, Prompt, chat_prompt, transcript
 
 SECTIONS = ("Summary", "Your decision style", "Strengths", "Blind spots", "Suggestions")
@@ -34,30 +35,20 @@ def build(journey: Journey, step: int, max_tokens: int) -> Prompt:
     return chat_prompt("report", journey, user, max_tokens, step)
 
 
-_SCORES_SECTION = re.compile(rf"^#+\s*{SCORES_HEADING}\s*$", re.IGNORECASE | re.MULTILINE)
-
-
 def parse(text: str, dimensions: tuple[str, ...]) -> Report:
-    """The report body without its Scores section, and a 0-10 score per known dimension."""
-    match = _SCORES_SECTION.search(text)
-    body, scores_text = (text[: match.start()], text[match.end() :]) if match else (text, "")
-    scores: dict[str, int] = {}
-    reasons: dict[str, str] = {}
-    for dim in dimensions:
-        found = re.search(
-            # "- Risk tolerance: 7 - why", "**Risk tolerance**: 7/10", "**Risk tolerance:** 7"
-            rf"^\s*[-*]?\s*\**{re.escape(dim)}\**\s*[:\-\u2013\u2014]\s*\**\s*(\d{{1,2}})(?!\d)(.*)$",
-            scores_text,
-            re.IGNORECASE | re.MULTILINE,
-        )
-        if found and 0 <= int(found.group(1)) <= 10:
-            scores[dim] = int(found.group(1))
-            reason = _REASON_LEAD.sub("", found.group(2)).strip()
-            if reason:
-                reasons[dim] = reason
+    """The report body without its scores (every format formats.py accepts), and a 0-10 score
+    per known dimension; a number the model put in the body is read and taken out of it."""
+    cut = formats.tail_start("report", text)
+    scores_text, after = formats.split_scores_section(text[cut:])
+    scores, reasons = formats.read_scores(scores_text, dimensions)
+    body, inline, inline_reasons = formats.strip_inline_scores(
+        f"{text[:cut].rstrip()}\n\n{after.strip()}", dimensions
+    )
+    for dim, value in inline.items():
+        if dim not in scores:
+            scores[dim] = value
+            if dim in inline_reasons:
+                reasons[dim] = inline_reasons[dim]
     missing = tuple(dim for dim in dimensions if dim not in scores)
-    return Report(markdown=body.strip(), scores=scores, missing=missing, reasons=reasons)
-
-
-# What separates a score from its reason: "/10", closing bold, a dash or a colon.
-_REASON_LEAD = re.compile(r"^\s*(/\s*10)?\s*\**\s*[-:\u2013\u2014]?\s*")
+    markdown = re.sub(r"\n{3,}", "\n\n", body.strip())
+    return Report(markdown=markdown, scores=scores, missing=missing, reasons=reasons)
