@@ -26,6 +26,7 @@ class Score:
     label: str
     value: int
     reason: str
+    by_model: bool = True
 
 
 @dataclass
@@ -43,6 +44,7 @@ class StepView:
     stopped: bool = False
     chart: Markup | None = None
     scores: list[Score] = field(default_factory=list)
+    scores_note: str | None = None
     number: int = 0  # the question's number, 1-based
 
 
@@ -72,6 +74,30 @@ class SessionView:
         if current == 0:
             return "Scenario"
         return f"Question {current} of {total}"
+
+
+def scores_note(scores: list[Score], source: str | None) -> str | None:
+    """Said next to the chart when a model-written report left scores out: the chart then
+    mixes in the built-in rules, and the person should know which numbers are which."""
+    if source == "offline":
+        return None
+    ruled = [score.label for score in scores if not score.by_model]
+    if not ruled:
+        return None
+    if len(ruled) == len(scores):
+        return (
+            "The model gave no scores, so every score on this chart comes from the built-in "
+            "rules, which count what your answers say; read them as a rough guide."
+        )
+    return (
+        f"The model did not score {_listed(ruled)}, so "
+        f"{'that score comes' if len(ruled) == 1 else 'those scores come'} from the built-in "
+        "rules, which count what your answers say; the others are the model's."
+    )
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 class Views:
@@ -137,6 +163,7 @@ class Views:
             body, view.scores = await self.report_parts(session, step)
             view.html = markdown(body)
             view.chart = score_chart([(score.label, score.value) for score in view.scores])
+            view.scores_note = scores_note(view.scores, step.source)
         return view
 
     async def report_parts(self, session: Session, step: Step) -> tuple[str, list[Score]]:
@@ -153,7 +180,9 @@ class Views:
             journey = await self.journeys.journey(session, step.n)
             for rule in self.writer.scores(journey):
                 if rule.label not in scores:
-                    scores[rule.label] = Score(rule.label, rule.score, "by the built-in rules")
+                    scores[rule.label] = Score(
+                        rule.label, rule.score, "by the built-in rules", by_model=False
+                    )
         return parsed.markdown, [scores[dim] for dim in dimensions if dim in scores]
 
     async def step_fragment(self, session: Session, n: int, csrf_token: str) -> str:

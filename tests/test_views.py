@@ -1,0 +1,71 @@
+"""What pages say about a report's scores: which numbers the model gave and which the rules did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from server.app import create_app
+from server.views import Score, scores_note
+from tests.conftest import SettingsFactory
+from tests.fake_upstream import FakeUpstream, Script, serve
+from tests.servers import serve_app
+from tests.visitor import Visitor
+
+MODEL, RULES = True, False
+
+
+def scores(*given: bool) -> list[Score]:
+    return [Score(f"Dim {n}", 5, "", by_model=by) for n, by in enumerate(given)]
+
+
+def test_no_note_when_the_model_gave_every_score() -> None:
+    assert scores_note(scores(MODEL, MODEL), "model") is None
+
+
+def test_no_note_on_the_offline_writers_report() -> None:
+    assert scores_note(scores(RULES, RULES), "offline") is None
+
+
+def test_the_note_says_when_the_model_gave_no_scores() -> None:
+    note = scores_note(scores(RULES, RULES, RULES), "model")
+    assert note is not None and "gave no scores" in note and "built-in rules" in note
+
+
+def test_the_note_names_the_dimensions_the_model_left_out() -> None:
+    note = scores_note(scores(MODEL, RULES, RULES), "cache")
+    assert note is not None
+    assert "did not score Dim 1 or Dim 2" in note and "the others are the model's" in note
+
+
+def report_without_some_scores(request: dict[str, Any]) -> Script:
+    prompt = request["messages"][1]["content"]
+    if "decision scenario" in prompt:
+        return Script(chunks=["You must choose. Rent is due on Friday."])
+    if "follow-up question" in prompt:
+        return Script(chunks=["What would you do first?"])
+    return Script(chunks=["## Summary\nYou wait.\n\n## Scores (0-10)\n- Principle: 6/10\n"])
+
+
+@pytest.mark.anyio
+async def test_the_report_page_says_which_scores_the_model_left_out(
+    make_settings: SettingsFactory,
+) -> None:
+    upstream = FakeUpstream()
+    upstream.responder = report_without_some_scores
+    with serve(upstream) as upstream_url:
+        settings = make_settings(
+            llm={"base_url": upstream_url}, journey={"questions_per_session": 1}
+        )
+        with serve_app(create_app(settings)) as base:
+            async with Visitor(base) as visitor:
+                sid = await visitor.start("ethics")
+                with anyio.fail_after(30):
+                    report = await visitor.finish(sid, 1)
+                page = await visitor.http.get(f"/s/{sid}/report")
+    done = report.events[-1].data
+    for html in (done, page.text):
+        assert "The model did not score Empathy, Courage or Pragmatism" in html
+        assert "Scores (0-10)" not in html and "Principle: 6/10" not in html
