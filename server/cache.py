@@ -29,9 +29,12 @@ def normalize(text: str) -> str:
     return " ".join(_PUNCTUATION.sub(" ", folded).split())
 
 
-def request_key(prompt: Prompt, model: str) -> str:
-    """The whole normalized request: every message, the model and the token cap."""
-    parts = [model, prompt.kind, str(prompt.max_tokens)]
+def request_key(prompt: Prompt, model: str, session_id: str) -> str:
+    """The session and the whole normalized request: every message, the model and the token
+    cap. Cached steps are the session's own (a regeneration, a restart); another visitor who
+    got the same pooled scenario and clicked the same reply must get their own questions.
+    Scenarios are shared only through the pool."""
+    parts = [session_id, model, prompt.kind, str(prompt.max_tokens)]
     parts += [f"{m['role']}:{normalize(m['content'])}" for m in prompt.messages]
     digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
     return f"response:{digest}"

@@ -108,7 +108,7 @@ class StepWriter:
             gen.set_status("writing")
             await _pump(self.model, prompt, gen, tally, deadline=tally.started + 3600)
             return self._done(tally.record(gen.text, source="offline", model=self.offline.name))
-        key = request_key(prompt, self.model.name)
+        key = request_key(prompt, self.model.name, session.id)
         cached = await self._cached(key)
         if cached is not None:
             # A hit is delivered at once: no slot, no pacing.

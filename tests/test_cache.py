@@ -72,23 +72,34 @@ def test_requests_differing_only_in_case_whitespace_or_punctuation_share_a_key()
     one = question_gen.build(with_answer("I would keep it, honestly."), 2, 200)
     two = question_gen.build(with_answer("i would   KEEP it honestly"), 2, 200)
     assert one.messages != two.messages
-    assert request_key(one, "fake") == request_key(two, "fake")
+    assert request_key(one, "fake", "s1") == request_key(two, "fake", "s1")
 
 
 def test_a_different_answer_model_or_token_cap_gives_a_different_key() -> None:
     base = question_gen.build(with_answer("I would keep it."), 2, 200)
-    key = request_key(base, "fake")
-    assert request_key(question_gen.build(with_answer("I would return it."), 2, 200), "fake") != key
-    assert request_key(base, "other-model") != key
-    assert request_key(question_gen.build(with_answer("I would keep it."), 2, 300), "fake") != key
+    key = request_key(base, "fake", "s1")
+    assert (
+        request_key(question_gen.build(with_answer("I would return it."), 2, 200), "fake", "s1")
+        != key
+    )
+    assert request_key(base, "other-model", "s1") != key
+    assert (
+        request_key(question_gen.build(with_answer("I would keep it."), 2, 300), "fake", "s1")
+        != key
+    )
 
 
 def test_two_sessions_do_not_share_a_scenario_key() -> None:
     other_seed = Journey("finance", "Money", FINANCE.dimensions, seed=8, questions_total=2)
     assert scenario_gen.variation(7) != scenario_gen.variation(8)
-    assert request_key(scenario_gen.build(FINANCE, 300), "fake") != request_key(
-        scenario_gen.build(other_seed, 300), "fake"
+    assert request_key(scenario_gen.build(FINANCE, 300), "fake", "s1") != request_key(
+        scenario_gen.build(other_seed, 300), "fake", "s1"
     )
+
+
+def test_the_same_request_from_two_sessions_has_two_keys() -> None:
+    prompt = question_gen.build(with_answer("I would keep it."), 2, 200)
+    assert request_key(prompt, "fake", "session-a") != request_key(prompt, "fake", "session-b")
 
 
 # ResponseCache over a temporary directory
@@ -314,6 +325,25 @@ async def test_a_model_written_step_is_cached_and_answered_again_without_the_mod
     assert rig.admission.in_use == 0
 
 
+async def test_two_sessions_with_the_same_pooled_scenario_and_reply_get_separate_questions(
+    rig: Rig,
+) -> None:
+    first = await rig.session()
+    second = await rig.store.create_session(
+        owner="someone else", category="finance", seed=7, questions_total=2
+    )
+    # Both sessions got the same pooled scenario and clicked the same quick reply, so their
+    # question requests are the same, word for word.
+    prompt = question_prompt()
+    mine, _ = await rig.write(WritingModel(["What would you ", "keep?"]), first, prompt)
+    theirs_model = WritingModel(["Who would you ", "ask?"])
+    theirs, _ = await rig.write(theirs_model, second, prompt)
+    assert theirs_model.calls == 1
+    assert (mine.source, mine.text) == ("model", "What would you keep?")
+    assert (theirs.source, theirs.text) == ("model", "Who would you ask?")
+    assert rig.metric("crossroads_cache_lookups_total", result="hit") == 0
+
+
 async def test_a_failure_falls_back_to_the_cache_first(rig: Rig) -> None:
     session = await rig.session()
     prompt = scenario_prompt()
@@ -321,7 +351,9 @@ async def test_a_failure_falls_back_to_the_cache_first(rig: Rig) -> None:
 
     async def identical_request_finishes_meanwhile() -> None:
         # Another generation of the same request completed while this one waited.
-        await rig.cache.put(request_key(prompt, "fake"), "The cached scenario.", tag=session.id)
+        await rig.cache.put(
+            request_key(prompt, "fake", session.id), "The cached scenario.", tag=session.id
+        )
 
     model = FailingModel(identical_request_finishes_meanwhile)
     finished, gen = await rig.write(model, session, prompt)
@@ -389,7 +421,7 @@ async def test_with_nothing_cached_or_pooled_the_offline_writer_answers(rig: Rig
 async def test_a_failed_step_is_not_cached_or_pooled(rig: Rig) -> None:
     session = await rig.session()
     await rig.write(FailingModel(), session, scenario_prompt())
-    assert await rig.cache.get(request_key(scenario_prompt(), "fake")) is None
+    assert await rig.cache.get(request_key(scenario_prompt(), "fake", session.id)) is None
     assert await rig.cache.from_pool("finance", "another") is None
 
 
