@@ -257,19 +257,22 @@ def test_score_lines_name_the_signals_found(
         assert line.startswith(f"- {rule.label}: {rule.score} - ")
         for hit in (*rule.high_hits, *rule.low_hits):
             assert f"\u201c{hit}\u201d" in line
-        if not rule.high_hits and not rule.low_hits:
-            assert rule.score == 5
-            assert "no clear signal" in line
-        # The rule is the one written in the docstring: evidence moves the score from 5.
-        ups = len(rule.high_hits) + len(rule.high_replies)
-        downs = len(rule.low_hits) + len(rule.low_replies)
-        expected = round(10 * (ups + 1) / (ups + downs + 2))
-        assert rule.score == expected
+        if rule.score is None:
+            assert rule.ups == rule.downs == 0
+            assert "not enough to go on" in line
+            continue
+        # The rule is the one written in the docstring: each answer one vote, from 5 up or down.
+        assert rule.score == round(10 * (rule.ups + 1) / (rule.ups + rule.downs + 2))
+        if rule.high_hits and not rule.low_hits:
+            assert rule.score > 5
+        if rule.low_hits and not rule.high_hits:
+            assert rule.score < 5
 
 
-def test_no_answers_scores_the_middle_of_every_scale(writer: OfflineWriter) -> None:
+def test_no_answers_give_no_number_on_any_scale(writer: OfflineWriter) -> None:
     rules = writer.scores(start("finance"))
-    assert [rule.score for rule in rules] == [5, 5, 5, 5]
+    assert [rule.score for rule in rules] == [None, None, None, None]
+    assert {rule.direction for rule in rules} == {"none"}
 
 
 # Wording and safety of what is written
@@ -422,8 +425,12 @@ def test_unknown_category_borrows_a_bank_and_still_scores(writer: OfflineWriter)
         seed=3,
         exchanges=(Exchange("Q?", "I'd keep going because I like it."),),
     )
-    parsed = report_gen.parse(writer.write(journey, "report"), journey.dimensions)
-    assert parsed.missing == ()
+    text = writer.write(journey, "report")
+    parsed = report_gen.parse(text, journey.dimensions)
+    # The borrowed bank knows no signals for these dimensions: no number is made up.
+    assert parsed.missing == journey.dimensions
+    for dim in journey.dimensions:
+        assert f"- {dim}: not enough to go on" in text
     assert 2 <= len(question_gen.parse(writer.write(journey, "question")).replies) <= 4
 
 
@@ -450,7 +457,7 @@ def test_no_strength_is_claimed_without_evidence(writer: OfflineWriter) -> None:
     journey = replace(
         start("ethics"), exchanges=tuple(Exchange(f"Q{k}?", "Somewhat") for k in range(5))
     )
-    assert {rule.score for rule in writer.scores(journey)} == {5}
+    assert {rule.score for rule in writer.scores(journey)} == {None}
     text = writer.write(journey, "report")
     strengths = text.split("## Strengths")[1].split("## Blind spots")[0]
     assert "- **" not in strengths
@@ -509,7 +516,8 @@ def test_quick_replies_alone_move_the_scores_and_are_named(
     }
     for label in journey.dimensions:
         if label not in chosen:
-            assert parsed.scores[label] == 5, lines[label]
+            assert label not in parsed.scores, lines[label]
+            assert "not enough to go on" in lines[label]
             continue
         if lean == "high":
             assert parsed.scores[label] > 5, lines[label]
@@ -547,14 +555,14 @@ def test_an_answer_typed_like_a_quick_reply_counts_the_same(writer: OfflineWrite
         assert len(risk(typed).high_replies) == 1
     assert risk("i couldn't accept ANY loss").score < 5
     # A reply offered for another question, or a longer answer, is not a quick reply.
-    assert risk("None of it").score == 5
+    assert risk("None of it").score is None
     assert risk("I'd accept a big loss for a big upside, maybe").high_replies == ()
 
 
 def test_a_neutral_quick_reply_moves_nothing(writer: OfflineWriter) -> None:
     question = "Which part of this decision will still matter in five years, and which part will have faded?"
     journey = replace(start("finance"), exchanges=(Exchange(question, "Mostly the money side"),))
-    assert {rule.score for rule in writer.scores(journey)} == {5}
+    assert {rule.score for rule in writer.scores(journey)} == {None}
 
 
 def test_the_first_question_opens_differently_across_seeds(
@@ -572,3 +580,4 @@ def test_the_first_question_opens_differently_across_seeds(
         assert "\u201c" not in text  # nothing to react to yet
     assert len(openings) >= 3
     assert 0 < bare < 30
+

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal, cast
 
@@ -43,9 +43,14 @@ class Dimension:
 
 @dataclass(frozen=True)
 class Scenario:
+    """A story, and what its questions can name: its people, what is at stake, and where."""
+
     id: str
     title: str
     text: str
+    people: tuple[str, ...] = ()
+    stakes: str = ""
+    place: str = ""  # with its preposition: "in Rotterdam", "at the fridge"
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,19 @@ class Common:
     markers: dict[str, tuple[str, ...]]
     styles: dict[str, Style]
     closing: tuple[str, ...]
+    # Openings and bridges that name the scenario's <people>, <stakes> or <place>.
+    scene_openings: tuple[str, ...] = ()
+    bridges: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Phrases that look like a signal and are not one ("kind of", "to be fair").
+    masks: tuple[str, ...] = ()
+    # Words that mark a language: English, and the others an answer may be written in.
+    english: frozenset[str] = frozenset()
+    languages: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Bare answers: a yes or a no said in one or two words.
+    yes: tuple[str, ...] = ()
+    no: tuple[str, ...] = ()
+    # What the report says when it cannot name a style, and when the answers were brief.
+    style_notes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,7 +133,17 @@ def _category(data: dict[str, Any]) -> CategoryBank:
         )
         for label, d in data["dimensions"].items()
     }
-    scenarios = tuple(Scenario(s["id"], s["title"], s["text"]) for s in data["scenarios"])
+    scenarios = tuple(
+        Scenario(
+            s["id"],
+            s["title"],
+            s["text"],
+            people=tuple(s.get("people", ())),
+            stakes=s.get("stakes", ""),
+            place=s.get("place", ""),
+        )
+        for s in data["scenarios"]
+    )
     return CategoryBank(category=data["category"], scenarios=scenarios, dimensions=dims)
 
 
@@ -136,6 +164,16 @@ def _common(data: dict[str, Any]) -> Common:
         markers={k: tuple(normal(m) for m in v) for k, v in data["markers"].items()},
         styles={s["id"]: Style(s["id"], s["name"], s["text"]) for s in data["styles"]},
         closing=tuple(data["closing"]),
+        scene_openings=tuple(data.get("scene_openings", ())),
+        bridges={k: tuple(v) for k, v in data.get("bridges", {}).items()},
+        masks=tuple(normal(m) for m in data.get("masks", ())),
+        english=frozenset(normal(w) for w in data.get("english", ())),
+        languages={
+            k: frozenset(normal(w) for w in v) for k, v in data.get("languages", {}).items()
+        },
+        yes=tuple(normal(w) for w in data.get("yes", ())),
+        no=tuple(normal(w) for w in data.get("no", ())),
+        style_notes=dict(data.get("style_notes", {})),
     )
 
 

@@ -3,53 +3,78 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+import re
 
+from server.generators import offline_report
 from server.generators import question as question_gen
-from server.generators import report as report_gen
 from server.generators.bank import (
     Bank,
     BankQuestion,
     CategoryBank,
     Dimension,
-    Lean,
     Reply,
     Scenario,
-    Style,
     normal,
 )
 from server.generators.journey import Exchange, Journey, StepKind
-from server.generators.wording import (
-    QUOTE_CHARS,
-    clause_around,
-    end_sentence,
-    escape_md,
-    excerpt,
-    fill,
-    flat,
-    mentions,
-    quote,
-    signal_hits,
+from server.generators.reading import Reading, read
+from server.generators.scoring import Answered, DimensionScore, score
+from server.generators.wording import clause_around, excerpt, fill, flat, mentions
+
+# The order in which a reaction looks for a cue: tiredness and frustration are heard
+# before anything else, and doubt before the words that sound sure.
+REACTION_KINDS = ("weary", "exasperation", "doubt", "worry", "certainty", "reason", "feeling")
+# A doubtful answer this short is not quoted back ("idk" needs no quotation marks).
+SHORT_DOUBT_WORDS = 4
+# Capitalised words that are not people, when names are picked from a model's scenario.
+_NOT_NAMES = frozenset(
+    [
+        "I",
+        "You",
+        "Your",
+        "The",
+        "A",
+        "An",
+        "He",
+        "She",
+        "They",
+        "We",
+        "It",
+        "This",
+        "That",
+        "There",
+        "Then",
+        "When",
+        "If",
+        "But",
+        "And",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+        "Christmas",
+        "Easter",
+        "Dr",
+        "Mr",
+        "Mrs",
+        "Ms",
+    ]
 )
-
-SHORT_ANSWER_WORDS = 5
-NO_STRENGTH = (
-    "Your answers did not lean clearly enough on any dimension to name a strength with "
-    "confidence. Answers that give your reasons paint a sharper picture."
-)
-REACTION_KINDS = ("reason", "worry", "certainty", "doubt", "feeling")
-
-
-# Used when the bank has no openings of its own.
-@dataclass(frozen=True)
-class DimensionScore:
-    label: str
-    score: int
-    high_hits: tuple[str, ...]
-    low_hits: tuple[str, ...]
-    # Quick replies chosen as answers (their text as the person sent it), by lean.
-    high_replies: tuple[str, ...] = ()
-    low_replies: tuple[str, ...] = ()
 
 
 class OfflineWriter:
@@ -76,46 +101,80 @@ class OfflineWriter:
         rng = random.Random(journey.seed * 31 + number)
         candidates = [q for q in dim.questions if not any(q.text in a for a in asked)]
         chosen = rng.choice(candidates or list(dim.questions))
+        scene = self._scene(journey)
         if not journey.exchanges:
-            # The first question opens on the decision itself, in words that vary by seed;
-            # some seeds ask straight away.
-            lead = rng.choice((*self._bank.common.openings, ""))
+            # The first question opens on the decision itself, in words that vary by seed
+            # and name the scenario where the bank knows it; some seeds ask straight away.
+            common = self._bank.common
+            scene_openings = [_fill_scene(t, scene, number) for t in common.scene_openings]
+            usable = [t for t in scene_openings if t]
+            lead = rng.choice((*usable, *usable, *common.openings, ""))
         else:
-            lead = self._reaction(journey.exchanges[-1].answer, rng)
+            lead = self._reaction(journey, journey.exchanges[-1], rng)
+            bridge = self._bridge(scene, number, rng, before=chosen.text)
+            lead = f"{lead} {bridge}" if bridge else lead
         text = f"{lead} {chosen.text}" if lead else chosen.text
         return question_gen.Question(text=text, replies=tuple(r.text for r in chosen.replies))
 
-    def scores(self, journey: Journey) -> list[DimensionScore]:
-        """Per dimension: 10 * (high + 1) / (high + low + 2), so no evidence scores 5.
-
-        High and low count the signals found in answers written in the person's own words
-        and the quick replies chosen as answers. A quick reply counts once toward its lean
-        (set in the bank) for its question's dimension; a neutral one counts for nothing.
-        A signal counts once, not when negated ("I would never gamble"), and not when it
-        sits inside a longer signal that matched ("not responsible" is not "responsible").
-        """
-        written: list[str] = []
-        chosen: dict[str, list[tuple[Reply, str]]] = {label: [] for label in journey.dimensions}
-        for exchange in journey.exchanges:
-            found = self._quick_reply(journey, exchange)
-            if found is None:
-                written.append(exchange.answer)
-            else:
-                label, reply = found
-                chosen[label].append((reply, exchange.answer))
-        # Newlines keep one answer's negation from reaching into the next.
-        text = normal("\n".join(written))
+    def answered(self, journey: Journey) -> list[Answered]:
+        """Every exchange as read, with the quick reply it was or stands for."""
         result = []
-        for label in journey.dimensions:
-            high, low = signal_hits(text, self._dimension(journey, label))
-            high_replies = tuple(" ".join(a.split()) for r, a in chosen[label] if r.lean == "high")
-            low_replies = tuple(" ".join(a.split()) for r, a in chosen[label] if r.lean == "low")
-            ups, downs = len(high) + len(high_replies), len(low) + len(low_replies)
-            score = round(10 * (ups + 1) / (ups + downs + 2))
-            result.append(
-                DimensionScore(label, max(0, min(10, score)), high, low, high_replies, low_replies)
-            )
+        for exchange in journey.exchanges:
+            reading = read(exchange.answer, self._bank.common)
+            clicked = self._quick_reply(journey, exchange)
+            if clicked is not None:
+                result.append(Answered(exchange, reading, clicked, clicked=True))
+            elif reading.kind == "bare":
+                result.append(Answered(exchange, reading, self._yes_no_reply(journey, exchange)))
+            elif reading.kind == "words":
+                result.append(Answered(exchange, reading, self._echoed_reply(journey, exchange)))
+            else:
+                result.append(Answered(exchange, reading))
         return result
+
+    def scores(self, journey: Journey) -> list[DimensionScore]:
+        dims = [self._dimension(journey, label) for label in journey.dimensions]
+        return score(dims, self.answered(journey), self._bank.common)
+
+    def report(self, journey: Journey) -> str:
+        return offline_report.compose(self, journey)
+
+    # What the report composition reads from the bank.
+
+    @property
+    def bank(self) -> Bank:
+        return self._bank
+
+    def dimension(self, journey: Journey, label: str) -> Dimension:
+        return self._dimension(journey, label)
+
+    def asked(self, journey: Journey, question: str) -> str:
+        """The question itself, without the sentences that reacted to the answer before it."""
+        flat_question = " ".join(question.split())
+        bank_question = self._bank_question(journey, flat_question)
+        if bank_question is not None:
+            return bank_question.text
+        quoting = "\u201c" in flat_question or '"' in flat_question
+        return "" if quoting or len(flat_question) > 110 else flat_question
+
+    # Reading the exchanges.
+
+    def _bank_question(self, journey: Journey, asked: str) -> BankQuestion | None:
+        for label in journey.dimensions:
+            for candidate in self._dimension(journey, label).questions:
+                if asked == candidate.text or asked.endswith(" " + candidate.text):
+                    return candidate
+        for dim in self._category(journey).dimensions.values():
+            for candidate in dim.questions:
+                if asked.endswith(candidate.text):
+                    return candidate
+        return None
+
+    def _label_of(self, journey: Journey, question: BankQuestion) -> str | None:
+        for label in journey.dimensions:
+            if question in self._dimension(journey, label).questions:
+                return label
+        return None
 
     def _quick_reply(self, journey: Journey, exchange: Exchange) -> tuple[str, Reply] | None:
         """The dimension and bank reply when the answer is one of the quick replies offered
@@ -132,141 +191,88 @@ class OfflineWriter:
                     )
         return None
 
-    def report(self, journey: Journey) -> str:
-        scores = self.scores(journey)
-        ranked = sorted(scores, key=lambda s: (-s.score, s.label))
-        answers = [exchange.answer for exchange in journey.exchanges]
-        rng = random.Random(journey.seed * 7 + len(answers))
-        style = self._style(answers)
-        summary = self._summary(journey)
-        # With fewer than four dimensions the two lists must not name the same one.
-        top = min(2, max(1, len(ranked) // 2))
-        # A strength is claimed only where the answers leaned that way.
-        strengths = [
-            self._point(journey, s, s.high_hits, high=True) for s in ranked[:top] if s.score > 5
-        ] or [NO_STRENGTH]
-        blind = [self._point(journey, s, s.low_hits, high=False) for s in ranked[top:][-2:][::-1]]
-        suggestions = self._suggestions(journey, ranked, rng)
-        score_lines = [_score_line(s) for s in scores]
-        closing = rng.choice(self._bank.common.closing)
-        return "\n\n".join(
-            [
-                "## Summary",
-                summary,
-                "## Your decision style",
-                f"**{style.name}.** {style.text}",
-                "## Strengths",
-                "\n".join(f"- {line}" for line in strengths),
-                "## Blind spots",
-                "\n".join(f"- {line}" for line in blind),
-                "## Suggestions",
-                "\n".join(f"- {line}" for line in suggestions),
-                closing,
-                f"## {report_gen.SCORES_HEADING}",
-                "\n".join(score_lines),
-            ]
-        )
-
-    def _summary(self, journey: Journey) -> str:
-        exchanges = journey.exchanges
-        if not exchanges:
-            return f"You looked at a decision about {journey.category_title.lower()}."
-        picks = [(exchanges[0], "You started by saying", "Asked {q}, you started with")]
-        if len(exchanges) > 2:
-            middle = exchanges[len(exchanges) // 2]
-            picks.append((middle, "Asked to look closer, you answered", "Asked {q}, you answered"))
-        if len(exchanges) > 1:
-            picks.append((exchanges[-1], "By the end you said", "Finally, asked {q}, you said"))
-        parts = []
-        for exchange, plain, with_question in picks:
-            asked = self._asked(journey, exchange.question)
-            # A short answer (often a quick reply) means little without what it answered.
-            if asked and len(exchange.answer.split()) <= SHORT_ANSWER_WORDS:
-                lead = with_question.format(q=f"\u201c{escape_md(asked)}\u201d")
-            else:
-                lead = plain
-            parts.append(end_sentence(f"{lead} {quote(exchange.answer)}"))
-        return " ".join(parts)
-
-    def _asked(self, journey: Journey, question: str) -> str:
-        """The question itself, without the sentence that reacted to the answer before it."""
-        flat = " ".join(question.split())
-        for dim in self._category(journey).dimensions.values():
-            for candidate in dim.questions:
-                if flat.endswith(candidate.text):
-                    return candidate.text
-        quoting = "\u201c" in flat or '"' in flat
-        return "" if quoting or len(flat) > QUOTE_CHARS else flat
-
-    def _point(
-        self, journey: Journey, score: DimensionScore, hits: tuple[str, ...], *, high: bool
-    ) -> str:
-        dim = self._dimension(journey, score.label)
-        sentence = dim.strength if high else dim.blind_spot
-        evidence = _answer_with(journey, hits)
-        if evidence:
-            return end_sentence(
-                f"**{dim.label}** ({score.score}/10): {sentence} You wrote {quote(evidence)}"
-            )
-        chosen = self._chosen_reply(journey, score.label, "high" if high else "low")
-        if chosen is not None:
-            asked = quote(self._asked(journey, chosen.question))
-            return end_sentence(
-                f"**{dim.label}** ({score.score}/10): {sentence} "
-                f"Asked {asked}, you chose {quote(chosen.answer)}"
-            )
-        return f"**{dim.label}** ({score.score}/10): {sentence}"
-
-    def _chosen_reply(self, journey: Journey, label: str, lean: Lean) -> Exchange | None:
-        """The first exchange answered with a quick reply leaning `lean` on this dimension."""
-        for exchange in journey.exchanges:
-            found = self._quick_reply(journey, exchange)
-            if found is not None and found[0] == label and found[1].lean == lean:
-                return exchange
+    def _echoed_reply(self, journey: Journey, exchange: Exchange) -> tuple[str, Reply] | None:
+        """The reply an answer starts with ("No, that's my red line. I'd never…"), or the
+        one reply a one-word answer names ("Needs" for "What each person needs")."""
+        question = self._bank_question(journey, " ".join(exchange.question.split()))
+        label = self._label_of(journey, question) if question is not None else None
+        if question is None or label is None:
+            return None
+        answer = flat(exchange.answer)
+        for reply in question.replies:
+            said = flat(reply.text)
+            if answer.startswith(said) and not answer[len(said) : len(said) + 1].isalnum():
+                return label, reply
+        words = re.findall(r"[^\W\d_]+", answer)
+        if len(words) == 1 and len(words[0]) > 3:
+            naming = [r for r in question.replies if words[0] in re.findall(r"\w+", flat(r.text))]
+            if len(naming) == 1:
+                return label, naming[0]
         return None
 
-    def _suggestions(
-        self, journey: Journey, ranked: list[DimensionScore], rng: random.Random
-    ) -> list[str]:
-        picks: list[str] = []
-        for score in ranked[::-1][:2]:
-            dim = self._dimension(journey, score.label)
-            pool = dim.suggestions_low if score.score < 6 else dim.suggestions_high
-            picks.append(rng.choice(pool))
-        top = self._dimension(journey, ranked[0].label)
-        picks.append(rng.choice(top.suggestions_high))
-        return list(dict.fromkeys(picks))
+    def _yes_no_reply(self, journey: Journey, exchange: Exchange) -> tuple[str, Reply] | None:
+        """A bare yes or no read as the one reply of its question that starts with it
+        ("no" to "Is there a middle option?" is "No, it really is either-or")."""
+        reading = read(exchange.answer, self._bank.common)
+        asked = " ".join(exchange.question.split())
+        question = self._bank_question(journey, asked)
+        label = self._label_of(journey, question) if question is not None else None
+        if question is None or label is None:
+            return None
+        starting = [r for r in question.replies if re.match(rf"{reading.yes_no}\b", normal(r.text))]
+        return (label, starting[0]) if len(starting) == 1 else None
 
-    def _style(self, answers: list[str]) -> Style:
-        styles = self._bank.common.styles
-        text = normal("\n".join(answers))
-        counts = {
-            kind: sum(mentions(text, m) for m in self._bank.common.markers.get(kind, ()))
-            for kind in REACTION_KINDS
-        }
-        words = len(text.split()) / max(1, len(answers))
-        if counts["worry"] >= 2 and counts["worry"] >= counts["certainty"]:
-            chosen = "cautious"
-        elif counts["certainty"] >= 2 and counts["certainty"] > counts["doubt"]:
-            chosen = "decisive"
-        elif counts["doubt"] >= 2:
-            chosen = "exploratory"
-        elif words >= 25 or counts["reason"] >= 2:
-            chosen = "deliberate"
-        else:
-            chosen = "intuitive"
-        return styles.get(chosen) or next(iter(styles.values()))
+    # Writing the questions.
 
-    def _reaction(self, answer: str, rng: random.Random) -> str:
-        """One sentence that quotes the answer, picked by the first cue found in it."""
+    def _reaction(self, journey: Journey, exchange: Exchange, rng: random.Random) -> str:
+        """One sentence that hears the last answer: a clicked reply is named as a choice,
+        an answer without words or a bare yes/no is not quoted, another language is said
+        to be one, and typed words are quoted by the first cue found in them."""
         common = self._bank.common
-        lowered = normal(answer)
-        for kind in REACTION_KINDS:
-            for marker in common.markers.get(kind, ()):
-                if mentions(lowered, marker):
-                    template = rng.choice(common.reactions[kind])
-                    return fill(template, clause_around(answer, marker))
-        return fill(rng.choice(common.reactions["plain"]), excerpt(answer))
+        reactions = common.reactions
+        if self._quick_reply(journey, exchange) is not None:
+            return fill(rng.choice(reactions["quick"]), excerpt(exchange.answer))
+        reading = read(exchange.answer, common)
+        if reading.kind == "wordless":
+            return rng.choice(reactions["emoji"])
+        if reading.kind == "bare":
+            return rng.choice(reactions["bare"])
+        if reading.kind == "foreign":
+            template = rng.choice(reactions["language"]).replace("<language>", reading.language)
+            return fill(template, excerpt(exchange.answer))
+        kind = _reaction_kind(reading)
+        if kind == "doubt" and reading.words <= SHORT_DOUBT_WORDS:
+            return rng.choice(reactions["doubt_short"])
+        if kind == "plain":
+            return fill(rng.choice(reactions["plain"]), excerpt(exchange.answer))
+        lowered = normal(exchange.answer)
+        markers = (*common.markers.get(kind, ()), *common.markers.get("irony", ()))
+        marker = next((m for m in markers if mentions(lowered, m)), "")
+        quoted = clause_around(exchange.answer, marker) if marker else excerpt(exchange.answer)
+        return fill(rng.choice(reactions[kind]), quoted)
+
+    def _bridge(self, scene: Scenario | None, number: int, rng: random.Random, before: str) -> str:
+        """A sentence that brings the scenario's people, stakes or place back in, never one
+        that opens like the question it leads to ("Picture yourself…" twice)."""
+        if scene is None:
+            return ""
+        bridges = self._bank.common.bridges
+        kinds = [k for k in ("people", "stakes", "place") if _has(scene, k) and bridges.get(k)]
+        if not kinds:
+            return ""
+        kind = kinds[number % len(kinds)]
+        opening = " ".join(before.split()[:2])
+        fitting = [t for t in bridges[kind] if not t.startswith(opening)] or list(bridges[kind])
+        return _fill_scene(rng.choice(fitting), scene, number)
+
+    def _scene(self, journey: Journey) -> Scenario | None:
+        """What the scenario is about: the bank's data for a bank story, the names in a
+        story the model wrote, nothing when there is no story to go on."""
+        bank_scene = self.scenario(journey)
+        if not journey.scenario.strip() or journey.scenario.strip() == bank_scene.text.strip():
+            return bank_scene
+        names = _names_in(journey.scenario)
+        return Scenario("written", "", journey.scenario, people=names) if names else None
 
     def _category(self, journey: Journey) -> CategoryBank:
         bank = self._bank.categories.get(journey.category_id)
@@ -279,6 +285,48 @@ class OfflineWriter:
     def _dimension(self, journey: Journey, label: str) -> Dimension:
         dim = self._category(journey).dimensions.get(label)
         return dim if dim is not None else _generic_dimension(label)
+
+
+def _reaction_kind(reading: Reading) -> str:
+    if "irony" in reading.cues:
+        return "exasperation"
+    return next((kind for kind in REACTION_KINDS if kind in reading.cues), "plain")
+
+
+def _has(scene: Scenario, kind: str) -> bool:
+    return bool(scene.people if kind == "people" else getattr(scene, kind))
+
+
+def _fill_scene(template: str, scene: Scenario | None, number: int) -> str:
+    """The template with the scenario's people (two at a time, turning with the question
+    number), stakes and place; "" when it needs something the scenario lacks."""
+    if scene is None:
+        return ""
+    people = scene.people
+    named = ""
+    if people:
+        first = people[number % len(people)]
+        second = people[(number + 1) % len(people)]
+        named = first if second == first else f"{first} and {second}"
+    for slot, value in (("<people>", named), ("<stakes>", scene.stakes), ("<place>", scene.place)):
+        if slot in template:
+            if not value:
+                return ""
+            template = template.replace(slot, value)
+    return template
+
+
+def _names_in(text: str) -> tuple[str, ...]:
+    """Up to three names in a story: capitalised words that never start a sentence,
+    most mentioned first."""
+    counts: dict[str, int] = {}
+    for found in re.finditer(r"(?<![.!?\n]\s)(?<!^)\b([A-Z][a-z]{2,})\b", text):
+        word = found.group(1)
+        before = text[: found.start()].rstrip()
+        if word in _NOT_NAMES or not before or before[-1] in '.!?\u201c"':
+            continue
+        counts[word] = counts.get(word, 0) + 1
+    return tuple(sorted(counts, key=lambda w: -counts[w])[:3])
 
 
 def _generic_dimension(label: str) -> Dimension:
@@ -300,36 +348,3 @@ def _generic_dimension(label: str) -> Dimension:
         suggestions_low=(f"Next time, ask yourself where {name} fits before you decide.",),
         suggestions_high=(f"Notice when {name} helps you, and when it narrows your view.",),
     )
-
-
-def _answer_with(journey: Journey, hits: tuple[str, ...]) -> str:
-    for exchange in journey.exchanges:
-        answer = normal(exchange.answer)
-        if any(mentions(answer, hit) for hit in hits):
-            return exchange.answer
-    return ""
-
-
-def _score_line(score: DimensionScore) -> str:
-    """The score with every signal and quick reply behind it, so the rule can be checked."""
-    parts = [
-        f"your quick repl{'ies' if len(replies) > 1 else 'y'} "
-        + " and ".join(f"\u201c{reply}\u201d" for reply in replies)
-        + f" (toward {lean})"
-        for lean, replies in (("high", score.high_replies), ("low", score.low_replies))
-        if replies
-    ]
-    if score.high_hits or score.low_hits:
-        parts.append(
-            f"{_signals(score.high_hits)} toward high, {_signals(score.low_hits)} toward low"
-        )
-    if not parts:
-        return f"- {score.label}: {score.score} - no clear signal in your answers, so the middle of the scale"
-    return f"- {score.label}: {score.score} - " + "; ".join(parts)
-
-
-def _signals(hits: tuple[str, ...]) -> str:
-    if not hits:
-        return "no signals"
-    shown = ", ".join(f"\u201c{hit}\u201d" for hit in hits)
-    return f"{len(hits)} signal{'s' if len(hits) > 1 else ''} ({shown})"

@@ -8,8 +8,20 @@ from server.generators.bank import Dimension, normal
 
 QUOTE_CHARS = 110
 
-_NEGATORS = frozenset({"not", "no", "never", "cannot", "hardly", "without"})
+_NEGATORS = frozenset(
+    {"not", "no", "never", "cannot", "hardly", "without", "nobody", "nothing", "neither", "nor"}
+)
 _CLAUSE_END = re.compile(r"[.,;:!?\n]")
+# A negation reaches this many words ahead ("I do not think there is a fair way")...
+_NEGATION_REACH = 6
+# ...but not past a word that starts a new thought ("I don't mind, and I'd go for it").
+_DOUBT_AFTER_NEGATION = frozenset({"know", "sure", "certain"})
+# A negation this close turns a signal around ("not brave", "never gamble", "don't want
+# to invest"); further away it only cancels it ("I do not think there is a fair way").
+_TURNING_REACH = 3
+_NEGATION_STOPS = frozenset(
+    {"and", "but", "so", "because", "although", "though", "yet", "while", "then", "which"}
+)
 _TRAILING = ".,;:!?\u2026-\u2013\u2014 "
 
 
@@ -19,19 +31,50 @@ def flat(text: str) -> str:
 
 
 def negated(text: str, start: int) -> bool:
-    """A negation among the three words before `start`, within the same clause."""
-    clause = _CLAUSE_END.split(text[:start])[-1]
-    return any(word in _NEGATORS or word.endswith("n't") for word in clause.split()[-3:])
+    """A negation among the few words before `start`, within the same clause and thought."""
+    return negation_distance(text, start) is not None
+
+
+def negation_distance(text: str, start: int) -> int | None:
+    """How many words before `start` the negation stands (1 for "not brave"), or None.
+
+    "don't know" and "not sure" are doubt, not negation: they negate nothing after them.
+    """
+    clause = _CLAUSE_END.split(text[:start])[-1].split()[-_NEGATION_REACH:]
+    for distance, word in enumerate(reversed(clause), start=1):
+        if word in _NEGATION_STOPS:
+            return None
+        if word in _NEGATORS or word.endswith("n't"):
+            following = clause[len(clause) - distance + 1 :][:1]
+            if following and following[0] in _DOUBT_AFTER_NEGATION:
+                return None
+            return distance
+    return None
+
+
+def masked(text: str, masks: tuple[str, ...]) -> str:
+    """The text with look-alike phrases ("kind of", "to be fair") blanked out, so they match
+    no signal; blanks of the same length keep every index pointing at the original."""
+    for mask in masks:
+        text = re.sub(rf"(?<!\w){re.escape(mask)}(?!\w)", lambda m: " " * len(m.group()), text)
+    return text
 
 
 def spans(text: str, signal: str) -> list[tuple[int, int]]:
     """Where a (normalised) signal occurs in normalised text as whole words, not negated."""
-    pattern = rf"(?<!\w){re.escape(signal)}(?!\w)"
-    return [
-        (found.start(), found.end())
-        for found in re.finditer(pattern, text)
-        if not negated(text, found.start())
-    ]
+    return [(start, end) for start, end, turned in _matches(text, signal) if not turned]
+
+
+def _matches(text: str, signal: str) -> list[tuple[int, int, bool]]:
+    """Every whole-word occurrence, with whether a close negation turns it around; one
+    negated from further away is left out."""
+    found = []
+    # Not inside a longer word, nor before a contraction ("say it" is not in "say it's").
+    for match in re.finditer(rf"(?<!\w){re.escape(signal)}(?![\w'])", text):
+        distance = negation_distance(text, match.start())
+        if distance is None or distance <= _TURNING_REACH:
+            found.append((match.start(), match.end(), distance is not None))
+    return found
 
 
 def mentions(text: str, signal: str) -> bool:
@@ -39,22 +82,41 @@ def mentions(text: str, signal: str) -> bool:
 
 
 def signal_hits(text: str, dim: Dimension) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The high and low signals found, in order of appearance; longest match wins a span."""
+    """The high and low signals of one dimension found, in order of appearance."""
+    return category_hits(text, [dim])[dim.label]
+
+
+def category_hits(
+    text: str, dims: list[Dimension]
+) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Per dimension, the high and low signals found, in order of appearance.
+
+    The longest match wins a span, across dimensions too: "future security" (long-term
+    thinking) hides its "security" (risk tolerance), "change the plan" its "the plan". A
+    signal turned around by a close negation counts the other way, shown as "not …" ("not
+    brave" toward low Courage, "don't want to invest" toward low Risk tolerance).
+    """
     found = [
-        (start, end, signal, high)
+        (start, end, dim.label, shown, high != turned)
+        for dim in dims
         for high, signals in ((True, dim.signals_high), (False, dim.signals_low))
         for signal in signals
-        for start, end in spans(text, signal)
+        for start, end, turned in _matches(text, signal)
+        for shown in ((f"not {signal}",) if turned else (signal,))
     ]
     found.sort(key=lambda hit: (hit[0] - hit[1], hit[0]))
-    taken: list[tuple[int, int, str, bool]] = []
+    taken: list[tuple[int, int, str, str, bool]] = []
     for hit in found:
         if not any(hit[0] < other[1] and other[0] < hit[1] for other in taken):
             taken.append(hit)
     taken.sort()
-    high = tuple(dict.fromkeys(signal for _, _, signal, is_high in taken if is_high))
-    low = tuple(dict.fromkeys(signal for _, _, signal, is_high in taken if not is_high))
-    return high, low
+    result = {}
+    for dim in dims:
+        mine = [(signal, is_high) for _, _, label, signal, is_high in taken if label == dim.label]
+        high = tuple(dict.fromkeys(signal for signal, is_high in mine if is_high))
+        low = tuple(dict.fromkeys(signal for signal, is_high in mine if not is_high))
+        result[dim.label] = (high, low)
+    return result
 
 
 def excerpt(text: str, limit: int = QUOTE_CHARS) -> str:

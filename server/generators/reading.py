@@ -1,0 +1,75 @@
+"""How the offline writer reads one answer: whether it has words, its language, and its cues."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from server.generators.bank import Common, normal
+from server.generators.wording import masked, mentions
+
+# "words": English (or nothing else recognisable); "wordless": emoji or punctuation only;
+# "bare": a yes or a no in a word or two; "foreign": written in another language.
+Kind = Literal["words", "wordless", "bare", "foreign"]
+
+_WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
+_EDGES = " \t\n.,;:!?\u2026\"'\u201c\u201d()-"
+# A language needs this many of its own marker words to be named for a longer answer.
+_LANGUAGE_HITS = 2
+
+
+@dataclass(frozen=True)
+class Reading:
+    answer: str
+    kind: Kind
+    words: int
+    cues: frozenset[str] = frozenset()  # the marker kinds found: "doubt", "worry", ...
+    language: str = ""  # for a foreign answer: "German", "Spanish", ...
+    yes_no: str = ""  # for a bare answer: "yes" or "no"
+
+    @property
+    def typed_english(self) -> bool:
+        """Words this writer can read: English, not a bare yes or no."""
+        return self.kind == "words"
+
+
+def read(answer: str, common: Common) -> Reading:
+    text = normal(answer)
+    tokens = _WORD.findall(text)
+    if not tokens:
+        return Reading(answer, "wordless", 0)
+    core = " ".join(text.split()).strip(_EDGES)
+    for said, words in (("yes", common.yes), ("no", common.no)):
+        if core in words:
+            return Reading(answer, "bare", len(tokens), yes_no=said)
+    language = _language(text, tokens, common)
+    if language:
+        return Reading(answer, "foreign", len(tokens), language=language)
+    cues = frozenset(kind for kind, found in common.markers.items() if _any(text, found, common))
+    return Reading(answer, "words", len(tokens), cues)
+
+
+def _any(text: str, markers: tuple[str, ...], common: Common) -> bool:
+    text = masked(text, common.masks)
+    return any(mentions(text, marker) for marker in markers)
+
+
+def _language(text: str, tokens: list[str], common: Common) -> str:
+    """The language an answer is written in when it is clearly not English, else "".
+
+    Counted by marker words (mostly short function words: "ich", "que", "je") against
+    English ones; a one- or two-word answer may be named by a single distinctive word
+    ("vielleicht", "quizás"), a longer one needs two, and English must not match as well.
+    """
+    english = sum(token in common.english for token in tokens)
+    best, best_hits = "", 0
+    for name, words in common.languages.items():
+        hits = sum(token in words for token in tokens)
+        hits += sum(1 for phrase in words if " " in phrase and phrase in text)
+        if hits > best_hits:
+            best, best_hits = name, hits
+    needed = 1 if len(tokens) <= 2 else _LANGUAGE_HITS
+    if best_hits >= needed and best_hits > english:
+        return best
+    return ""

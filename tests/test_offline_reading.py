@@ -1,0 +1,107 @@
+"""How the offline writer reads one answer: words or none, language, cues, negation, masks."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.generators.bank import Bank, load_bank, normal
+from server.generators.reading import read
+from server.generators.wording import category_hits, masked, negation_distance
+
+
+@pytest.fixture(scope="module")
+def bank() -> Bank:
+    return load_bank()
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind", "language"),
+    [
+        ("\U0001f937\u200d\u2640\ufe0f\U0001f605\U0001f643", "wordless", ""),
+        ("...", "wordless", ""),
+        ("no", "bare", ""),
+        ("Nope.", "bare", ""),
+        ("yes", "bare", ""),
+        ("idk", "words", ""),
+        ("not sure", "words", ""),
+        ("I am tired, really tired", "words", ""),
+        ("Ich wei\u00df es nicht.", "foreign", "German"),
+        ("vielleicht", "foreign", "German"),
+        ("Nein", "foreign", "German"),
+        ("No s\u00e9, la verdad.", "foreign", "Spanish"),
+        ("Prefiero ir a lo seguro, tengo familia.", "foreign", "Spanish"),
+        ("quiz\u00e1s", "foreign", "Spanish"),
+        ("Je ne sais pas.", "foreign", "French"),
+        ("peut-\u00eatre", "foreign", "French"),
+        ("I do not think there is a fair way", "words", ""),
+        ("Dev says the caf\u00e9 in Rotterdam is lovely", "words", ""),
+    ],
+)
+def test_an_answer_is_read_as_words_wordless_bare_or_foreign(
+    bank: Bank, answer: str, kind: str, language: str
+) -> None:
+    reading = read(answer, bank.common)
+    assert (reading.kind, reading.language) == (kind, language)
+
+
+@pytest.mark.parametrize(
+    ("answer", "cue"),
+    [
+        ("idk", "doubt"),
+        ("not sure, maybe", "doubt"),
+        ("I am tired, really tired", "weary"),
+        ("always me who has to sort this out", "exasperation"),
+        ("Oh great, another chance to lose money", "irony"),
+        ("I'm worried it all goes wrong", "worry"),
+        ("Definitely, no question", "certainty"),
+        ("because the rent went up", "reason"),
+        ("my gut says go", "gut"),
+    ],
+)
+def test_cues_are_heard(bank: Bank, answer: str, cue: str) -> None:
+    assert cue in read(answer, bank.common).cues
+
+
+def test_always_and_not_worried_are_not_what_they_seem(bank: Bank) -> None:
+    assert "certainty" not in read("always me who has to sort this out", bank.common).cues
+    assert "worry" not in read("I'm not worried about it", bank.common).cues
+
+
+@pytest.mark.parametrize(
+    ("text", "word", "distance"),
+    [
+        ("i'm not brave", "brave", 1),
+        ("i would never gamble", "gamble", 1),
+        ("i don't want to invest", "invest", 3),
+        ("i do not think there is a fair way", "fair", 5),
+        ("i don't mind and i'd go for it", "go", None),
+        ("i don't know if i'd go for it", "go", None),
+        ("no, i'd take the leap", "take", None),
+    ],
+)
+def test_negation_reaches_within_its_thought(text: str, word: str, distance: int | None) -> None:
+    assert negation_distance(text, text.index(word)) == distance
+
+
+def test_a_close_negation_turns_a_signal_around_and_a_far_one_cancels_it(bank: Bank) -> None:
+    dims = list(bank.categories["ethics"].dimensions.values())
+    courage = category_hits(normal("I'm not brave."), dims)["Courage"]
+    assert courage == ((), ("not brave",))
+    family = list(bank.categories["family"].dimensions.values())
+    fairness = category_hits(normal("I do not think there is a fair way"), family)["Fairness"]
+    assert fairness == ((), ())
+
+
+def test_the_longest_signal_wins_across_dimensions(bank: Bank) -> None:
+    dims = list(bank.categories["finance"].dimensions.values())
+    hits = category_hits(normal("Protecting my future security"), dims)
+    assert hits["Long-term thinking"][0] == ("future security",)
+    assert hits["Risk tolerance"] == ((), ())
+
+
+def test_look_alike_phrases_are_masked_without_moving_indexes(bank: Bank) -> None:
+    text = normal("that kind of thing happens, to be fair, now and then")
+    hidden = masked(text, bank.common.masks)
+    assert len(hidden) == len(text)
+    assert "kind" not in hidden and "fair" not in hidden
+    assert hidden.endswith("now and then")
