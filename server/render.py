@@ -35,13 +35,29 @@ LABEL_WIDTH = 190
 BAR_WIDTH = 300
 
 
-def score_chart(scores: list[tuple[str, int]]) -> Markup:
-    """A horizontal bar per dimension, 0 to 10, readable without colour and in print."""
+NOT_ENOUGH = "not enough to go on"
+
+
+def score_chart(scores: list[tuple[str, int | None]]) -> Markup:
+    """A horizontal bar per dimension, 0 to 10, readable without colour and in print; a
+    dimension without a score gets no bar, and says so in words across its empty track."""
     height = BAR_HEIGHT * len(scores) + 24
     width = LABEL_WIDTH + BAR_WIDTH + 50
     rows = []
     for index, (label, score) in enumerate(scores):
         y = 12 + index * BAR_HEIGHT
+        if score is None:
+            rows.append(
+                f'<g class="chart-row chart-row-none">'
+                f'<text x="{LABEL_WIDTH - 10}" y="{y + 15}" text-anchor="end" class="chart-label">'
+                f"{escape(label)}</text>"
+                f'<rect x="{LABEL_WIDTH}" y="{y + 3}" width="{BAR_WIDTH}" height="16" rx="3" '
+                f'class="chart-track"/>'
+                f'<text x="{LABEL_WIDTH + 8}" y="{y + 15}" class="chart-none">{NOT_ENOUGH}</text>'
+                f'<text x="{LABEL_WIDTH + BAR_WIDTH + 10}" y="{y + 15}" class="chart-value">'
+                f"\u2013</text></g>"
+            )
+            continue
         filled = BAR_WIDTH * max(0, min(10, score)) / 10
         rows.append(
             f'<g class="chart-row">'
@@ -54,7 +70,10 @@ def score_chart(scores: list[tuple[str, int]]) -> Markup:
             f'<text x="{LABEL_WIDTH + BAR_WIDTH + 10}" y="{y + 15}" class="chart-value">'
             f"{score}/10</text></g>"
         )
-    title = "; ".join(f"{label}: {score} of 10" for label, score in scores)
+    title = "; ".join(
+        f"{label}: {NOT_ENOUGH}" if score is None else f"{label}: {score} of 10"
+        for label, score in scores
+    )
     return Markup(
         f'<svg class="score-chart" role="img" viewBox="0 0 {width} {height}" '
         f'width="100%" preserveAspectRatio="xMinYMin meet" aria-label="Scores">'

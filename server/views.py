@@ -18,15 +18,21 @@ from server.render import markdown, score_chart
 from server.settings import Category, Settings
 from server.store import Session, Step
 
+NOT_ENOUGH = "not enough to go on"
+NO_EVIDENCE = "no signal either way in the answers, so no number"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 @dataclass(frozen=True)
 class Score:
     label: str
-    value: int
+    value: int | None  # None: not enough in the answers to give a number
     reason: str
     by_model: bool = True
+
+    @property
+    def shown(self) -> str:
+        return NOT_ENOUGH if self.value is None else f"{self.value}/10"
 
 
 @dataclass
@@ -180,9 +186,9 @@ class Views:
             journey = await self.journeys.journey(session, step.n)
             for rule in self.writer.scores(journey):
                 if rule.label not in scores:
-                    scores[rule.label] = Score(
-                        rule.label, rule.score, "by the built-in rules", by_model=False
-                    )
+                    # Where the rules find nothing either, the chart says so instead of a number.
+                    reason = "by the built-in rules" if rule.score is not None else NO_EVIDENCE
+                    scores[rule.label] = Score(rule.label, rule.score, reason, by_model=False)
         return parsed.markdown, [scores[dim] for dim in dimensions if dim in scores]
 
     async def step_fragment(self, session: Session, n: int, csrf_token: str) -> str:
@@ -206,7 +212,7 @@ class Views:
                     lines += ["> " + step.answer.replace("\n", "\n> "), ""]
         lines += ["## Your report", "", body.strip(), "", "## Scores", ""]
         lines += [
-            f"- {score.label}: {score.value}/10" + (f" ({score.reason})" if score.reason else "")
+            f"- {score.label}: {score.shown}" + (f" ({score.reason})" if score.reason else "")
             for score in scores
         ]
         lines += ["", "_A reflection, not professional advice._", ""]

@@ -581,3 +581,15 @@ def test_the_first_question_opens_differently_across_seeds(
     assert len(openings) >= 3
     assert 0 < bare < 30
 
+
+def test_a_score_without_evidence_is_drawn_without_a_bar() -> None:
+    from server.render import score_chart
+    from server.views import Score
+
+    svg = str(score_chart([("Risk tolerance", 7), ("Fairness", None)]))
+    assert svg.count('class="chart-bar"') == 1
+    assert "not enough to go on" in svg
+    assert "Fairness: not enough to go on" in svg  # the title read by screen readers
+    assert "None" not in svg
+    assert Score("Fairness", None, "").shown == "not enough to go on"
+    assert Score("Fairness", 4, "").shown == "4/10"
