@@ -11,9 +11,10 @@ import pytest
 from server.settings import Settings, load
 
 SettingsFactory = Callable[..., Settings]
-# The browser tests' fixtures (module-scoped Chromium, a context with the page probe), and a
-# PostgreSQL server for the session with a fresh database per test.
-pytest_plugins = ["tests.chromium", "tests.pg"]
+# The browser tests' fixtures (module-scoped Chromium, a context with the page probe), a
+# PostgreSQL server for the session with a fresh database per test, and a Redis server for the
+# session, emptied for each test.
+pytest_plugins = ["tests.chromium", "tests.pg", "tests.redis_server"]
 
 
 @pytest.fixture(autouse=True)
