@@ -100,7 +100,9 @@ def direction_accuracy(outcomes: list[Outcome]) -> dict[str, float]:
     return {key: right[key] / total[key] for key in total}
 
 
-def test_directions_are_right_in_at_least_90_percent(outcomes: list[Outcome]) -> None:
+def test_directions_are_right_in_at_least_90_percent_on_every_dimension(
+    outcomes: list[Outcome],
+) -> None:
     accuracy = direction_accuracy(outcomes)
     wrong = [
         f"{o.case.name}: expected {o.case.expect}, got {o.directions}"
@@ -108,6 +110,9 @@ def test_directions_are_right_in_at_least_90_percent(outcomes: list[Outcome]) ->
         if o.directions != o.case.expect
     ]
     assert accuracy["overall"] >= 0.90, "\n".join(wrong)
+    # And on every dimension of every area on its own (ten cases each: one miss at most).
+    for key, share in accuracy.items():
+        assert share >= 0.90, (key, "\n".join(wrong))
 
 
 def test_styles_are_right_in_at_least_80_percent(outcomes: list[Outcome]) -> None:
@@ -367,3 +372,20 @@ def test_different_people_get_different_styles(outcomes: list[Outcome]) -> None:
     named = Counter(o.style for o in outcomes if o.style != "unclear")
     assert len(named) >= 5
     assert max(named.values()) <= len(outcomes) // 4
+
+
+def test_questions_name_the_people_of_a_scenario_the_model_wrote(bank: Bank) -> None:
+    writer = OfflineWriter(bank)
+    category = CATEGORIES["family"]
+    story = (
+        "You and your brother share a flat above the bakery. Last week Marguerite, your "
+        "landlady, said she is selling. Your brother wants to buy it with Marguerite's help; "
+        "you want to move to Lisbon with Teodor before the spring."
+    )
+    journey = Journey("family", category.title, category.dimensions, seed=2, scenario=story)
+    for answer in ("I'd talk to my brother first.", "Maybe.", "no"):
+        text = question_gen.parse(writer.write(journey, "question")).text
+        journey = replace(journey, exchanges=(*journey.exchanges, Exchange(text, answer)))
+    later = [question_gen.parse(writer.write(journey, "question")).text]
+    assert any(name in text for text in later for name in ("Marguerite", "Teodor")), later
+    assert not any(name in text for text in later for name in ("Lisbon", "Last", "Your")), later

@@ -316,14 +316,20 @@ def _fill_scene(template: str, scene: Scenario | None, number: int) -> str:
     return template
 
 
+_PLACE_WORDS = frozenset({"in", "to", "at", "from", "near", "into", "towards", "outside"})
+
+
 def _names_in(text: str) -> tuple[str, ...]:
-    """Up to three names in a story: capitalised words that never start a sentence,
-    most mentioned first."""
+    """Up to three names in a story: capitalised words that never start a sentence and
+    follow no word of place, most mentioned first."""
     counts: dict[str, int] = {}
     for found in re.finditer(r"(?<![.!?\n]\s)(?<!^)\b([A-Z][a-z]{2,})\b", text):
         word = found.group(1)
         before = text[: found.start()].rstrip()
         if word in _NOT_NAMES or not before or before[-1] in '.!?\u201c"':
+            continue
+        # "to Lisbon", "in Leeds": a place, not a person to keep in mind.
+        if before.split()[-1].lower() in _PLACE_WORDS:
             continue
         counts[word] = counts.get(word, 0) + 1
     return tuple(sorted(counts, key=lambda w: -counts[w])[:3])

@@ -61,6 +61,12 @@ def _language(text: str, tokens: list[str], common: Common) -> str:
     Counted by marker words (mostly short function words: "ich", "que", "je") against
     English ones; a one- or two-word answer may be named by a single distinctive word
     ("vielleicht", "quizás"), a longer one needs two, and English must not match as well.
+
+    Libraries weighed and left out: langdetect (pure Python, but reads "idk" as Somali,
+    "not sure" as French and "Je ne sais pas" as Lithuanian, is random unless seeded and
+    loads its profiles from disk at the first call); py3langid ("no" as Afrikaans, "quizás"
+    as Hungarian, and numpy); lingua (right on short text, but a 96 MB wheel). Answers here
+    are short, and what matters is only "English or not, and which": a word list does that.
     """
     english = sum(token in common.english for token in tokens)
     best, best_hits = "", 0

@@ -9,7 +9,7 @@ from typing import Literal
 from server.generators.bank import Common, Dimension, Reply, Style, normal
 from server.generators.journey import Exchange
 from server.generators.reading import Reading
-from server.generators.wording import category_hits, masked
+from server.generators.wording import blank_prefix, category_hits, masked
 
 Direction = Literal["high", "low", "none"]
 # A hedged answer ("maybe", "not sure") still leans, but counts half.
@@ -90,6 +90,9 @@ def score(dims: list[Dimension], answered: list[Answered], common: Common) -> li
                 echoes[label][side].append((_shown(item.exchange.answer), reply.text))
         if not item.clicked and reading.typed_english and "irony" not in reading.cues:
             text = masked(normal(item.exchange.answer), common.masks)
+            if item.reply is not None:
+                # The reply's own words carry its lean, neutral or not, and count no further.
+                text = blank_prefix(text, item.reply[1].text)
             for label, (high, low) in category_hits(text, dims).items():
                 found[label][0].extend(high)
                 found[label][1].extend(low)

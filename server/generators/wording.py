@@ -60,6 +60,14 @@ def masked(text: str, masks: tuple[str, ...]) -> str:
     return text
 
 
+def blank_prefix(text: str, phrase: str) -> str:
+    """The text with `phrase` blanked where it opens it (spacing may differ), so the words
+    of a quick reply typed as an answer's start are not read again as signals."""
+    words = normal(phrase).split()
+    found = re.match(r"\s*" + r"\s+".join(map(re.escape, words)), text) if words else None
+    return " " * found.end() + text[found.end() :] if found else text
+
+
 def spans(text: str, signal: str) -> list[tuple[int, int]]:
     """Where a (normalised) signal occurs in normalised text as whole words, not negated."""
     return [(start, end) for start, end, turned in _matches(text, signal) if not turned]
