@@ -142,6 +142,15 @@ class ResponseCache:
         self._forget_in_memory(category)
         return removed
 
+    async def entries_of(self, session_id: str) -> int:
+        """How many cached responses the session's steps left (operators' checks, tests)."""
+
+        def count() -> int:
+            tags = (self._cache.get(key, tag=True) for key in self._cache.iterkeys())
+            return sum(1 for found in tags if isinstance(found, tuple) and found[1] == session_id)
+
+        return await anyio.to_thread.run_sync(count, limiter=self._limiter)
+
     def _forget_in_memory(self, category: str) -> None:
         self._recent.clear()
         self._pools.pop(category, None)

@@ -110,6 +110,23 @@ class Store(Protocol):
         """Delete sessions not updated for `ttl_days`, with their steps and answers; how many."""
         ...
 
+    # Reads for operators' checks and for tests, which look at what the app stored only
+    # through the Store (so that they hold for every backend).
+
+    async def counts(self) -> dict[str, int]:
+        """How many sessions, steps and answers are stored."""
+        ...
+
+    async def intact(self) -> bool:
+        """Whether the database is undamaged (after a crash, say)."""
+        ...
+
+    async def interrupt(self, session_id: str, n: int) -> int:
+        """Leave a step as a process that died while writing it leaves it: generating, under a
+        new version, whatever its state; the new version (crash drills; the app never calls
+        this). Conflict if the step does not exist."""
+        ...
+
 
 async def open_store(settings: Settings) -> Store:
     """The store the settings choose, its schema brought up to date."""

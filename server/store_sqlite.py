@@ -339,6 +339,29 @@ class SQLiteStore:
     async def schema_version(self) -> int:
         return await self._run(lambda db: int(db.execute(schema.CURRENT_VERSION).fetchone()[0]))
 
+    async def counts(self) -> dict[str, int]:
+        def count(db: sqlite3.Connection) -> dict[str, int]:
+            tables = ("sessions", "steps", "answers")
+            return {t: int(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in tables}
+
+        return await self._run(count)
+
+    async def intact(self) -> bool:
+        rows = await self._run(lambda db: db.execute("PRAGMA integrity_check").fetchall())
+        return [tuple(row) for row in rows] == [("ok",)]
+
+    async def interrupt(self, session_id: str, n: int) -> int:
+        row = await self._run(
+            lambda db: db.execute(
+                "UPDATE steps SET status = 'generating', version = version + 1 "
+                "WHERE session_id = ? AND n = ? RETURNING version",
+                (session_id, n),
+            ).fetchone()
+        )
+        if row is None:
+            raise Conflict(f"step {n} of {session_id} does not exist")
+        return int(row[0])
+
     async def journal_mode(self) -> str:
         """SQLite's journal mode ("wal"), for operators' checks and tests."""
         return str(await self._run(lambda db: db.execute("PRAGMA journal_mode").fetchone()[0]))

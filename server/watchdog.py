@@ -47,7 +47,7 @@ def process_rss_mb() -> float:
     return float(psutil.Process(os.getpid()).memory_info().rss) / (1024 * 1024)
 
 
-def _malloc_trim() -> Callable[[], None]:
+def heap_trimmer() -> Callable[[], None]:
     """glibc's malloc_trim hands freed heap pages back to the system; a no-op elsewhere."""
     name = ctypes.util.find_library("c")
     try:
@@ -80,6 +80,7 @@ class Watchdog:
         *,
         interval_s: float,
         probe: Callable[[], float] = process_rss_mb,
+        trim: Callable[[], None] | None = None,
     ) -> None:
         self.thresholds = thresholds
         self.shedder = shedder
@@ -89,7 +90,7 @@ class Watchdog:
         self.rss_mb = 0.0
         self.changes = 0
         self._high_samples = 0
-        self._trim = _malloc_trim()
+        self._trim = trim or heap_trimmer()
 
     async def run(self) -> None:
         while True:

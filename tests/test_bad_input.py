@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -13,6 +10,7 @@ import pytest
 
 from server.app import create_app
 from server.settings import Settings
+from tests import stored
 from tests.conftest import SettingsFactory
 from tests.servers import serve_app
 from tests.visitor import Visitor, htmx_form
@@ -41,18 +39,10 @@ async def ready(base_url: str) -> AsyncIterator[tuple[Visitor, str]]:
         yield visitor, sid
 
 
-def snapshot(settings: Settings) -> list[Any]:
-    """Everything stored, to prove a refused request changed nothing."""
-    with sqlite3.connect(Path(settings.storage.data_dir) / "crossroads.db") as raw:
-        return [
-            raw.execute(
-                "SELECT id, owner, category, share_id FROM sessions ORDER BY id"
-            ).fetchall(),
-            raw.execute(
-                "SELECT session_id, n, status, version, text FROM steps ORDER BY 1, 2"
-            ).fetchall(),
-            raw.execute("SELECT session_id, n, text FROM answers ORDER BY 1, 2").fetchall(),
-        ]
+def snapshot(settings: Settings, sid: str) -> tuple[dict[str, int], stored.Stored]:
+    """Everything stored (how many rows, and the session's own), to prove a refused request
+    changed nothing."""
+    return stored.counts(settings), stored.stored(settings, sid)
 
 
 async def post_answer(
@@ -117,7 +107,7 @@ async def test_bad_answers(
         target = "A" * 16
     elif case == "malformed-session":
         target = "..%2F..%2Fetc"
-    before = snapshot(settings)
+    before = snapshot(settings, sid)
     response = await post_answer(visitor, target, n, body, htmx)
     assert response.status_code == status, response.text[:300]
     assert words in response.text.lower()
@@ -125,7 +115,7 @@ async def test_bad_answers(
         # A fragment aimed at the error slot beside the form: the typed answer is kept.
         assert response.headers["hx-retarget"].startswith("#error-")
         assert "<html" not in response.text
-    assert snapshot(settings) == before
+    assert snapshot(settings, sid) == before
 
 
 async def test_the_same_form_sent_twice_is_answered_once(
@@ -134,18 +124,18 @@ async def test_the_same_form_sent_twice_is_answered_once(
     visitor, sid = ready
     first = await visitor.answer(sid, 1, "Only once")
     await visitor.stream(sid, 2)  # the answer opened question 2: let it finish first
-    after_first = snapshot(settings)
+    after_first = snapshot(settings, sid)
     second = await visitor.answer(sid, 1, "Only once")
     assert first.status_code == 303
     assert second.status_code == 409
-    assert snapshot(settings) == after_first
+    assert snapshot(settings, sid) == after_first
 
 
 async def test_another_browser_sees_nothing_and_changes_nothing(
     ready: tuple[Visitor, str], base_url: str, settings: Settings
 ) -> None:
     _, sid = ready
-    before = snapshot(settings)
+    before = snapshot(settings, sid)
     async with Visitor(base_url) as stranger:
         await stranger.home()
         for path in (
@@ -163,14 +153,14 @@ async def test_another_browser_sees_nothing_and_changes_nothing(
             f"/s/{sid}/steps/1/stop", data={"csrf_token": stranger.token}
         )
         assert stop.status_code == 404
-    assert snapshot(settings) == before
+    assert snapshot(settings, sid) == before
 
 
 async def test_a_huge_body_is_refused_before_it_is_read(
     ready: tuple[Visitor, str], settings: Settings
 ) -> None:
     visitor, sid = ready
-    before = snapshot(settings)
+    before = snapshot(settings, sid)
 
     async def body() -> AsyncIterator[bytes]:
         yield b"csrf_token=" + visitor.token.encode() + b"&answer="
@@ -196,7 +186,7 @@ async def test_a_huge_body_is_refused_before_it_is_read(
         with anyio.fail_after(10):
             head = await stream.receive()
     assert head.startswith(b"HTTP/1.1 413")
-    assert snapshot(settings) == before
+    assert snapshot(settings, sid) == before
 
 
 @pytest.mark.parametrize(
@@ -237,7 +227,7 @@ async def test_an_unknown_category_and_a_bad_form_change_nothing(
 ) -> None:
     async with Visitor(base_url) as visitor:
         await visitor.home()
-        before = snapshot(settings)
+        before = stored.counts(settings)
         unknown = await visitor.http.post(
             "/sessions",
             data={"category": "../finance", "csrf_token": visitor.token},
@@ -252,4 +242,4 @@ async def test_an_unknown_category_and_a_bad_form_change_nothing(
     assert unknown.status_code == 400 and unknown.headers["hx-retarget"] == "#home-error"
     assert missing.status_code == 400
     assert garbage.status_code == 400
-    assert snapshot(settings) == before
+    assert stored.counts(settings) == before == {"sessions": 0, "steps": 0, "answers": 0}

@@ -4,11 +4,8 @@ delete, revoke a share link, the privacy link, advice and resources, and JavaScr
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -20,14 +17,14 @@ from playwright.sync_api import (
 )
 
 from server.app import create_app
-from server.settings import Resource, Settings
+from server.settings import Resource
 from tests.conftest import SettingsFactory
 from tests.servers import serve_app
+from tests.stored import step_status, stored
 
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 20000
-Row = tuple[Any, ...]
 
 
 @pytest.fixture
@@ -55,24 +52,6 @@ def shot(tmp_path: Path) -> Shots:
     directory = tmp_path / "screenshots"
     directory.mkdir()
     return Shots(directory)
-
-
-def stored(settings: Settings, sid: str) -> dict[str, list[Row]]:
-    path = settings.storage.data_dir / "crossroads.db"
-    with closing(sqlite3.connect(path)) as db:
-        return {
-            table: db.execute(f"SELECT * FROM {table} WHERE {column} = ?", (sid,)).fetchall()
-            for table, column in (
-                ("sessions", "id"),
-                ("steps", "session_id"),
-                ("answers", "session_id"),
-            )
-        }
-
-
-def step_status(settings: Settings, sid: str, n: int) -> str | None:
-    found = [row for row in stored(settings, sid)["steps"] if row[1] == n]
-    return str(found[0][3]) if found else None
 
 
 def start(page: Page, base: str, category: str) -> str:
@@ -444,6 +423,6 @@ def test_the_whole_journey_with_javascript_off(
             expect(page.locator("main")).to_contain_text("a week to think")
             shot(page, "no-js-report-page")
         assert seen_live, "no running step was ever shown with its text so far"
-        assert stored(settings, sid)["answers"][1][2].startswith("I would ask for a week")
+        assert stored(settings, sid)["answers"][1][1].startswith("I would ask for a week")
     finally:
         context.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from server.steps import StepWriter
 from server.store import Finished, Session
 from server.store_sqlite import SQLiteStore
 from server.streaming import Generation, Generations
+from tests import stored
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
@@ -514,9 +514,7 @@ async def test_a_step_written_again_after_a_restart_comes_from_the_cache(
     requests_before = len(upstream.requests)
 
     # As if the process had died while writing the scenario: it is written again.
-    db = Path(settings.storage.data_dir) / "crossroads.db"
-    with sqlite3.connect(db) as raw:
-        raw.execute("UPDATE steps SET status = 'generating' WHERE session_id = ? AND n = 0", (sid,))
+    stored.interrupt(settings, sid, 0)
 
     with serve_app(create_app(settings)) as url:
         async with Visitor(url) as visitor:

@@ -5,11 +5,8 @@ in the database that what should not change did not."""
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import closing
-from typing import Any
 
 import anyio
 import httpx
@@ -19,7 +16,7 @@ from itsdangerous import TimestampSigner
 from server.app import create_app
 from server.identity import COOKIE_MAX_AGE_S, COOKIE_NAME
 from server.settings import Settings, secret_key
-from tests import sse
+from tests import sse, stored
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
@@ -27,40 +24,7 @@ from tests.visitor import Visitor, htmx_form
 
 pytestmark = pytest.mark.anyio
 
-Row = tuple[Any, ...]
 SHARE = re.compile(r'href="/r/([\w-]+)"')
-
-
-def rows(settings: Settings, sql: str, *params: object) -> list[Row]:
-    """Read the app's database from outside, as an operator would."""
-    path = settings.storage.data_dir / "crossroads.db"
-    with closing(sqlite3.connect(path)) as db:
-        return db.execute(sql, params).fetchall()
-
-
-def stored(settings: Settings, sid: str) -> dict[str, list[Row]]:
-    """Everything stored about one session."""
-    return {
-        "sessions": rows(settings, "SELECT * FROM sessions WHERE id = ?", sid),
-        "steps": rows(settings, "SELECT * FROM steps WHERE session_id = ? ORDER BY n", sid),
-        "answers": rows(settings, "SELECT * FROM answers WHERE session_id = ? ORDER BY n", sid),
-    }
-
-
-def step_status(settings: Settings, sid: str, n: int) -> str | None:
-    found = rows(settings, "SELECT status FROM steps WHERE session_id = ? AND n = ?", sid, n)
-    return str(found[0][0]) if found else None
-
-
-def cached_for(settings: Settings, sid: str) -> int:
-    """Response-cache entries tagged with the session (diskcache keeps tags in its SQLite)."""
-    path = settings.storage.data_dir / "cache" / "cache.db"
-    with closing(sqlite3.connect(path)) as db:
-        return int(db.execute("SELECT COUNT(*) FROM Cache WHERE tag = ?", (sid,)).fetchone()[0])
-
-
-def count(settings: Settings, table: str) -> int:
-    return int(rows(settings, f"SELECT COUNT(*) FROM {table}")[0][0])
 
 
 async def finished_journey(visitor: Visitor, category: str, questions: int) -> str:
@@ -106,7 +70,7 @@ async def test_stopping_a_live_step_closes_the_upstream_and_retry_writes_it_agai
                 first = await visitor.stream(sid, 0, stop_after=4)
                 assert first.text().startswith("You "), first.names()
                 await upstream.wait_for(lambda up: up.open_streams == 1)
-                assert step_status(settings, sid, 0) == "generating"
+                assert stored.step_status(settings, sid, 0) == "generating"
 
                 watching = sse.Stream(status=0)
                 connected = anyio.Event()
@@ -131,7 +95,7 @@ async def test_stopping_a_live_step_closes_the_upstream_and_retry_writes_it_agai
                             f"/s/{sid}/steps/0/stop", data={"csrf_token": "forged"}
                         )
                         assert forged.status_code == 403
-                        assert step_status(settings, sid, 0) == "generating"
+                        assert stored.step_status(settings, sid, 0) == "generating"
                         stop = await visitor.http.post(
                             f"/s/{sid}/steps/0/stop", data={"csrf_token": visitor.token}
                         )
@@ -142,7 +106,7 @@ async def test_stopping_a_live_step_closes_the_upstream_and_retry_writes_it_agai
                 assert "is-stopped" in watching.events[-1].data
 
                 await upstream.wait_for(lambda up: up.open_streams == 0 and up.client_closed == 1)
-                assert step_status(settings, sid, 0) == "stopped"
+                assert stored.step_status(settings, sid, 0) == "stopped"
                 calls = len(upstream.requests)
 
                 again = await visitor.stream(sid, 0)
@@ -154,15 +118,15 @@ async def test_stopping_a_live_step_closes_the_upstream_and_retry_writes_it_agai
                 page = await visitor.http.get(f"/s/{sid}")
                 assert page.status_code == 200 and "is-stopped" in page.text
                 await anyio.sleep(0.3)  # nothing should start: give it a chance to (backstop)
-                assert step_status(settings, sid, 0) == "stopped"
+                assert stored.step_status(settings, sid, 0) == "stopped"
                 assert len(upstream.requests) == calls
-                assert step_status(settings, sid, 1) is None
+                assert stored.step_status(settings, sid, 1) is None
 
                 forged = await visitor.http.post(
                     f"/s/{sid}/steps/0/retry", data={"csrf_token": "forged"}
                 )
                 assert forged.status_code == 403
-                assert step_status(settings, sid, 0) == "stopped"
+                assert stored.step_status(settings, sid, 0) == "stopped"
                 retry = await visitor.http.post(
                     f"/s/{sid}/steps/0/retry", data={"csrf_token": visitor.token}
                 )
@@ -171,9 +135,11 @@ async def test_stopping_a_live_step_closes_the_upstream_and_retry_writes_it_agai
                 assert done.names()[-1] == "done"
                 assert "is-done" in done.events[-1].data
                 assert done.text().startswith("You stand at a fork")
-                assert step_status(settings, sid, 0) == "done"  # stored before `done` is sent
+                assert (
+                    stored.step_status(settings, sid, 0) == "done"
+                )  # stored before `done` is sent
                 assert len(upstream.requests) > calls  # asked again (question 1 may follow)
-                assert step_status(settings, sid, 1) is not None  # the next step opened
+                assert stored.step_status(settings, sid, 1) is not None  # the next step opened
 
 
 async def test_stop_and_retry_with_htmx_on_the_paced_offline_model(
@@ -184,7 +150,7 @@ async def test_stop_and_retry_with_htmx_on_the_paced_offline_model(
         async with Visitor(url) as visitor:
             sid = await visitor.start("ethics")
             await visitor.stream(sid, 0, stop_after=3)
-            assert step_status(settings, sid, 0) == "generating"
+            assert stored.step_status(settings, sid, 0) == "generating"
             htmx = htmx_form("#error-0")
             stop = await visitor.http.post(
                 f"/s/{sid}/steps/0/stop", data={"csrf_token": visitor.token}, headers=htmx
@@ -192,21 +158,21 @@ async def test_stop_and_retry_with_htmx_on_the_paced_offline_model(
             assert stop.status_code == 200
             assert stop.text.startswith('<section id="step-0"') and "is-stopped" in stop.text
             assert 'action="/s/' + sid + '/steps/0/retry"' in stop.text
-            assert step_status(settings, sid, 0) == "stopped"
-            before = stored(settings, sid)
+            assert stored.step_status(settings, sid, 0) == "stopped"
+            before = stored.stored(settings, sid)
             page = await visitor.http.get(f"/s/{sid}")
             assert "is-stopped" in page.text and "hx-sse:connect" not in page.text
-            assert stored(settings, sid) == before
+            assert stored.stored(settings, sid) == before
 
             retry = await visitor.http.post(
                 f"/s/{sid}/steps/0/retry", data={"csrf_token": visitor.token}, headers=htmx
             )
             assert retry.status_code == 200
             assert "is-live" in retry.text and f"/s/{sid}/steps/0/stream" in retry.text
-            assert step_status(settings, sid, 0) in ("open", "generating")
+            assert stored.step_status(settings, sid, 0) in ("open", "generating")
             done = await visitor.stream(sid, 0)
             assert done.names()[-1] == "done" and "is-done" in done.events[-1].data
-            assert step_status(settings, sid, 0) == "done"
+            assert stored.step_status(settings, sid, 0) == "done"
 
 
 async def test_write_it_again_right_after_stopping_finishes_the_step(
@@ -225,21 +191,21 @@ async def test_write_it_again_right_after_stopping_finishes_the_step(
             with anyio.fail_after(20):
                 done = await visitor.stream(sid, 0)
             assert done.names()[-1] == "done" and "is-done" in done.events[-1].data
-            assert step_status(settings, sid, 0) == "done"
+            assert stored.step_status(settings, sid, 0) == "done"
 
 
 async def test_stop_on_a_finished_step_changes_nothing(base_url: str, settings: Settings) -> None:
     async with Visitor(base_url) as visitor:
         sid = await visitor.start()
         await visitor.stream(sid, 0)
-        before = stored(settings, sid)
+        before = stored.stored(settings, sid)
         stop = await visitor.http.post(f"/s/{sid}/steps/0/stop", data={"csrf_token": visitor.token})
         retry = await visitor.http.post(
             f"/s/{sid}/steps/0/retry", data={"csrf_token": visitor.token}
         )
         assert stop.status_code == retry.status_code == 303
-        assert stored(settings, sid)["steps"][0] == before["steps"][0]
-        assert step_status(settings, sid, 0) == "done"
+        assert stored.stored(settings, sid)["steps"][0] == before["steps"][0]
+        assert stored.step_status(settings, sid, 0) == "done"
 
 
 # Start over.
@@ -252,12 +218,12 @@ async def test_start_over_makes_a_new_session_with_a_new_scenario(
         sid = await visitor.start("family")
         first = (await visitor.stream(sid, 0)).text()
         await visitor.stream(sid, 1)  # question 1 is written after the scenario: let it finish
-        before = stored(settings, sid)
+        before = stored.stored(settings, sid)
         forged = await visitor.http.post(f"/s/{sid}/restart", data={"csrf_token": "forged"})
         assert forged.status_code == 403
-        assert count(settings, "sessions") == 1
+        assert stored.counts(settings)["sessions"] == 1
         texts = {first}
-        seeds = {before["sessions"][0][3]}
+        seeds = {before["sessions"][0].seed}
         fresh: list[str] = []
         for _ in range(6):  # the bank has several scenarios per area; a new seed picks anew
             restart = await visitor.http.post(
@@ -268,9 +234,9 @@ async def test_start_over_makes_a_new_session_with_a_new_scenario(
             assert new_sid != sid and new_sid not in fresh
             fresh.append(new_sid)
             texts.add((await visitor.stream(new_sid, 0)).text())
-            session = stored(settings, new_sid)["sessions"][0]
-            assert session[2] == "family"
-            seeds.add(session[3])
+            session = stored.session(settings, new_sid)
+            assert session is not None and session.category == "family"
+            seeds.add(session.seed)
             if len(texts) > 1:
                 break
         assert len(texts) > 1, "start over gave the same scenario every time"
@@ -282,12 +248,12 @@ async def test_start_over_makes_a_new_session_with_a_new_scenario(
         )
         assert htmx.status_code == 200 and htmx.headers["hx-redirect"].startswith("/s/")
         # The old journey is kept as it was.
-        assert stored(settings, sid) == before
+        assert stored.stored(settings, sid) == before
     async with Visitor(base_url) as stranger:
         await stranger.home()
         refused = await stranger.http.post(f"/s/{sid}/restart", data={"csrf_token": stranger.token})
         assert refused.status_code == 404
-    assert count(settings, "sessions") == len(fresh) + 2
+    assert stored.counts(settings)["sessions"] == len(fresh) + 2
 
 
 async def test_start_over_is_refused_under_memory_pressure(
@@ -315,7 +281,7 @@ async def test_start_over_is_refused_under_memory_pressure(
             assert refused.status_code == 503
             assert refused.headers["hx-retarget"] == "#session-error"
             assert "retry-after" in refused.headers
-    assert count(settings, "sessions") == 1
+    assert stored.counts(settings)["sessions"] == 1
 
 
 # Delete.
@@ -336,16 +302,16 @@ async def test_deleting_a_journey_removes_everything_after_a_confirmation(
                 report = await visitor.http.get(f"/s/{sid}/report")
                 share = share_of(report)
                 assert share is not None
-                assert cached_for(settings, sid) >= 3  # scenario, question, report
-                before = stored(settings, sid)
-                kept = stored(settings, keep)
-                kept_cache = cached_for(settings, keep)
+                assert stored.cached_for(settings, sid) >= 3  # scenario, question, report
+                before = stored.stored(settings, sid)
+                kept = stored.stored(settings, keep)
+                kept_cache = stored.cached_for(settings, keep)
 
                 confirm = await visitor.http.get(f"/s/{sid}/delete")
                 assert confirm.status_code == 200
                 assert f'action="/s/{sid}/delete"' in confirm.text
                 assert 'name="csrf_token"' in confirm.text and "cannot be undone" in confirm.text
-                assert stored(settings, sid) == before  # the confirmation changes nothing
+                assert stored.stored(settings, sid) == before  # the confirmation changes nothing
 
                 await stranger.home()
                 assert (await stranger.http.get(f"/s/{sid}/delete")).status_code == 404
@@ -355,7 +321,7 @@ async def test_deleting_a_journey_removes_everything_after_a_confirmation(
                 assert other.status_code == 404
                 forged = await visitor.http.post(f"/s/{sid}/delete", data={})
                 assert forged.status_code == 403
-                assert stored(settings, sid) == before
+                assert stored.stored(settings, sid) == before
                 assert (await stranger.http.get(f"/r/{share}")).status_code == 200
 
                 deleted = await visitor.http.post(
@@ -382,11 +348,11 @@ async def test_deleting_a_journey_removes_everything_after_a_confirmation(
                 )
                 assert again.status_code == 404
 
-                assert stored(settings, sid) == {"sessions": [], "steps": [], "answers": []}
-                assert cached_for(settings, sid) == 0
+                assert stored.stored(settings, sid) == {"sessions": [], "steps": [], "answers": []}
+                assert stored.cached_for(settings, sid) == 0
                 # The other journey, and its cache entries, are untouched.
-                assert stored(settings, keep) == kept
-                assert cached_for(settings, keep) == kept_cache
+                assert stored.stored(settings, keep) == kept
+                assert stored.cached_for(settings, keep) == kept_cache
 
 
 async def test_deleting_a_running_journey_stops_its_step(make_settings: SettingsFactory) -> None:
@@ -402,7 +368,7 @@ async def test_deleting_a_running_journey_stops_its_step(make_settings: Settings
             )
             assert deleted.status_code == 200 and deleted.headers["hx-redirect"] == "/?deleted=1"
             await anyio.sleep(0.3)  # a cancelled step must not write itself back (backstop)
-            assert stored(settings, sid) == {"sessions": [], "steps": [], "answers": []}
+            assert stored.stored(settings, sid) == {"sessions": [], "steps": [], "answers": []}
             assert (await visitor.stream(sid, 0)).status == 404
 
 
@@ -423,9 +389,9 @@ async def test_revoking_and_replacing_the_share_link(base_url: str, settings: Se
         assert other.status_code == 404
         forged = await visitor.http.post(f"/s/{sid}/share/revoke", data={"csrf_token": "x"})
         assert forged.status_code == 403
-        assert rows(settings, "SELECT share_id FROM sessions WHERE id = ?", sid) == [(old,)]
+        assert getattr(stored.session(settings, sid), "share_id", None) == old
 
-        before = stored(settings, sid)
+        before = stored.stored(settings, sid)
         revoke = await visitor.http.post(
             f"/s/{sid}/share/revoke", data={"csrf_token": visitor.token}
         )
@@ -437,8 +403,8 @@ async def test_revoking_and_replacing_the_share_link(base_url: str, settings: Se
         assert "Make a share link" in report.text
         session_page = await visitor.http.get(f"/s/{sid}")
         assert "/r/" not in session_page.text
-        after = stored(settings, sid)
-        assert after["sessions"][0][5] is None
+        after = stored.stored(settings, sid)
+        assert getattr(stored.session(settings, sid), "share_id", "") is None
         assert after["steps"] == before["steps"] and after["answers"] == before["answers"]
 
         made = await visitor.http.post(f"/s/{sid}/share", data={"csrf_token": visitor.token})
@@ -454,7 +420,7 @@ async def test_revoking_and_replacing_the_share_link(base_url: str, settings: Se
         assert newest not in (None, old, new)
         assert (await stranger.http.get(f"/r/{new}")).status_code == 404
         assert (await stranger.http.get(f"/r/{newest}")).status_code == 200
-        assert stored(settings, sid)["steps"] == before["steps"]
+        assert stored.stored(settings, sid)["steps"] == before["steps"]
 
 
 # Privacy.
@@ -546,7 +512,7 @@ async def test_creating_sessions_is_rate_limited_per_client(
     settings = make_settings(limits={"sessions_per_minute_per_client": 2})
     with serve_app(create_app(settings)) as url:
         async with Visitor(url) as visitor:
-            await visitor.start()
+            first = await visitor.start()
             await visitor.start()
             plain = await visitor.http.post(
                 "/sessions", data={"category": "finance", "csrf_token": visitor.token}
@@ -567,13 +533,12 @@ async def test_creating_sessions_is_rate_limited_per_client(
             assert "try again in" in htmx.text
             home = (await visitor.home()).text
             # Start over counts as a new session too.
-            first = rows(settings, "SELECT id FROM sessions ORDER BY created_at LIMIT 1")[0][0]
             restart = await visitor.http.post(
                 f"/s/{first}/restart", data={"csrf_token": visitor.token}
             )
             assert restart.status_code == 429
         assert "Your journeys" in home
-    assert count(settings, "sessions") == 2
+    assert stored.counts(settings)["sessions"] == 2
 
 
 async def test_answers_are_rate_limited_per_client(make_settings: SettingsFactory) -> None:
@@ -587,7 +552,7 @@ async def test_answers_are_rate_limited_per_client(make_settings: SettingsFactor
             await visitor.stream(sid, 1)
             assert (await visitor.answer(sid, 1, "Carefully.")).status_code == 303
             await visitor.stream(sid, 2)
-            before = stored(settings, sid)
+            before = stored.stored(settings, sid)
             htmx = await visitor.answer(sid, 2, "A second answer too soon.", htmx=True)
             assert htmx.status_code == 429
             assert htmx.headers["hx-retarget"] == "#error-2"
@@ -596,8 +561,8 @@ async def test_answers_are_rate_limited_per_client(make_settings: SettingsFactor
             assert "nothing was lost" in htmx.text
             plain = await visitor.answer(sid, 2, "A second answer too soon.")
             assert plain.status_code == 429 and "Slow down a little" in plain.text
-            assert stored(settings, sid) == before
-            assert step_status(settings, sid, 3) is None
+            assert stored.stored(settings, sid) == before
+            assert stored.step_status(settings, sid, 3) is None
 
 
 # Cookies.
@@ -641,8 +606,8 @@ async def check_refused(
     base_url: str, settings: Settings, sid: str, cookie: str, token: str
 ) -> None:
     """A bad cookie sees none of the old browser's journeys and its forms are refused."""
-    before = stored(settings, sid)
-    sessions = count(settings, "sessions")
+    before = stored.stored(settings, sid)
+    sessions = stored.counts(settings)["sessions"]
     async with httpx.AsyncClient(base_url=base_url, cookies={COOKIE_NAME: cookie}) as client:
         page = await client.get(f"/s/{sid}")
         assert page.status_code == 404
@@ -663,8 +628,8 @@ async def check_refused(
         assert deleted.status_code == 404
         client.cookies = httpx.Cookies({COOKIE_NAME: cookie})
         assert (await client.get(f"/s/{sid}/steps/0/stream")).status_code == 404
-    assert stored(settings, sid) == before
-    assert count(settings, "sessions") == sessions
+    assert stored.stored(settings, sid) == before
+    assert stored.counts(settings)["sessions"] == sessions
 
 
 async def test_an_unfinished_shared_report_reveals_nothing(
@@ -672,7 +637,9 @@ async def test_an_unfinished_shared_report_reveals_nothing(
 ) -> None:
     async with Visitor(base_url) as visitor:
         sid = await visitor.start("career")
-    share_id = rows(settings, "SELECT share_id FROM sessions WHERE id = ?", sid)[0][0]
+    session = stored.session(settings, sid)
+    assert session is not None
+    share_id = session.share_id
     async with Visitor(base_url) as stranger:
         response = await stranger.http.get(f"/r/{share_id}")
     assert response.status_code == 404

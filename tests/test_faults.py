@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,6 +13,7 @@ import pytest
 
 from server.app import create_app
 from server.settings import Settings
+from tests import stored
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import free_port, serve_app
@@ -152,10 +151,7 @@ async def test_a_hundred_clients_and_ten_vanish(
         update={"stream": settings.stream.model_copy(update={"abandon_grace_s": 2.0})}
     )
     with serve_app(create_app(settings)) as base:
-        async with Visitor(base) as visitor:
-            visitor.http._transport = httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=400)
-            )
+        async with Visitor(base, max_connections=400) as visitor:
             sids: list[str] = []
             results: dict[str, Any] = {}
 
@@ -189,7 +185,5 @@ async def test_a_hundred_clients_and_ten_vanish(
             assert await metrics_value(visitor.http, "crossroads_abandoned_generations_total") >= 10
             assert await metrics_value(visitor.http, "crossroads_active_streams") == 0
     # The vanished clients' scenarios were never finished: they wait to be written again.
-    with sqlite3.connect(Path(settings.storage.data_dir) / "crossroads.db") as raw:
-        states = dict(raw.execute("SELECT session_id, status FROM steps WHERE n = 0").fetchall())
-    assert {states[sid] for sid in sids[:10]} == {"open"}
-    assert {states[sid] for sid in sids[10:]} == {"done"}
+    assert {stored.step_status(settings, sid, 0) for sid in sids[:10]} == {"open"}
+    assert {stored.step_status(settings, sid, 0) for sid in sids[10:]} == {"done"}

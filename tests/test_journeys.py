@@ -27,6 +27,7 @@ from server.steps import StepWriter
 from server.store import Session
 from server.store_sqlite import SQLiteStore
 from server.streaming import Generations, follow
+from tests import stored
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
@@ -176,13 +177,8 @@ async def test_a_step_left_generating_by_a_dead_process_is_written_again(
             sid = await visitor.start("health")
             await visitor.stream(sid, 0)
             cookies = visitor.http.cookies
-    db = Path(live.storage.data_dir) / "crossroads.db"
     # As if the process had died mid-question: the step is still marked generating.
-    with sqlite3.connect(db) as raw:
-        raw.execute(
-            "UPDATE steps SET status = 'generating', version = 4 WHERE session_id = ? AND n = 1",
-            (sid,),
-        )
+    dead = stored.interrupt(live, sid, 1)
     with serve_app(create_app(live)) as url:
         async with Visitor(url) as visitor:
             visitor.http.cookies = cookies
@@ -191,7 +187,7 @@ async def test_a_step_left_generating_by_a_dead_process_is_written_again(
             stream = await visitor.stream(sid, 1)
     assert stream.names()[-1] == "done"
     first_id = next(e.id for e in stream.events if e.id)
-    assert first_id.startswith("5.")
+    assert first_id.startswith(f"{dead + 1}.")
 
 
 async def test_queue_position_is_announced_while_waiting_for_a_slot(
@@ -235,8 +231,7 @@ async def test_a_session_whose_category_left_the_settings_still_finishes(
     categories = {cid: c for cid, c in first.categories.items() if cid != "family"}
     later = first.model_copy(update={"categories": categories})
     assert "family" not in later.categories
-    with sqlite3.connect(Path(first.storage.data_dir) / "crossroads.db") as raw:
-        raw.execute("UPDATE steps SET status = 'generating' WHERE session_id = ? AND n = 2", (sid,))
+    stored.interrupt(first, sid, 2)
     with serve_app(create_app(later)) as url:
         async with Visitor(url) as visitor:
             visitor.http.cookies = cookies

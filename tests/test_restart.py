@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
+from server.settings import load
+from tests import stored
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import clean_env, free_port, run_process
 from tests.sse import Stream
@@ -57,6 +58,7 @@ async def test_kill_minus_nine_mid_question_loses_no_answer(
     fake.responder = slow_questions
     port = free_port()
     env = env_for(tmp_path, url)
+    settings = load(environ=env)  # what the process reads
     base = f"http://127.0.0.1:{port}"
     async with Visitor(base) as visitor:
         with run_process(env, port) as proc:
@@ -68,11 +70,8 @@ async def test_kill_minus_nine_mid_question_loses_no_answer(
             assert partial.names()[-1] == "chunk"
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
-        db = tmp_path / "data" / "crossroads.db"
-        with sqlite3.connect(db) as raw:
-            assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            status = raw.execute("SELECT status FROM steps WHERE session_id = ? AND n = 2", (sid,))
-            assert status.fetchone()[0] == "generating"
+        assert stored.intact(settings)
+        assert stored.step_status(settings, sid, 2) == "generating"
         with run_process(env, port):
             page = await visitor.http.get(f"/s/{sid}")
             assert page.status_code == 200
@@ -92,8 +91,7 @@ async def test_kill_minus_nine_mid_question_loses_no_answer(
             assert report.names()[-1] == "done"
             final = await visitor.http.get(f"/s/{sid}/report")
             assert "First answer, kept safe." in final.text
-    with sqlite3.connect(db) as raw:
-        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert stored.intact(settings)
 
 
 async def test_sigterm_during_live_streams_says_goodbye_then_they_resume(

@@ -196,3 +196,31 @@ async def test_a_second_store_on_a_migrated_database_has_nothing_left_to_do(
         assert await second.step(sid, 0) is not None
     finally:
         await second.close()
+
+
+async def test_counts_and_integrity_are_readable_from_a_second_store(store: Store) -> None:
+    sid = await new_session(store)
+    await finish(store, sid, 0, "The scenario.", (1, "question"))
+    await finish(store, sid, 1, "Question one?", None)
+    await store.save_answer(sid, 1, "My answer", open_next=(2, "question"))
+    other = Store(store.path)
+    try:
+        assert await other.counts() == {"sessions": 1, "steps": 3, "answers": 1}
+        assert await other.intact() is True
+    finally:
+        await other.close()
+
+
+async def test_an_interrupted_step_is_generating_under_a_new_version(store: Store) -> None:
+    sid = await new_session(store)
+    await finish(store, sid, 0, "The scenario.", (1, "question"))
+    done = await store.step(sid, 0)
+    assert done is not None and done.status == "done"
+    version = await store.interrupt(sid, 0)
+    after = await store.step(sid, 0)
+    assert after is not None and (after.status, after.version) == ("generating", version)
+    assert version == done.version + 1
+    # As after a crash: the next generation takes the step over.
+    assert await store.begin_generation(sid, 0) == version + 1
+    with pytest.raises(Conflict):
+        await store.interrupt(sid, 7)

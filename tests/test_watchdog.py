@@ -14,7 +14,7 @@ import pytest
 
 from server.app import create_app
 from server.logs import JsonFormatter
-from server.watchdog import RELEASE_EVERY, Level, Thresholds, Watchdog, decide
+from server.watchdog import RELEASE_EVERY, Level, Thresholds, Watchdog, decide, heap_trimmer
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
@@ -172,8 +172,13 @@ def test_releasing_memory_collects_and_trims_the_heap() -> None:
         if phase == "start" and info["generation"] == 2:
             full_collections.append(info)
 
-    dog = Watchdog(LIMITS, RecordingShedder(), interval_s=1.0, probe=MemoryProbe(800))
-    dog._trim = lambda: trims.append(1)
+    dog = Watchdog(
+        LIMITS,
+        RecordingShedder(),
+        interval_s=1.0,
+        probe=MemoryProbe(800),
+        trim=lambda: trims.append(1),
+    )
     gc.callbacks.append(on_gc)
     try:
         dog.sample()
@@ -184,7 +189,7 @@ def test_releasing_memory_collects_and_trims_the_heap() -> None:
 
 def test_the_real_heap_trim_runs() -> None:
     # On glibc this calls malloc_trim(0); elsewhere it is a no-op. Either way it must not fail.
-    Watchdog(LIMITS, RecordingShedder(), interval_s=1.0)._trim()
+    heap_trimmer()()
 
 
 async def test_run_samples_every_interval_until_cancelled() -> None:

@@ -18,9 +18,13 @@ def htmx_form(slot: str) -> dict[str, str]:
 
 
 class Visitor:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, max_connections: int = 100) -> None:
+        # 100 is httpx's own default; a crowd of streams on one visitor needs more.
         self.http = httpx.AsyncClient(
-            base_url=base_url, timeout=httpx.Timeout(30.0), follow_redirects=False
+            base_url=base_url,
+            timeout=httpx.Timeout(30.0),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=max_connections),
         )
         self.token = ""
 
