@@ -446,7 +446,8 @@ def test_short_answers_are_summarised_with_the_question_they_answer(
         journey = replace(journey, exchanges=(*journey.exchanges, Exchange(parsed.text, answer)))
     summary = writer.write(journey, "report").split("## Summary")[1].split("##")[0]
     first_question = bank_question(bank, "ethics", texts[0]).text
-    assert f"Asked \u201c{first_question}\u201d, you started with" in summary
+    # A clicked reply is told as a choice, with the question it answered.
+    assert f"Asked \u201c{first_question}\u201d, you first chose" in summary
     assert f"\u201c{journey.exchanges[0].answer}\u201d" in summary
     # The reaction sentence of a later question is not repeated as if it were the question.
     assert "Taking that in" not in summary

@@ -77,6 +77,7 @@ def test_always_and_not_worried_are_not_what_they_seem(bank: Bank) -> None:
         ("i don't mind and i'd go for it", "go", None),
         ("i don't know if i'd go for it", "go", None),
         ("no, i'd take the leap", "take", None),
+        ("i'd say no when i'm exhausted", "exhausted", None),
     ],
 )
 def test_negation_reaches_within_its_thought(text: str, word: str, distance: int | None) -> None:

@@ -57,18 +57,28 @@ def compose(writer: OfflineWriter, journey: Journey) -> str:
 def _summary(writer: OfflineWriter, journey: Journey, answered: list[Answered]) -> str:
     if not answered:
         return f"You looked at a decision about {journey.category_title.lower()}."
-    picks = [(0, "You started by saying", "Asked {q}, you started with")]
+    picks = [(0, "You started by saying", "Asked {q}, you started with", "first chose")]
     if len(answered) > 2:
         picks.append(
-            (len(answered) // 2, "Asked to look closer, you answered", "Asked {q}, you answered")
+            (
+                len(answered) // 2,
+                "Asked to look closer, you answered",
+                "Asked {q}, you answered",
+                "chose",
+            )
         )
     if len(answered) > 1:
-        picks.append((len(answered) - 1, "By the end you said", "Finally, asked {q}, you said"))
+        picks.append(
+            (len(answered) - 1, "By the end you said", "Finally, asked {q}, you said", "chose")
+        )
     parts = []
-    for index, plain, with_question in picks:
+    for index, plain, with_question, chose in picks:
         item = answered[index]
         asked = writer.asked(journey, item.exchange.question)
         answer = item.exchange.answer
+        if item.clicked:
+            # A quick reply is the person's choice, not their words.
+            with_question = with_question.rsplit(", you ", 1)[0] + f", you {chose}"
         # A short answer (often a quick reply) means little without what it answered.
         if asked and (len(answer.split()) <= SHORT_ANSWER_WORDS or item.reading.kind == "wordless"):
             lead = with_question.format(q=f"\u201c{escape_md(asked)}\u201d")

@@ -15,6 +15,7 @@ _CLAUSE_END = re.compile(r"[.,;:!?\n]")
 # A negation reaches this many words ahead ("I do not think there is a fair way")...
 _NEGATION_REACH = 6
 # ...but not past a word that starts a new thought ("I don't mind, and I'd go for it").
+_SAYING = frozenset({"say", "says", "said", "saying"})
 _DOUBT_AFTER_NEGATION = frozenset({"know", "sure", "certain"})
 # A negation this close turns a signal around ("not brave", "never gamble", "don't want
 # to invest"); further away it only cancels it ("I do not think there is a fair way").
@@ -45,6 +46,9 @@ def negation_distance(text: str, start: int) -> int | None:
         if word in _NEGATION_STOPS:
             return None
         if word in _NEGATORS or word.endswith("n't"):
+            before = clause[: len(clause) - distance][-1:]
+            if word == "no" and before and before[0] in _SAYING:
+                continue  # "I'd say no when I'm exhausted": a no said, not a negation
             following = clause[len(clause) - distance + 1 :][:1]
             if following and following[0] in _DOUBT_AFTER_NEGATION:
                 return None
