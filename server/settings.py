@@ -42,8 +42,9 @@ class ServerSettings(_Section):
     workers: int = Field(
         1,
         ge=1,
-        description="Worker processes. Must be 1: generations, the AI-request semaphore and the "
-        "memory watchdog live in one process until they move to shared services.",
+        description="Worker processes. Must be 1, with either backend: generations, the "
+        "AI-request semaphore and the memory watchdog live in one process until they move to "
+        "shared services (the distributed backend moves only the sessions so far).",
     )
     limit_concurrency: int = Field(
         4000,
@@ -69,7 +70,8 @@ class ServerSettings(_Section):
         if value != 1:
             raise ValueError(
                 "must be 1: generations, the AI-request semaphore and the memory watchdog "
-                "live in one process, so more workers would split them"
+                "live in one process, so more workers would split them (scale.backend = "
+                "'distributed' moves only the sessions to PostgreSQL so far)"
             )
         return value
 
@@ -237,6 +239,33 @@ class OfflineSettings(_Section):
     )
 
 
+class ScaleSettings(_Section):
+    backend: Literal["embedded", "distributed"] = Field(
+        "embedded",
+        description='"embedded": SQLite in data_dir and everything else in this one process. '
+        '"distributed": sessions, steps and answers in PostgreSQL at database_url, shared by '
+        "every worker and machine; needs CROSSROADS_SECRET_KEY in the environment, the same "
+        "everywhere, so that any of them can verify any cookie.",
+    )
+    database_url: str = Field(
+        "",
+        description="PostgreSQL for the distributed backend, e.g. "
+        '"postgresql://crossroads@db.internal:5432/crossroads". With a password in it, set it '
+        "in the environment (CROSSROADS_SCALE__DATABASE_URL) rather than here.",
+    )
+    redis_url: str = Field(
+        "",
+        description='Redis for the distributed backend, e.g. "redis://cache.internal:6379/0" '
+        "(not used yet: fan-out, admission and the cache move there next).",
+    )
+    lease_s: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a worker's lease on a running step or a model-call slot lasts "
+        "unless renewed; a dead worker's steps and slots are taken over after it.",
+    )
+
+
 # The categories are data, not settings with defaults: the file holds them and the code says
 # what each key of one means (the comment above the first category names every key).
 class Resource(_Section):
@@ -263,6 +292,7 @@ class Settings(_Section):
     storage: StorageSettings = StorageSettings()
     journey: JourneySettings = JourneySettings()
     offline: OfflineSettings = OfflineSettings()
+    scale: ScaleSettings = ScaleSettings()
     categories: dict[str, Category] = Field(min_length=1)
     # From the environment only, never from the file.
     api_key: str | None = Field(None, exclude=True, repr=False)
@@ -313,9 +343,28 @@ def load(
 
 def validate(raw: Mapping[str, Any]) -> Settings:
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    _check_backend(settings)
+    return settings
+
+
+def _check_backend(settings: Settings) -> None:
+    """What the distributed backend needs beyond valid values (here, not in a validator, so that
+    the line names the setting rather than dumping the whole table)."""
+    if settings.scale.backend != "distributed":
+        return
+    if not settings.scale.database_url:
+        raise SettingsError(
+            "setting scale.database_url is empty: scale.backend = 'distributed' keeps the "
+            "sessions in PostgreSQL and needs its URL"
+        )
+    if not settings.secret_key:
+        raise SettingsError(
+            "scale.backend = 'distributed' needs CROSSROADS_SECRET_KEY in the environment, the "
+            "same on every worker and machine, so that any of them can verify any cookie"
+        )
 
 
 def _put(raw: dict[str, Any], section: str, key: str | None, value: Any) -> None:

@@ -214,6 +214,29 @@ def assert_one_line(message: str, *fragments: str) -> None:
             id="one-dimension",
         ),
         pytest.param(
+            {"CROSSROADS_SCALE__BACKEND": "redis"},
+            ("scale.backend", "'redis'", "'embedded' or 'distributed'"),
+            id="unknown-backend",
+        ),
+        pytest.param(
+            {"CROSSROADS_SCALE__BACKEND": "distributed", "CROSSROADS_SECRET_KEY": "k" * 32},
+            ("scale.database_url", "empty", "PostgreSQL"),
+            id="distributed-without-database",
+        ),
+        pytest.param(
+            {
+                "CROSSROADS_SCALE__BACKEND": "distributed",
+                "CROSSROADS_SCALE__DATABASE_URL": "postgresql://db.internal/crossroads",
+            },
+            ("scale.backend", "CROSSROADS_SECRET_KEY", "every worker and machine"),
+            id="distributed-without-secret-key",
+        ),
+        pytest.param(
+            {"CROSSROADS_SCALE__LEASE_S": "0"},
+            ("scale.lease_s", "0", "greater than 0"),
+            id="lease-0",
+        ),
+        pytest.param(
             # Regression: inf passed validation and crashed int() in run.py with a traceback.
             {"CROSSROADS_SERVER__KEEP_ALIVE_S": "Infinity"},
             ("server.keep_alive_s", "inf", "finite"),
@@ -318,3 +341,16 @@ def test_empty_secret_key_file_is_replaced(tmp_path: Path) -> None:
     assert len(value) >= 32
     assert (data_dir / "secret_key").read_text(encoding="ascii") == value
     assert stat.S_IMODE((data_dir / "secret_key").stat().st_mode) == 0o600
+
+
+def test_the_distributed_backend_takes_its_database_and_the_shared_secret() -> None:
+    loaded = settings.load(
+        environ={
+            "CROSSROADS_SCALE__BACKEND": "distributed",
+            "CROSSROADS_SCALE__DATABASE_URL": "postgresql://db.internal/crossroads",
+            "CROSSROADS_SECRET_KEY": "shared-by-every-machine",
+        }
+    )
+    assert loaded.scale.backend == "distributed"
+    assert loaded.scale.database_url == "postgresql://db.internal/crossroads"
+    assert settings.load(environ={}).scale.backend == "embedded"  # the default stays embedded

@@ -54,6 +54,7 @@ DESIGN_KEYS: dict[str, set[str]] = {
     "storage": {"data_dir", "cache_size_mb", "session_ttl_days"},
     "journey": {"questions_per_session", "answer_max_chars"},
     "offline": {"chars_per_s"},
+    "scale": {"backend", "database_url", "redis_url", "lease_s"},
 }
 CATEGORY_KEYS = {"title", "blurb", "dimensions"}
 
