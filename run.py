@@ -7,11 +7,13 @@ import math
 import sys
 from typing import Any
 
+import anyio
 import uvicorn
 
 from server import logs
 from server.app import create_app
 from server.settings import ServerSettings, SettingsError, load
+from server.store import Unreachable, check_store
 
 
 def uvicorn_options(server: ServerSettings) -> dict[str, Any]:
@@ -46,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["server"]["port"] = args.port
     try:
         settings = load(args.settings, overrides=overrides)
-    except SettingsError as error:
+        # Before uvicorn: a database that does not answer is one line here, not a traceback
+        # from the lifespan; and the schema is migrated once before any request is served.
+        anyio.run(check_store, settings)
+    except (SettingsError, Unreachable) as error:
         print(f"crossroads: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.server.log_level)

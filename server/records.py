@@ -1,4 +1,4 @@
-"""What the store keeps: the session, step and finished-step records, and its one error."""
+"""What the store keeps: the session, step and finished-step records, and the store's errors."""
 
 from __future__ import annotations
 
@@ -13,6 +13,15 @@ StepStatus = Literal["open", "generating", "stopped", "done"]
 
 class Conflict(Exception):
     """The write does not fit the stored state (a step not open, an answer already given)."""
+
+
+class Unreachable(Exception):
+    """The database does not answer at start-up; the message says which one and where."""
+
+
+class Unavailable(Exception):
+    """The database stopped answering mid-run: the call failed and is not acknowledged (a
+    commit cut off mid-way may or may not have landed); it may be tried again once it is back."""
 
 
 @dataclass(frozen=True)

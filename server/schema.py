@@ -50,7 +50,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
-CURRENT_VERSION = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
+CURRENT_VERSION = "SELECT COALESCE(MAX(version), 0) AS version FROM schema_version"
 LATEST = len(MIGRATIONS)
 
 

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from server.records import Conflict, Finished, Session, Step
+from server.records import Conflict, Finished, Session, Step, Unavailable, Unreachable
 from server.settings import Settings
+from server.store_postgres import PostgresStore
 from server.store_sqlite import SQLiteStore
 
-__all__ = ["Conflict", "Finished", "Session", "Step", "Store", "open_store"]
+__all__ = [
+    "Conflict",
+    "Finished",
+    "Session",
+    "Step",
+    "Store",
+    "Unavailable",
+    "Unreachable",
+    "check_store",
+    "open_store",
+]
 
 
 class Store(Protocol):
@@ -129,5 +140,15 @@ class Store(Protocol):
 
 
 async def open_store(settings: Settings) -> Store:
-    """The store the settings choose, its schema brought up to date."""
+    """The store the settings choose, its schema brought up to date; Unreachable (one line, which
+    server and where) when the distributed backend's database does not answer."""
+    if settings.scale.backend == "distributed":
+        return await PostgresStore.connect(settings.scale.database_url)
     return SQLiteStore(settings.storage.data_dir / "crossroads.db")
+
+
+async def check_store(settings: Settings) -> None:
+    """Open the store once and close it: run.py's start-up check, which also migrates the schema
+    before any worker serves."""
+    store = await open_store(settings)
+    await store.close()

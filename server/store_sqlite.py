@@ -23,9 +23,10 @@ SESSION_MEMORY = 20000  # sessions kept in memory for the hot path (a few hundre
 class SQLiteStore:
     """One SQLite connection in WAL mode; calls are serialised on one worker thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._clock = clock
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -70,7 +71,7 @@ class SQLiteStore:
     async def create_session(
         self, *, owner: str, category: str, seed: int, questions_total: int
     ) -> Session:
-        now = time.time()
+        now = self._clock()
         session = Session(
             id=secrets.token_urlsafe(12),
             owner=owner,
@@ -180,7 +181,7 @@ class SQLiteStore:
             lambda db: db.execute(
                 "INSERT OR IGNORE INTO steps (session_id, n, kind, status, opened_at) "
                 "VALUES (?, ?, ?, 'open', ?)",
-                (session_id, n, kind, time.time()),
+                (session_id, n, kind, self._clock()),
             )
         )
 
@@ -234,7 +235,7 @@ class SQLiteStore:
         Conflict if the step was stopped or taken by a newer generation meanwhile."""
 
         def finish(db: sqlite3.Connection) -> None:
-            now = time.time()
+            now = self._clock()
             updated = db.execute(
                 "UPDATE steps SET status = 'done', text = ?, source = ?, model = ?, note = ?, "
                 "reason = ?, first_chunk_s = ?, duration_s = ?, chunks = ?, attempts = ? "
@@ -279,16 +280,18 @@ class SQLiteStore:
                 raise Conflict(f"question {n} is not open for an answer")
             try:
                 db.execute(
-                    "INSERT INTO answers VALUES (?, ?, ?, ?)", (session_id, n, text, time.time())
+                    "INSERT INTO answers VALUES (?, ?, ?, ?)", (session_id, n, text, self._clock())
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(f"question {n} is already answered") from None
             db.execute(
                 "INSERT OR IGNORE INTO steps (session_id, n, kind, status, opened_at) "
                 "VALUES (?, ?, ?, 'open', ?)",
-                (session_id, open_next[0], open_next[1], time.time()),
+                (session_id, open_next[0], open_next[1], self._clock()),
             )
-            db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (time.time(), session_id))
+            db.execute(
+                "UPDATE sessions SET updated_at = ? WHERE id = ?", (self._clock(), session_id)
+            )
 
         await self._tx(save)
 
@@ -331,7 +334,7 @@ class SQLiteStore:
 
     async def expire(self, ttl_days: float) -> int:
         self._sessions.clear()
-        cutoff = time.time() - ttl_days * 86400
+        cutoff = self._clock() - ttl_days * 86400
         return await self._run(
             lambda db: db.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,)).rowcount
         )

@@ -12,9 +12,9 @@ from server.settings import Settings, load
 
 SettingsFactory = Callable[..., Settings]
 # The browser tests' fixtures (module-scoped Chromium, a context with the page probe), a
-# PostgreSQL server for the session with a fresh database per test, and a Redis server for the
-# session, emptied for each test.
-pytest_plugins = ["tests.chromium", "tests.pg", "tests.redis_server"]
+# PostgreSQL server for the session with a fresh database per test, both store backends as a
+# parametrized `database` and `store`, and a Redis server for the session, emptied for each test.
+pytest_plugins = ["tests.chromium", "tests.pg", "tests.databases", "tests.redis_server"]
 
 
 @pytest.fixture(autouse=True)

@@ -8,13 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 
 import run
-from server import logs
+from server import logs, schema
 from server.settings import ServerSettings, load
+from tests.pg import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,6 +64,42 @@ def test_more_than_one_worker_exits_2_saying_why() -> None:
     assert len(lines) == 1, result.stderr
     assert "server.workers" in lines[0]
     assert "one process" in lines[0]
+
+
+def test_unreachable_postgresql_exits_2_with_one_line_saying_which_and_where() -> None:
+    port = free_port()  # nothing listens there
+    result = run_py(
+        env={
+            "CROSSROADS_SCALE__BACKEND": "distributed",
+            "CROSSROADS_SCALE__DATABASE_URL": f"postgresql://app:hunter2@127.0.0.1:{port}/journeys",
+            "CROSSROADS_SECRET_KEY": "shared-by-every-machine",
+        }
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"PostgreSQL at 127.0.0.1:{port}/journeys is unreachable" in lines[0]
+    assert "hunter2" not in lines[0]
+
+
+def test_the_distributed_backend_migrates_postgresql_before_uvicorn_starts(
+    monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> None:
+    started: list[int] = []
+
+    def uvicorn_run(app: object, **options: Any) -> None:
+        with psycopg.connect(postgres_url) as conn:  # the schema is there before any request
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        started.append(row[0] if row else 0)
+
+    monkeypatch.setattr(uvicorn, "run", uvicorn_run)
+    monkeypatch.setattr(logs, "configure", lambda level: None)
+    monkeypatch.setenv("CROSSROADS_SCALE__BACKEND", "distributed")
+    monkeypatch.setenv("CROSSROADS_SCALE__DATABASE_URL", postgres_url)
+    monkeypatch.setenv("CROSSROADS_SECRET_KEY", "shared-by-every-machine")
+    assert run.main([]) == 0
+    assert started == [schema.LATEST]
 
 
 def test_command_line_port_beats_environment(

@@ -1,27 +1,18 @@
-"""SQLite sessions, steps and answers: versions, conflicts, cascades, expiry."""
+"""The Store interface on both backends: versions as fencing, conflicts, cascades, expiry,
+commits visible before the call returns, and migrations that several workers may run at once."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import AsyncIterator
-from contextlib import closing
-from pathlib import Path
 
+import anyio
 import pytest
 
 from server import schema
-from server.store import Conflict, Finished
-from server.store_sqlite import SQLiteStore as Store
+from server.store import Conflict, Finished, Store
+from tests.databases import Database
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = Store(tmp_path / "data" / "crossroads.db")
-    yield opened
-    await opened.close()
 
 
 async def new_session(store: Store, owner: str = "browser-1") -> str:
@@ -37,10 +28,6 @@ async def finish(
     await store.finish_step(sid, n, record, version=version, open_next=open_next)
 
 
-async def test_the_database_is_in_wal_mode(store: Store) -> None:
-    assert await store.journal_mode() == "wal"
-
-
 async def test_creating_a_session_opens_its_scenario(store: Store) -> None:
     sid = await new_session(store)
     steps = await store.steps(sid)
@@ -50,14 +37,14 @@ async def test_creating_a_session_opens_its_scenario(store: Store) -> None:
 
 
 async def test_every_generation_gets_a_new_version_that_survives_a_reopen(
-    store: Store, tmp_path: Path
+    store: Store, database: Database
 ) -> None:
     sid = await new_session(store)
     assert await store.begin_generation(sid, 0) == 1
     assert await store.begin_generation(sid, 0) == 2  # regenerated after a restart
     assert await store.bump_version(sid, 0) == 3  # fallback text replaced shown text
     await store.close()
-    reopened = Store(tmp_path / "data" / "crossroads.db")
+    reopened = await database.open()
     try:
         step = await reopened.step(sid, 0)
         assert step is not None and step.version == 3 and step.status == "generating"
@@ -124,18 +111,20 @@ async def test_deleting_a_session_removes_its_steps_and_answers(store: Store) ->
     assert await store.session(other) is not None
 
 
-async def test_old_sessions_expire_with_everything_they_hold(store: Store) -> None:
-    old = await new_session(store)
-    fresh = await new_session(store)
-    await finish(store, old, 0, "Old scenario.", (1, "question"))
-    with sqlite3.connect(store.path) as raw:
-        raw.execute(
-            "UPDATE sessions SET updated_at = ? WHERE id = ?", (time.time() - 31 * 86400, old)
-        )
-    assert await store.expire(30) == 1
-    assert await store.session(old) is None
-    assert await store.steps(old) == []
-    assert await store.session(fresh) is not None
+async def test_old_sessions_expire_with_everything_they_hold(database: Database) -> None:
+    now = time.time() - 31 * 86400
+    store = await database.open(clock=lambda: now)
+    try:
+        old = await new_session(store)
+        await finish(store, old, 0, "Old scenario.", (1, "question"))
+        now = time.time()
+        fresh = await new_session(store)
+        assert await store.expire(30) == 1
+        assert await store.session(old) is None
+        assert await store.steps(old) == []
+        assert await store.session(fresh) is not None
+    finally:
+        await store.close()
 
 
 async def test_share_links_can_be_revoked_and_replaced(store: Store) -> None:
@@ -157,9 +146,9 @@ async def test_the_owner_sees_their_sessions_newest_first(store: Store) -> None:
     assert [session.id for session, _, _ in listed] == [second, first]
 
 
-async def test_a_remembered_session_follows_its_share_link_and_deletion(store: Store) -> None:
+async def test_a_session_read_again_follows_its_share_link_and_deletion(store: Store) -> None:
     sid = await new_session(store)
-    assert (await store.session(sid)) is (await store.session(sid))  # served from memory
+    assert await store.session(sid) == await store.session(sid)
     await store.set_share(sid, "fresh-link")
     session = await store.session(sid)
     assert session is not None and session.share_id == "fresh-link"
@@ -167,43 +156,109 @@ async def test_a_remembered_session_follows_its_share_link_and_deletion(store: S
     assert await store.session(sid) is None
 
 
-async def test_a_database_from_before_migrations_is_adopted_with_its_rows(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with closing(sqlite3.connect(path)) as raw, raw:
-        raw.executescript(
-            "CREATE TABLE sessions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, category TEXT NOT NULL,"
-            " seed INTEGER NOT NULL, questions_total INTEGER NOT NULL, share_id TEXT UNIQUE,"
-            " created_at REAL NOT NULL, updated_at REAL NOT NULL);"
-            "INSERT INTO sessions VALUES ('old', 'o', 'finance', 1, 2, NULL, 1.0, 1.0);"
-        )
-    store = Store(path)
-    try:
-        assert await store.schema_version() == schema.LATEST
-        old = await store.session("old")
-        assert old is not None and old.owner == "o"
-        assert await store.steps("old") == []  # the tables it lacked were created
-    finally:
-        await store.close()
-
-
-async def test_a_second_store_on_a_migrated_database_has_nothing_left_to_do(
-    store: Store, tmp_path: Path
+async def test_an_answer_is_committed_when_the_call_returns(
+    store: Store, database: Database
 ) -> None:
-    sid = await new_session(store)
-    second = Store(tmp_path / "data" / "crossroads.db")
-    try:
-        assert await second.schema_version() == schema.LATEST
-        assert await second.step(sid, 0) is not None
-    finally:
-        await second.close()
-
-
-async def test_counts_and_integrity_are_readable_from_a_second_store(store: Store) -> None:
+    """What another worker reads the moment the response is sent: the answer and the next step."""
     sid = await new_session(store)
     await finish(store, sid, 0, "The scenario.", (1, "question"))
     await finish(store, sid, 1, "Question one?", None)
     await store.save_answer(sid, 1, "My answer", open_next=(2, "question"))
-    other = Store(store.path)
+    elsewhere = await database.open()
+    try:
+        assert await elsewhere.answers(sid) == {1: "My answer"}
+        step = await elsewhere.step(sid, 2)
+        assert step is not None and step.status == "open"
+    finally:
+        await elsewhere.close()
+
+
+async def test_a_generation_fenced_off_by_a_newer_one_changes_nothing(
+    store: Store, database: Database
+) -> None:
+    """The old owner (paused, or on another worker) finishes after a takeover: Conflict, and the
+    step keeps the newer generation's state."""
+    sid = await new_session(store)
+    old = await store.begin_generation(sid, 0)
+    other = await database.open()
+    try:
+        newer = await other.begin_generation(sid, 0)  # the takeover, elsewhere
+        assert newer == old + 1
+        late = Finished(text="stale text", source="model", model="m")
+        with pytest.raises(Conflict):
+            await store.finish_step(sid, 0, late, version=old, open_next=(1, "question"))
+        await store.release(sid, 0, old)
+        await other.finish_step(
+            sid, 0, Finished(text="fresh", source="model", model="m"), version=newer, open_next=None
+        )
+    finally:
+        await other.close()
+    step = await store.step(sid, 0)
+    assert step is not None and (step.status, step.text, step.version) == ("done", "fresh", newer)
+
+
+async def test_concurrent_generations_each_get_their_own_version(store: Store) -> None:
+    sid = await new_session(store)
+    versions: list[int] = []
+
+    async def begin() -> None:
+        versions.append(await store.begin_generation(sid, 0))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(begin)
+    assert sorted(versions) == [1, 2, 3, 4, 5]
+
+
+async def test_a_step_finished_after_its_session_was_deleted_is_a_conflict(store: Store) -> None:
+    sid = await new_session(store)
+    version = await store.begin_generation(sid, 0)
+    await store.delete_session(sid)
+    record = Finished(text="too late", source="model", model="m")
+    with pytest.raises(Conflict):
+        await store.finish_step(sid, 0, record, version=version, open_next=(1, "question"))
+    assert await store.steps(sid) == []
+
+
+async def test_the_owners_list_counts_finished_steps_and_answers(store: Store) -> None:
+    sid = await new_session(store)
+    await finish(store, sid, 0, "The scenario.", (1, "question"))
+    await finish(store, sid, 1, "Question one?", None)
+    await store.save_answer(sid, 1, "My answer", open_next=(2, "question"))
+    [(session, done, answered)] = await store.sessions_of("browser-1")
+    assert (session.id, done, answered) == (sid, 2, 1)
+
+
+async def test_workers_starting_together_on_an_empty_database_all_migrate_it(
+    database: Database,
+) -> None:
+    stores: list[Store] = []
+
+    async def start() -> None:
+        stores.append(await database.open())
+
+    try:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(start)
+        assert len(stores) == 4
+        assert [await s.schema_version() for s in stores] == [schema.LATEST] * 4
+        sid = await new_session(stores[0])
+        assert await stores[3].step(sid, 0) is not None
+    finally:
+        for opened in stores:
+            await opened.close()
+
+
+async def test_counts_and_integrity_are_readable_from_a_second_store(
+    store: Store, database: Database
+) -> None:
+    sid = await new_session(store)
+    await finish(store, sid, 0, "The scenario.", (1, "question"))
+    await finish(store, sid, 1, "Question one?", None)
+    await store.save_answer(sid, 1, "My answer", open_next=(2, "question"))
+    other = await database.open()
     try:
         assert await other.counts() == {"sessions": 1, "steps": 3, "answers": 1}
         assert await other.intact() is True

@@ -1,0 +1,398 @@
+"""The PostgreSQL store (the distributed backend): sessions, steps and answers over psycopg's
+async pool, shared by every worker on every machine."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from server import schema
+from server.records import Conflict, Finished, Session, Step, Unavailable, Unreachable, step_record
+
+Connection = psycopg.AsyncConnection[DictRow]
+
+# One id for "migrating the schema", taken with pg_advisory_xact_lock: concurrent CREATE TABLE
+# IF NOT EXISTS can still fail on PostgreSQL's catalog, so workers starting together queue here.
+MIGRATION_LOCK = 0x63726F7373  # "cross"
+# At start-up an unreachable server is reported, not waited for (whole seconds: libpq's).
+CONNECT_TIMEOUT_S = 5
+ACQUIRE_TIMEOUT_S = 5.0  # a request waits this long for a connection before it fails (503)
+PING_TIMEOUT_S = 2.0  # /readyz answers within a probe's usual timeout
+# Per worker: N workers on M machines open up to N * M * POOL_MAX connections, which must stay
+# under the server's max_connections (100 by default).
+POOL_MAX = 8
+
+
+def describe(url: str) -> str:
+    """Which database and where, for a person: host, port and name, never the password."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "PostgreSQL (database_url is not a valid connection string)"
+    host = parts.get("host") or "the local socket"
+    port = parts.get("port") or "5432"
+    return f"PostgreSQL at {host}:{port}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+def first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+class PostgresStore:
+    """Every call checks a connection out of the pool; nothing about a session is kept in
+    memory, since another worker may change or delete it at any time."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Connection],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+
+    @classmethod
+    async def connect(cls, url: str, *, clock: Callable[[], float] = time.time) -> PostgresStore:
+        """Connect, migrate the schema and return the store; Unreachable (one line saying which
+        server and where) if the server does not answer."""
+        try:
+            # One direct connection first: its error says why (refused, unknown host, bad
+            # password), where a pool that cannot fill itself only says it timed out.
+            probe = await psycopg.AsyncConnection.connect(url, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.Error as exc:
+            raise Unreachable(f"{describe(url)} is unreachable: {first_line(exc)}") from None
+        await probe.close()
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            url,
+            connection_class=psycopg.AsyncConnection[DictRow],
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            min_size=1,
+            max_size=POOL_MAX,
+            open=False,
+            # A connection broken by a server restart is replaced before it is handed out, so
+            # the app recovers without a restart of its own.
+            check=AsyncConnectionPool.check_connection,
+            timeout=ACQUIRE_TIMEOUT_S,
+            name="crossroads",
+        )
+        try:
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+            store = cls(pool, clock=clock)
+            await store._migrate()
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, PoolTimeout | psycopg.OperationalError):
+                raise Unreachable(f"{describe(url)} is unreachable: {first_line(exc)}") from None
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def _connection(self, wait_s: float | None = None) -> AsyncIterator[Connection]:
+        """A pooled connection (waiting at most `wait_s` for one); a database that cannot be
+        reached becomes Unavailable, for the web layer to answer 503 with nothing acknowledged."""
+        try:
+            async with self._pool.connection(wait_s) as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise Unavailable(first_line(exc)) from exc
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Connection]:
+        async with self._connection() as conn, conn.transaction():
+            yield conn
+
+    async def _one(self, sql: str, params: tuple[Any, ...]) -> DictRow | None:
+        async with self._connection() as conn:
+            return await (await conn.execute(sql, params)).fetchone()
+
+    async def _all(self, sql: str, params: tuple[Any, ...]) -> list[DictRow]:
+        async with self._connection() as conn:
+            return await (await conn.execute(sql, params)).fetchall()
+
+    async def _migrate(self) -> None:
+        async with self._transaction() as conn:
+            # Held until this transaction ends: a second worker waits, then finds nothing to do.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            await conn.execute(schema.VERSION_TABLE)
+            current = await self._version(conn)
+            for number, statements in schema.pending(current):
+                for statement in statements:
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+
+    @staticmethod
+    async def _version(conn: Connection) -> int:
+        row = await (await conn.execute(schema.CURRENT_VERSION)).fetchone()
+        return int(row["version"]) if row else 0
+
+    async def schema_version(self) -> int:
+        async with self._connection() as conn:
+            return await self._version(conn)
+
+    async def ping(self) -> bool:
+        try:
+            async with self._connection(PING_TIMEOUT_S) as conn:
+                row = await (await conn.execute("SELECT 1 AS one")).fetchone()
+        except Unavailable:
+            return False
+        return row is not None and row["one"] == 1
+
+    def trim(self) -> None:
+        """Nothing is kept in memory."""
+
+    async def create_session(
+        self, *, owner: str, category: str, seed: int, questions_total: int
+    ) -> Session:
+        now = self._clock()
+        session = Session(
+            id=secrets.token_urlsafe(12),
+            owner=owner,
+            category=category,
+            seed=seed,
+            questions_total=questions_total,
+            share_id=secrets.token_urlsafe(18),
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO sessions (id, owner, category, seed, questions_total, share_id, "
+                "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (session.id, owner, category, seed, questions_total, session.share_id, now, now),
+            )
+            await conn.execute(
+                "INSERT INTO steps (session_id, n, kind, status, opened_at) "
+                "VALUES (%s, 0, 'scenario', 'open', %s)",
+                (session.id, now),
+            )
+        return session
+
+    async def session(self, session_id: str) -> Session | None:
+        row = await self._one("SELECT * FROM sessions WHERE id = %s", (session_id,))
+        return Session(**row) if row else None
+
+    async def session_by_share(self, share_id: str) -> Session | None:
+        row = await self._one("SELECT * FROM sessions WHERE share_id = %s", (share_id,))
+        return Session(**row) if row else None
+
+    async def sessions_of(self, owner: str, limit: int = 50) -> list[tuple[Session, int, int]]:
+        rows = await self._all(
+            "SELECT s.*, "
+            "(SELECT COUNT(*) FROM steps t WHERE t.session_id = s.id AND t.status = 'done') "
+            "AS done, "
+            "(SELECT COUNT(*) FROM answers a WHERE a.session_id = s.id) AS answered "
+            "FROM sessions s WHERE owner = %s ORDER BY created_at DESC LIMIT %s",
+            (owner, limit),
+        )
+        result = []
+        for row in rows:
+            done, answered = int(row.pop("done")), int(row.pop("answered"))
+            result.append((Session(**row), done, answered))
+        return result
+
+    async def steps(self, session_id: str) -> list[Step]:
+        rows = await self._all(
+            "SELECT * FROM steps WHERE session_id = %s ORDER BY n", (session_id,)
+        )
+        return [step_record(row) for row in rows]
+
+    async def step(self, session_id: str, n: int) -> Step | None:
+        row = await self._one(
+            "SELECT * FROM steps WHERE session_id = %s AND n = %s", (session_id, n)
+        )
+        return step_record(row) if row else None
+
+    async def answers(self, session_id: str) -> dict[int, str]:
+        rows = await self._all(
+            "SELECT n, text FROM answers WHERE session_id = %s ORDER BY n", (session_id,)
+        )
+        return {row["n"]: row["text"] for row in rows}
+
+    async def open_step(self, session_id: str, n: int, kind: str) -> None:
+        async with self._connection() as conn:
+            await _open(conn, session_id, n, kind, self._clock())
+
+    async def begin_generation(self, session_id: str, n: int) -> int:
+        row = await self._one(
+            "UPDATE steps SET status = 'generating', version = version + 1, text = '' "
+            "WHERE session_id = %s AND n = %s AND status IN ('open', 'generating') "
+            "RETURNING version",
+            (session_id, n),
+        )
+        if row is None:
+            raise Conflict(f"step {n} of {session_id} is not open")
+        return int(row["version"])
+
+    async def bump_version(self, session_id: str, n: int) -> int:
+        row = await self._one(
+            "UPDATE steps SET version = version + 1 WHERE session_id = %s AND n = %s "
+            "RETURNING version",
+            (session_id, n),
+        )
+        return int(row["version"]) if row else 0
+
+    async def release(self, session_id: str, n: int, version: int) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                "UPDATE steps SET status = 'open' WHERE session_id = %s AND n = %s "
+                "AND status = 'generating' AND version = %s",
+                (session_id, n, version),
+            )
+
+    async def finish_step(
+        self,
+        session_id: str,
+        n: int,
+        finished: Finished,
+        *,
+        version: int,
+        open_next: tuple[int, str] | None,
+    ) -> None:
+        now = self._clock()
+        async with self._transaction() as conn:
+            # The session's row first, as every write that spans tables takes it: a concurrent
+            # delete then waits for this transaction (or this one for it) instead of the two
+            # locking each other's rows in opposite order.
+            if not await _touch(conn, session_id, now):
+                raise Conflict(f"session {session_id} is gone")
+            # Under READ COMMITTED the WHERE is checked again on the row as a concurrent writer
+            # left it, so the version fences a stop or a newer generation committed meanwhile.
+            updated = await conn.execute(
+                "UPDATE steps SET status = 'done', text = %s, source = %s, model = %s, "
+                "note = %s, reason = %s, first_chunk_s = %s, duration_s = %s, chunks = %s, "
+                "attempts = %s "
+                "WHERE session_id = %s AND n = %s AND status = 'generating' AND version = %s",
+                (
+                    finished.text,
+                    finished.source,
+                    finished.model,
+                    finished.note,
+                    finished.reason,
+                    finished.first_chunk_s,
+                    finished.duration_s,
+                    finished.chunks,
+                    finished.attempts,
+                    session_id,
+                    n,
+                    version,
+                ),
+            )
+            if updated.rowcount == 0:
+                raise Conflict(f"step {n} of {session_id} is no longer this generation's")
+            if open_next is not None:
+                await _open(conn, session_id, open_next[0], open_next[1], now)
+
+    async def save_answer(
+        self, session_id: str, n: int, text: str, *, open_next: tuple[int, str]
+    ) -> None:
+        now = self._clock()
+        async with self._transaction() as conn:
+            if not await _touch(conn, session_id, now):  # the session's row first (finish_step)
+                raise Conflict(f"question {n} is not open for an answer")
+            step = await (
+                await conn.execute(
+                    "SELECT status, kind FROM steps WHERE session_id = %s AND n = %s",
+                    (session_id, n),
+                )
+            ).fetchone()
+            if step is None or step["kind"] != "question" or step["status"] != "done":
+                raise Conflict(f"question {n} is not open for an answer")
+            saved = await (
+                await conn.execute(
+                    "INSERT INTO answers (session_id, n, text, created_at) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING n",
+                    (session_id, n, text, now),
+                )
+            ).fetchone()
+            if saved is None:
+                raise Conflict(f"question {n} is already answered")
+            await _open(conn, session_id, open_next[0], open_next[1], now)
+
+    async def stop_step(self, session_id: str, n: int) -> bool:
+        row = await self._one(
+            "UPDATE steps SET status = 'stopped' WHERE session_id = %s AND n = %s "
+            "AND status IN ('open', 'generating') RETURNING n",
+            (session_id, n),
+        )
+        return row is not None
+
+    async def reopen_step(self, session_id: str, n: int) -> bool:
+        row = await self._one(
+            "UPDATE steps SET status = 'open' WHERE session_id = %s AND n = %s "
+            "AND status = 'stopped' RETURNING n",
+            (session_id, n),
+        )
+        return row is not None
+
+    async def set_share(self, session_id: str, share_id: str | None) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                "UPDATE sessions SET share_id = %s WHERE id = %s", (share_id, session_id)
+            )
+
+    async def delete_session(self, session_id: str) -> None:
+        async with self._connection() as conn:
+            await conn.execute("DELETE FROM sessions WHERE id = %s", (session_id,))
+
+    async def expire(self, ttl_days: float) -> int:
+        cutoff = self._clock() - ttl_days * 86400
+        async with self._connection() as conn:
+            deleted = await conn.execute("DELETE FROM sessions WHERE updated_at < %s", (cutoff,))
+            return deleted.rowcount
+
+    async def counts(self) -> dict[str, int]:
+        row = await self._one(
+            "SELECT (SELECT COUNT(*) FROM sessions) AS sessions, "
+            "(SELECT COUNT(*) FROM steps) AS steps, (SELECT COUNT(*) FROM answers) AS answers",
+            (),
+        )
+        assert row is not None  # a SELECT without FROM always yields its one row
+        return {table: int(count) for table, count in row.items()}
+
+    async def intact(self) -> bool:
+        """PostgreSQL keeps its own files consistent (its WAL) and has no integrity_check
+        without an extension; what can be wrong here is a schema left half-way, so that is the
+        check: every migration ran and every table reads."""
+        try:
+            await self.counts()
+            return await self.schema_version() == schema.LATEST
+        except psycopg.Error:
+            return False
+
+    async def interrupt(self, session_id: str, n: int) -> int:
+        row = await self._one(
+            "UPDATE steps SET status = 'generating', version = version + 1 "
+            "WHERE session_id = %s AND n = %s RETURNING version",
+            (session_id, n),
+        )
+        if row is None:
+            raise Conflict(f"step {n} of {session_id} does not exist")
+        return int(row["version"])
+
+
+async def _open(conn: Connection, session_id: str, n: int, kind: str, now: float) -> None:
+    await conn.execute(
+        "INSERT INTO steps (session_id, n, kind, status, opened_at) "
+        "VALUES (%s, %s, %s, 'open', %s) ON CONFLICT DO NOTHING",
+        (session_id, n, kind, now),
+    )
+
+
+async def _touch(conn: Connection, session_id: str, now: float) -> bool:
+    """Mark the session used now, locking its row until the transaction ends; False if gone."""
+    updated = await conn.execute(
+        "UPDATE sessions SET updated_at = %s WHERE id = %s", (now, session_id)
+    )
+    return updated.rowcount == 1

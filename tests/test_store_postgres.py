@@ -1,0 +1,63 @@
+"""What only the PostgreSQL store does: say which server it cannot reach, and live through the
+server's restart without one of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from server.store import Unavailable, Unreachable
+from server.store_postgres import PostgresStore, describe
+from tests.pg import PostgresServer, free_port
+
+pytestmark = pytest.mark.anyio
+
+
+def test_a_database_is_described_by_host_port_and_name_never_its_password() -> None:
+    text = describe("postgresql://crossroads:hunter2@db.internal:6432/journeys?sslmode=require")
+    assert text == "PostgreSQL at db.internal:6432/journeys"
+    assert "hunter2" not in describe("host=db.internal password=hunter2 dbname=journeys")
+
+
+async def test_an_unreachable_server_is_one_line_saying_which_and_where() -> None:
+    port = free_port()  # nothing listens there
+    with pytest.raises(Unreachable) as caught:
+        await PostgresStore.connect(f"postgresql://crossroads:hunter2@127.0.0.1:{port}/crossroads")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"PostgreSQL at 127.0.0.1:{port}/crossroads is unreachable: ")
+    assert "hunter2" not in message
+
+
+@pytest.fixture
+def own_server() -> Iterator[PostgresServer]:
+    """A server of the test's own, since it is stopped and started mid-test."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        server.remove()
+
+
+async def test_the_store_recovers_when_the_server_comes_back(own_server: PostgresServer) -> None:
+    store = await PostgresStore.connect(own_server.create_database())
+    try:
+        session = await store.create_session(
+            owner="o", category="finance", seed=1, questions_total=1
+        )
+        own_server.stop()
+        assert await store.ping() is False
+        with pytest.raises(Unavailable):  # not a driver error: the web layer answers 503
+            await store.begin_generation(session.id, 0)
+        own_server.start()
+        with anyio.fail_after(30):  # the pool replaces its broken connections by itself
+            while not await store.ping():  # noqa: ASYNC110 - a server to poll, no event to await
+                await anyio.sleep(0.1)
+        assert await store.begin_generation(session.id, 0) == 1
+        assert (await store.session(session.id)) == session
+    finally:
+        await store.close()
