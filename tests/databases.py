@@ -11,9 +11,11 @@ from typing import Any, Literal
 
 import pytest
 
+from server.settings import Settings, load
 from server.store import Store
 from server.store_postgres import PostgresStore
 from server.store_sqlite import SQLiteStore
+from tests.conftest import fast_limits
 
 Backend = Literal["sqlite", "postgres"]
 BACKENDS: tuple[Backend, ...] = ("sqlite", "postgres")
@@ -25,25 +27,39 @@ class Database:
 
     backend: Backend
     where: str  # the SQLite file or the PostgreSQL URL
+    data_dir: Path  # the app's data dir (the SQLite file is in it; the cache is, either way)
 
     async def open(self, *, clock: Callable[[], float] = time.time) -> Store:
         if self.backend == "postgres":
             return await PostgresStore.connect(self.where, clock=clock)
         return SQLiteStore(Path(self.where), clock=clock)
 
-    def settings(self) -> dict[str, dict[str, Any]]:
-        """Settings overrides that make an app use this database."""
+    def settings(self, **sections: dict[str, Any]) -> Settings:
+        """Test settings (conftest's short deadlines) for an app that keeps its sessions here;
+        `sections` override them further."""
+        overrides: dict[str, dict[str, Any]] = {
+            "storage": {"data_dir": str(self.data_dir)},
+            "limits": fast_limits(),
+            "stream": {"heartbeat_s": 1.0, "frame_ms": 20, "abandon_grace_s": 1.0},
+            "offline": {"chars_per_s": 4000.0},
+        }
+        environ = {}
         if self.backend == "postgres":
-            return {"scale": {"backend": "distributed", "database_url": self.where}}
-        return {"storage": {"data_dir": str(Path(self.where).parent)}}
+            overrides["scale"] = {"backend": "distributed", "database_url": self.where}
+            environ["CROSSROADS_SECRET_KEY"] = "shared-by-every-worker"
+        for section, values in sections.items():
+            overrides.setdefault(section, {}).update(values)
+        return load(environ=environ, overrides=overrides)
 
 
 @pytest.fixture(params=BACKENDS)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     """An empty database of each backend in turn (PostgreSQL starts on first use)."""
     if request.param == "postgres":
-        return Database("postgres", request.getfixturevalue("postgres_url"))
-    return Database("sqlite", str(tmp_path / "data" / "crossroads.db"))
+        url = request.getfixturevalue("postgres_url")
+        # The cache and the secret still live in a data dir: the URL names the database only.
+        return Database("postgres", url, tmp_path / "data")
+    return Database("sqlite", str(tmp_path / "data" / "crossroads.db"), tmp_path / "data")
 
 
 @pytest.fixture
