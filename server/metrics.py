@@ -47,6 +47,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.step_checks = Counter(
+            "crossroads_step_checks_total",
+            "Model-written steps checked before they count as the model's, by kind and outcome "
+            "(passed, trimmed at the token cap, or the reason it fell back).",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.abandoned = Counter(
             "crossroads_abandoned_generations_total",
             "Generations cancelled after their last viewer left.",

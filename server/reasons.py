@@ -17,6 +17,11 @@ FailureReason = Literal[
     "incomplete_stream",
     # A fault the model layer did not classify (steps.py).
     "model_error",
+    # The finished text failed its checks (checks.py).
+    "token_cap",
+    "echoed_prompt",
+    "echoed_seed",
+    "echoed_labels",
     # Admission and the memory watchdog (admission.py, journeys.py).
     "queue_timeout",
     "memory_soft",
@@ -38,6 +43,10 @@ CAUSES: dict[FailureReason, str] = {
     "malformed_chunk": "The model sent a broken answer",
     "incomplete_stream": "The model stopped mid-answer",
     "model_error": "The model was unavailable",
+    "token_cap": "The model ran out of room before it finished",
+    "echoed_prompt": "The model repeated its instructions instead of answering",
+    "echoed_seed": "The model wrote out part of its instructions",
+    "echoed_labels": "The model copied the labels around your answers",
     "queue_timeout": "Many people are writing right now",
     "memory_soft": _MEMORY,
     "memory_hard": _MEMORY,

@@ -7,7 +7,7 @@ import time
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from server import logs
+from server import checks, logs
 from server.admission import Admission, NotAdmitted
 from server.cache import ResponseCache, request_key
 from server.generators.journey import Prompt, StepKind
@@ -50,6 +50,7 @@ class _Tally:
         self.started = time.monotonic()
         self.first_chunk_s: float | None = None
         self.chunks = 0
+        self.finish_reason: str | None = None
 
     def count(self) -> None:
         if self.first_chunk_s is None:
@@ -117,9 +118,43 @@ class StepWriter:
             return self._done(tally.record(cached, source="cache", model=self.model.name))
         failure = await self._from_model(gen, prompt, tally)
         if failure is None:
-            await self._remember(key, session, prompt, gen.text)
-            return self._done(tally.record(gen.text, source="model", model=self.model.name))
+            verdict = await self._checked(gen, session, prompt, tally)
+            if verdict.reason is None:
+                await self._remember(key, session, prompt, verdict.text)
+                finished = tally.record(
+                    verdict.text, source="model", model=self.model.name, note=verdict.note
+                )
+                return self._done(finished)
+            failure = Failure(verdict.reason, verdict.detail, 1)
         return await self._fall_back(gen, session, prompt, key, failure, tally)
+
+    async def _checked(
+        self, gen: Generation, session: Session, prompt: Prompt, tally: _Tally
+    ) -> checks.Verdict:
+        """The finished text checked before it counts as the model's (server/checks.py)."""
+        verdict = checks.check(prompt, gen.text, tally.finish_reason)
+        self.metrics.step_checks.labels(prompt.kind, verdict.outcome).inc()
+        if verdict.reason is not None:
+            logs.event(
+                logging.WARNING,
+                "Model step failed its checks",
+                reason=verdict.reason,
+                detail=verdict.detail,
+                kind=prompt.kind,
+                finish_reason=tally.finish_reason,
+                chars=len(gen.text),
+            )
+        elif verdict.text != gen.text:
+            logs.event(
+                logging.INFO,
+                "Model step trimmed at its token cap",
+                kind=prompt.kind,
+                max_tokens=prompt.max_tokens,
+                dropped_chars=len(gen.text) - len(verdict.text),
+            )
+            # The unfinished end was shown: replace the text under a new version, never splice.
+            gen.replace(verdict.text, await self.store.bump_version(session.id, prompt.step))
+        return verdict
 
     async def _from_model(self, gen: Generation, prompt: Prompt, tally: _Tally) -> Failure | None:
         """None when the model wrote the whole step; otherwise why it did not."""
@@ -236,6 +271,8 @@ async def _pump(
             if delta.text:
                 gen.append(delta.text)
                 tally.count()
+            if delta.finish_reason:
+                tally.finish_reason = delta.finish_reason
 
 
 async def _collect(model: OfflineModel, prompt: Prompt) -> str:
