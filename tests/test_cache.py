@@ -22,8 +22,7 @@ from server.generators.offline import OfflineWriter
 from server.metrics import Metrics
 from server.settings import Settings
 from server.steps import StepWriter
-from server.store import Finished, Session
-from server.store_sqlite import SQLiteStore
+from server.store import Finished, Session, Store
 from server.streaming import Generation, Generations
 from tests import stored
 from tests.conftest import SettingsFactory
@@ -234,11 +233,12 @@ class FailingModel:
 
 
 class Rig:
-    """A StepWriter over a real store and cache in tmp_path, with the model swappable."""
+    """A StepWriter over a real store (either backend) and cache in tmp_path, with the model
+    swappable."""
 
-    def __init__(self, settings: Settings, tmp_path: Path) -> None:
+    def __init__(self, settings: Settings, tmp_path: Path, store: Store) -> None:
         self.settings = settings
-        self.store = SQLiteStore(tmp_path / "crossroads.db")
+        self.store = store
         self.cache = ResponseCache(tmp_path / "cache", size_mb=8)
         self.metrics = Metrics()
         self.admission = Admission(2, queue_timeout_s=5.0)
@@ -289,11 +289,10 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(make_settings: SettingsFactory, tmp_path: Path) -> AsyncIterator[Rig]:
-    made = Rig(make_settings(), tmp_path / "rig")
+async def rig(make_settings: SettingsFactory, tmp_path: Path, store: Store) -> AsyncIterator[Rig]:
+    made = Rig(make_settings(), tmp_path / "rig", store)
     yield made
     made.cache.close()
-    await made.store.close()
 
 
 def scenario_prompt(seed: int = 7) -> Prompt:
