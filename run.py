@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import sys
 from typing import Any
@@ -14,6 +15,8 @@ from server import logs
 from server.app import create_app
 from server.settings import ServerSettings, SettingsError, load
 from server.store import Unreachable, check_store
+
+GC_THRESHOLD = 20_000
 
 
 def uvicorn_options(server: ServerSettings) -> dict[str, Any]:
@@ -29,6 +32,15 @@ def uvicorn_options(server: ServerSettings) -> dict[str, Any]:
         "timeout_graceful_shutdown": math.ceil(server.graceful_shutdown_s),
         "log_level": server.log_level,
     }
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections: the modules and objects of start-up are moved out of
+    the collector's sight for good, and the youngest generation is collected every 20,000
+    allocations instead of 700. Relaying allocates a few short-lived objects per chunk, and
+    collections were a tenth of the app's CPU under load (bench/RESULTS.md)."""
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crossroads: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.server.log_level)
+    app = create_app(settings)
+    tune_gc()
     uvicorn.run(
-        create_app(settings),
+        app,
         **uvicorn_options(settings.server),
         access_log=False,
         loop="uvloop",
