@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import math
+import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import anyio
 from anyio.abc import TaskGroup
@@ -17,6 +20,9 @@ from server.reasons import FailureReason
 logger = logging.getLogger("crossroads")
 Key = tuple[str, int]
 RESTARTING = "the server is restarting; this page reconnects by itself"
+# How much of a text may be shown live (a count of leading code points); the whole by default.
+Visible = Callable[[str], int]
+_LINES = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -27,16 +33,30 @@ class Event:
     data: str
     id: str | None = None
 
+    @cached_property
+    def encoded(self) -> bytes:
+        """The event on the wire (sse-starlette's framing), built once however many viewers
+        send it: a generation hands the same text event to every viewer at the same offset."""
+        head = (
+            f"id: {self.id}\r\nevent: {self.event}\r\n" if self.id else f"event: {self.event}\r\n"
+        )
+        lines = "".join(f"data: {line}\r\n" for line in _LINES.split(self.data))
+        return f"{head}{lines}\r\n".encode()
+
 
 class Generation:
     """The live text of one step, written by one task and read by any number of viewers."""
 
     def __init__(
-        self, key: Key, *, grace_s: float, on_abandon: Callable[[Generation], None]
+        self,
+        key: Key,
+        *,
+        grace_s: float,
+        on_abandon: Callable[[Generation], None],
+        visible: Visible = len,
     ) -> None:
         self.key = key
         self.version = 0
-        self.text = ""
         self.status = "connecting"
         self.done_html: str | None = None
         self.ended = False  # finished, abandoned or shut down: no more changes
@@ -49,11 +69,34 @@ class Generation:
         self.shed_reason: FailureReason | None = None
         self.calling_model = False  # holding a slot, in a model call: what shedding can stop
         self.ready = anyio.Event()
-        self._changed = anyio.Event()
+        # The text as appended pieces, joined only when read: appending never copies the text.
+        self._pieces: list[str] = []
+        self._length = 0
+        self._visible = visible
+        self._shown: tuple[int, int, int] = (0, 0, 0)  # version, length, visible end
+        self._frames: dict[tuple[int, int, int], Event] = {}  # this frame's text events
+        self._changed: anyio.Event | None = None
+        self._ticks: dict[float, anyio.Event] = {}
         self._grace_s = grace_s
         self._on_abandon = on_abandon
         self._grace_timer: asyncio.TimerHandle | None = None
         self._schedule_grace()
+
+    @property
+    def text(self) -> str:
+        if len(self._pieces) > 1:
+            self._pieces = ["".join(self._pieces)]
+        return self._pieces[0] if self._pieces else ""
+
+    @property
+    def shown(self) -> int:
+        """How much of the text viewers may see now: `visible` is asked once per frame, not
+        once per append (a question's or report's tail check reads the whole text)."""
+        version, length, end = self._shown
+        if version != self.version or length != self._length:
+            end = min(max(self._visible(self.text), 0), self._length)
+            self._shown = (self.version, self._length, end)
+        return end
 
     # Writer side.
 
@@ -64,11 +107,13 @@ class Generation:
 
     def append(self, text: str) -> None:
         if text:
-            self.text += text
+            self._pieces.append(text)
+            self._length += len(text)
             self._notify()
 
     def replace(self, text: str, version: int) -> None:
-        self.text = text
+        self._pieces = [text] if text else []
+        self._length = len(text)
         self.version = version
         self._notify()
 
@@ -91,10 +136,57 @@ class Generation:
         self.ready.set()
         self._cancel_grace()
         self._notify()
+        for tick in self._ticks.values():
+            tick.set()  # `done` never waits for a frame
+        self._ticks.clear()
 
     def _notify(self) -> None:
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
+        # Only a viewer waiting makes an event: an append nobody waits for costs nothing here.
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    # Frames: one text event per generation and offset, escaped and encoded once.
+
+    def snapshot(self) -> Event:
+        end = self.shown
+        key = (self.version, -1, end)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = Event("snapshot", html.escape(self.text[:end]), event_id(self.version, end))
+            self._remember(key, frame)
+        return frame
+
+    def chunk(self, sent: int) -> Event | None:
+        """The text after offset `sent` that may be shown, or None when there is none yet."""
+        end = self.shown
+        if end <= sent:
+            return None
+        key = (self.version, sent, end)
+        frame = self._frames.get(key)
+        if frame is None:
+            piece = self.text[sent:end]
+            frame = Event("chunk", html.escape(piece), event_id(self.version, end))
+            self._remember(key, frame)
+        return frame
+
+    def _remember(self, key: tuple[int, int, int], frame: Event) -> None:
+        if any(old[0] != key[0] or old[2] != key[2] for old in self._frames):
+            self._frames.clear()  # the text moved on: older frames are never asked for again
+        self._frames[key] = frame
+
+    def tick(self, due: float) -> anyio.Event:
+        """Set at monotonic time `due` (or at the end): one timer per frame for all viewers."""
+        tick = self._ticks.get(due)
+        if tick is None:
+            tick = self._ticks[due] = anyio.Event()
+            asyncio.get_running_loop().call_later(due - time.monotonic(), self._fire, due)
+        return tick
+
+    def _fire(self, due: float) -> None:
+        tick = self._ticks.pop(due, None)
+        if tick is not None:
+            tick.set()
 
     # Viewer side.
 
@@ -114,6 +206,8 @@ class Generation:
 
     @property
     def changed(self) -> anyio.Event:
+        if self._changed is None:
+            self._changed = anyio.Event()
         return self._changed
 
     # Grace on leave.
@@ -172,13 +266,15 @@ class Generations:
         """Open streams on running generations (each stream is one viewer)."""
         return sum(gen.viewers for gen in self._running.values())
 
-    def start(self, key: Key, work: Work) -> Generation:
+    def start(self, key: Key, work: Work, *, visible: Visible = len) -> Generation:
         """The running generation of this step, or a new one: never two at once."""
         running = self._running.get(key)
         if running is not None and not running.ended:
             running.touch()
             return running
-        gen = Generation(key, grace_s=self._grace_s, on_abandon=self._count_abandon)
+        gen = Generation(
+            key, grace_s=self._grace_s, on_abandon=self._count_abandon, visible=visible
+        )
         self._running[key] = gen
         self.started += 1
         self._tg.start_soon(self._run, gen, work, name=f"generation {key[0]}/{key[1]}")
@@ -240,11 +336,12 @@ async def follow(
         sent_status = gen.status
         await gen.ready.wait()
         resume = parse_event_id(last_event_id)
-        if resume is not None and resume[0] == gen.version and resume[1] <= len(gen.text):
+        if resume is not None and resume[0] == gen.version and resume[1] <= gen.shown:
             sent_version, sent = resume
         else:
-            sent_version, sent = gen.version, len(gen.text)
-            yield Event("snapshot", html.escape(gen.text), event_id(gen.version, sent))
+            snapshot = gen.snapshot()
+            sent_version, sent = gen.version, gen.shown
+            yield snapshot
         last_frame = time.monotonic()
         while True:
             changed = gen.changed
@@ -252,13 +349,16 @@ async def follow(
                 sent_status = gen.status
                 yield Event("status", gen.status)
             if gen.version != sent_version:
-                sent_version, sent = gen.version, len(gen.text)
-                yield Event("snapshot", html.escape(gen.text), event_id(gen.version, sent))
+                snapshot = gen.snapshot()
+                sent_version, sent = gen.version, gen.shown
+                yield snapshot
                 last_frame = time.monotonic()
-            elif len(gen.text) > sent:
-                piece, sent = gen.text[sent:], len(gen.text)
-                yield Event("chunk", html.escape(piece), event_id(gen.version, sent))
-                last_frame = time.monotonic()
+            else:
+                chunk = gen.chunk(sent)
+                if chunk is not None:
+                    sent = gen.shown
+                    yield chunk
+                    last_frame = time.monotonic()
             if gen.ended:
                 if gen.done_html is not None:
                     yield Event("done", gen.done_html)
@@ -268,18 +368,23 @@ async def follow(
                 return
             await changed.wait()
             # Coalescing: at most one text frame per frame_s; the first text goes out at once,
-            # and so does the end (a `done` never waits for a frame).
-            wait = last_frame + frame_s - time.monotonic()
-            if wait > 0 and sent > 0 and not gen.ended:
-                await anyio.sleep(wait)
+            # and so does the end (a `done` never waits for a frame). Frames fall on a grid of
+            # frame_s, so the viewers of one generation wake together and share its frames.
+            if frame_s > 0 and sent > 0 and not gen.ended:
+                due = math.ceil((last_frame + frame_s) / frame_s) * frame_s
+                if due > time.monotonic():
+                    await gen.tick(due).wait()
     finally:
         gen.leave()
 
 
-def finished_events(status: str, version: int, text: str, done_html: str) -> list[Event]:
+def finished_events(
+    status: str, version: int, text: str, done_html: str, *, visible: Visible = len
+) -> list[Event]:
     """What a stream on a finished step sends: status, snapshot, done."""
+    end = min(max(visible(text), 0), len(text))
     return [
         Event("status", status),
-        Event("snapshot", html.escape(text), event_id(version, len(text))),
+        Event("snapshot", html.escape(text[:end]), event_id(version, end)),
         Event("done", done_html),
     ]
