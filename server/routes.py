@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
-import anyio
 from prometheus_client import CONTENT_TYPE_LATEST
-from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import (
     JSONResponse,
@@ -25,12 +22,11 @@ from server.errors import Problem
 from server.forms import answer_text, form
 from server.guards import limit, refuse_when_short_of_memory
 from server.pages import go_to, owned_session, page, services, step_number, step_or_page
-from server.services import Services
+from server.sse import sse
 from server.store import Session, Step
 from server.streaming import Event, finished_events, follow
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-SHUTDOWN_GRACE_S = 1.0
 
 
 async def home(request: Request) -> Response:
@@ -98,29 +94,6 @@ async def stream(request: Request) -> Response:
         return sse(svc, _replay(events))
     frame_s = svc.settings.stream.frame_ms / 1000
     return sse(svc, follow(found, request.headers.get("last-event-id"), frame_s=frame_s))
-
-
-def sse(svc: Services, events: AsyncGenerator[Event]) -> Response:
-    return EventSourceResponse(
-        _counted(svc, events),
-        ping=svc.settings.stream.heartbeat_s,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        # Lets a live stream send its goodbye status when the server stops.
-        shutdown_event=anyio.Event(),
-        shutdown_grace_period=SHUTDOWN_GRACE_S,
-    )
-
-
-async def _counted(svc: Services, events: AsyncGenerator[Event]) -> AsyncIterator[ServerSentEvent]:
-    svc.metrics.streams.inc()
-    try:
-        # Closed here, not by the garbage collector: a viewer must leave its generation as
-        # soon as its connection does.
-        async with aclosing(events):
-            async for event in events:
-                yield ServerSentEvent(data=event.data, event=event.event, id=event.id)
-    finally:
-        svc.metrics.streams.dec()
 
 
 async def _replay(events: list[Event]) -> AsyncGenerator[Event]:
