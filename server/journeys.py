@@ -13,12 +13,13 @@ from server.admission import Admission
 from server.generators import question as question_gen
 from server.generators import report as report_gen
 from server.generators import scenario as scenario_gen
+from server.generators.formats import live_end
 from server.generators.journey import Exchange, Journey, Prompt, StepKind
 from server.reasons import memory_reason
 from server.settings import Category, Settings
 from server.steps import StepWriter
 from server.store import Conflict, Session, Step, Store
-from server.streaming import Generation, Generations
+from server.streaming import Generation, Generations, Visible
 from server.watchdog import Level
 
 RenderDone = Callable[[Session, int], Awaitable[str]]
@@ -83,7 +84,16 @@ class Journeys:
         return self.start(session, n)
 
     def start(self, session: Session, n: int) -> Generation:
-        return self.generations.start((session.id, n), lambda gen: self._run(gen, session, n))
+        return self.generations.start(
+            (session.id, n),
+            lambda gen: self._run(gen, session, n),
+            visible=self.visible(session, n),
+        )
+
+    def visible(self, session: Session, n: int) -> Visible:
+        """What of the step's text may be shown: never a quick-reply tail or score lines."""
+        kind = self.kind_of(session, n)
+        return lambda text: live_end(kind, text)
 
     async def answer(self, session: Session, n: int, text: str) -> None:
         """Commit the answer, open the next step and start writing it."""

@@ -90,7 +90,8 @@ async def stream(request: Request) -> Response:
     if isinstance(found, Step):
         done_html = await svc.views.done_html(session, n)
         state = "done" if found.status == "done" else "stopped"
-        events = finished_events(state, found.version, found.text, done_html)
+        visible = svc.journeys.visible(session, n)
+        events = finished_events(state, found.version, found.text, done_html, visible=visible)
         return sse(svc, _replay(events))
     frame_s = svc.settings.stream.frame_ms / 1000
     return sse(svc, follow(found, request.headers.get("last-event-id"), frame_s=frame_s))

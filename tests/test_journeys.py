@@ -287,3 +287,31 @@ async def test_a_step_that_cannot_be_recorded_stops_with_done_instead_of_looping
     step = await store.step(session.id, 0)
     assert step is not None and step.status == "stopped"
     await store.close()
+
+
+QUESTION = "Your sister asks for the loan again. What do you tell her?"
+QUICK_TAIL = "\n\nQuick replies:\n- Lend it\n- Say no\n- Offer help instead"
+
+
+async def test_a_quick_reply_tail_never_appears_in_a_snapshot_or_chunk(
+    live: Settings, fake: tuple[FakeUpstream, str]
+) -> None:
+    """The question streams a few characters at a time, so the heading is seen half-written
+    ("Qu", "Quick rep"); no text event may carry any of the tail, live or on a later viewer's
+    snapshot, and `done` still brings the whole question with its replies."""
+    text = QUESTION + QUICK_TAIL
+    pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+    fake[0].script(Script(chunks=SCENARIO), Script(chunks=pieces, chunk_delay_s=0.01))
+    with serve_app(create_app(live)) as url:
+        async with Visitor(url) as visitor:
+            sid = await visitor.start("finance")
+            await visitor.stream(sid, 0)
+            live_stream = await visitor.stream(sid, 1)
+            again = await visitor.stream(sid, 1)  # finished: status, snapshot, done
+    for stream in (live_stream, again):
+        assert stream.names()[-1] == "done"
+        shown = [e.data for e in stream.events if e.event in ("snapshot", "chunk")]
+        assert not any(word in data for data in shown for word in ("Quick", "Lend", "Say no"))
+        assert stream.text().rstrip() == QUESTION
+    assert "Lend it" in live_stream.events[-1].data
+    assert len(live_stream.of("chunk")) > 1  # it did stream

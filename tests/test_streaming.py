@@ -350,3 +350,29 @@ async def test_a_viewer_arriving_while_an_abandoned_generation_cleans_up_gets_a_
         events = await collect(follow(fresh, None, frame_s=0))
         assert events[-1].event == "done"
         cleanup_may_finish.set()
+
+
+async def test_only_the_visible_part_is_streamed_and_ids_count_into_the_text(
+    generations: Generations,
+) -> None:
+    """`visible` holds back a tail: snapshot and chunks stop where it says, and their ids are
+    offsets into the text itself, so a resume picks up exactly where the browser stopped."""
+
+    def visible(text: str) -> int:
+        cut = text.find("|")
+        return len(text) if cut < 0 else cut
+
+    async def work(gen: Generation) -> None:
+        gen.start(1)
+        for piece in ["abc ", "def ", "|hidden", " tail"]:
+            gen.append(piece)
+            await anyio.lowlevel.checkpoint()
+        gen.finish("<section>done</section>")
+
+    gen = generations.start(("s", 0), work, visible=visible)
+    events = await collect(follow(gen, None, frame_s=0))
+    text_events = [e for e in events if e.event in ("snapshot", "chunk")]
+    assert apply(events) == "abc def "
+    assert all("hidden" not in e.data for e in text_events)
+    assert text_events[-1].id == "1.8"
+    assert events[-1].event == "done"
