@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import cases, report
+from bench.journeys import journeys
 from bench.procs import raise_fd_limit
 
 HERE = Path(__file__).resolve().parent
-CASES = ("direct", "app", "overload", "idle", "cache")
+FAST_RATE = 200.0
+CASES = ("direct", "app", "overload", "idle", "cache", "fast", "journeys")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sizes", help="comma-separated N for the direct and app cases (default 100,500,1000)"
     )
+    parser.add_argument("--journey-sizes", help="comma-separated N for the journeys case")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     args = parser.parse_args(argv)
     chosen = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.sizes:
         plan = dataclasses.replace(plan, sizes=tuple(int(n) for n in args.sizes.split(",")))
         plan_name += f", sizes {args.sizes}"
+    if args.journey_sizes:
+        sizes = tuple(int(n) for n in args.journey_sizes.split(","))
+        plan = dataclasses.replace(plan, journey_sizes=sizes)
     raise_fd_limit()
     args.results.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="crossroads-bench-"))
@@ -99,6 +105,18 @@ def main(argv: list[str] | None = None) -> int:
         record("idle", lambda: cases.idle(plan.idle_viewers, plan.idle_hold_s, work))
     if "cache" in chosen:
         record("cache", lambda: cases.cache(plan.cache_sessions, work))
+    for n in plan.sizes if "fast" in chosen else ():
+        # A faster upstream (200 tokens at 200 tokens/s, as fast hosted models stream): the
+        # relay's cost per chunk matters most here.
+        record("fast", lambda n=n: cases.direct(n, work, rate=FAST_RATE, label=f"direct-fast-{n}"))  # type: ignore[misc]
+        record(
+            "fast",
+            lambda n=n: cases.through_app(  # type: ignore[misc]
+                n, work, slots=n + 10, label=f"app-fast-{n}", rate=FAST_RATE
+            ),
+        )
+    for n in plan.journey_sizes if "journeys" in chosen else ():
+        record("journeys", lambda n=n: journeys(n, work))  # type: ignore[misc]
     text = report.write(args.results, HERE / "RESULTS.md")
     print(
         f"[bench] done in {time.monotonic() - began:.0f} s; wrote {HERE / 'RESULTS.md'}\n",
@@ -147,6 +165,12 @@ def headline(result: dict[str, Any]) -> str:
         )
     if result["kind"] == "idle":
         return f"{result['opened']}/{result['n']} open, {result['rss_per_viewer_kb']:.1f} KB per viewer"
+    if result["kind"] == "journeys":
+        ft = result.get("first_text_s") or {}
+        return (
+            f"{result['completed']}/{result['n']} journeys, {result['fell_back']} steps fell back, "
+            f"first text p50/p99 {ft.get('p50', 0) * 1000:.0f}/{ft.get('p99', 0) * 1000:.0f} ms"
+        )
     if result["kind"] == "cache":
         hit = result.get("hit_done_s") or {}
         p99 = hit.get("p99")

@@ -47,6 +47,7 @@ class Plan:
     idle_viewers: int
     idle_hold_s: float
     cache_sessions: int
+    journey_sizes: tuple[int, ...]
 
 
 FULL = Plan(
@@ -55,18 +56,26 @@ FULL = Plan(
     idle_viewers=2000,
     idle_hold_s=12.0,
     cache_sessions=200,
+    journey_sizes=(100, 300, 1000),
 )
 QUICK = Plan(
-    sizes=(100, 500), overload_slots=10, idle_viewers=500, idle_hold_s=11.0, cache_sessions=40
+    sizes=(100, 500),
+    overload_slots=10,
+    idle_viewers=500,
+    idle_hold_s=11.0,
+    cache_sessions=40,
+    journey_sizes=(50,),
 )
 
 
-def upstream_args(first_delay_s: float = FIRST_DELAY_S) -> dict[str, Any]:
+def upstream_args(
+    first_delay_s: float = FIRST_DELAY_S, rate: float = RATE, quick: bool = True
+) -> dict[str, Any]:
     return {
         "first_delay_s": first_delay_s,
         "tokens": TOKENS,
-        "rate": RATE,
-        "quick_max_tokens": (QUESTION_TOKENS, REPORT_TOKENS),
+        "rate": rate,
+        "quick_max_tokens": (QUESTION_TOKENS, REPORT_TOKENS) if quick else (),
     }
 
 
@@ -107,11 +116,12 @@ def loadavg(run_marks: dict[str, Any], start: str = "go", end: str = "end") -> d
     }
 
 
-def direct(n: int, work: Path) -> dict[str, Any]:
+def direct(n: int, work: Path, *, rate: float = RATE, label: str = "") -> dict[str, Any]:
     """Case 1: the load client against the fake upstream itself."""
+    label = label or f"direct-{n}"
     monitor = Monitor()
     try:
-        with upstream(work, **upstream_args()) as (url, pid):
+        with upstream(work, **upstream_args(rate=rate)) as (url, pid):
             monitor.watch("upstream", pid)
             spec = {
                 "mode": "direct",
@@ -120,17 +130,17 @@ def direct(n: int, work: Path) -> dict[str, Any]:
                 "chat_body": CHAT_BODY,
                 "timeout_s": 300,
             }
-            run = run_client(spec, monitor, work, timeout_s=300, label=f"direct-{n}")
+            run = run_client(spec, monitor, work, timeout_s=300, label=label)
             peak = monitor.peak("upstream")
     finally:
         monitor.close()
     figures = stream_figures(run.records, through_app=False)
     cpu = usage(run.marks, "upstream")
     return {
-        "label": f"direct-{n}",
+        "label": label,
         "kind": "direct",
         "n": n,
-        "upstream": upstream_args(),
+        "upstream": upstream_args(rate=rate),
         "streams": figures,
         "server": {
             "name": "fake upstream",
@@ -145,12 +155,14 @@ def direct(n: int, work: Path) -> dict[str, Any]:
     }
 
 
-def through_app(n: int, work: Path, *, slots: int, label: str, kind: str = "app") -> dict[str, Any]:
+def through_app(
+    n: int, work: Path, *, slots: int, label: str, kind: str = "app", rate: float = RATE
+) -> dict[str, Any]:
     """Cases 2 and 3: N visitors at once, each POST /sessions then the scenario stream."""
     monitor = Monitor()
     data = work / f"data-{label}"
     try:
-        with upstream(work, **upstream_args()) as (url, upstream_pid):
+        with upstream(work, **upstream_args(rate=rate)) as (url, upstream_pid):
             monitor.watch("upstream", upstream_pid)
             settings = app_settings(url, data, limits__max_concurrent_ai_requests=slots)
             with app(work, settings) as (port, app_pid):
@@ -171,7 +183,7 @@ def through_app(n: int, work: Path, *, slots: int, label: str, kind: str = "app"
         "n": n,
         "slots": slots,
         "settings": {k: v for k, v in settings.items() if k != "llm.base_url"},
-        "upstream": upstream_args(),
+        "upstream": upstream_args(rate=rate),
         "streams": figures,
         "model_streams": model_streams,
         "server": {

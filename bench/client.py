@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import resource
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import uvloop
 
+from bench import people as people_mod
 from bench.wire import Connection, HttpError, SSEReader, clock, form
 
 CSRF = re.compile(rb'name="csrf_token" value="([^"]+)"')
@@ -344,6 +346,36 @@ class Client:
         self.summary = {"cpu_s": cpu_s() - cpu0}
         return records
 
+    async def journeys(self) -> list[Record]:
+        """N people, arriving over `ramp_s`, each doing a whole journey with think time."""
+        n, ramp_s = self.spec["n"], self.spec.get("ramp_s", 0.0)
+        people = await self.identities(min(n, self.spec.get("identities", 250)))
+        await self.warm_up(people[0])
+        go = asyncio.Event()
+        records: list[Record] = [{"i": i} for i in range(n)]
+        rng = random.Random(self.spec.get("seed", 11))
+        starts = [ramp_s * i / n for i in range(n)]
+        seeds = [rng.randrange(2**31) for _ in range(n)]
+
+        async def person(i: int) -> None:
+            await go.wait()
+            await asyncio.sleep(starts[i])
+            work = people_mod.journey(
+                self,
+                people[i % len(people)],
+                records[i],
+                questions=self.spec["questions"],
+                think_s=tuple(self.spec["think_s"]),  # type: ignore[arg-type]
+                rng=random.Random(seeds[i]),
+            )
+            await self.guarded(records[i], work)
+            records[i]["ok"] = records[i].get("finished") is not None
+
+        tasks = [asyncio.create_task(person(i)) for i in range(n)]
+        await self.go(go)
+        await asyncio.gather(*tasks)
+        return records
+
     async def go(self, go: asyncio.Event) -> None:
         mark("go")
         self.t0 = clock()
@@ -358,6 +390,7 @@ class Client:
             "idle": self.idle,
             "cache-prime": self.cache_prime,
             "cache-hit": self.cache_hit,
+            "journeys": self.journeys,
         }
         self.sessions: list[dict[str, str]] = []
         records = await modes[self.spec["mode"]]()

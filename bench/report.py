@@ -86,6 +86,7 @@ def pair(
 
 
 def targets(found: dict[str, dict[str, Any]]) -> list[str]:
+    """Issue 11's targets (the relay's CPU per chunk, and what it buys at N = 100, 500, 1,000)."""
     rows: list[tuple[str, str, bool | None]] = []
     direct, app = found.get("direct"), found.get("app")
     gap_limit = HEARTBEAT_S + 1
@@ -95,18 +96,21 @@ def targets(found: dict[str, dict[str, Any]]) -> list[str]:
             rows.append((f"N = {n} through the app (with direct in the same run)", "not run", None))
             continue
         s, ds = a["streams"], d["streams"]
+        per_chunk = a["server"]["cpu_per_chunk_s"]
         rows.append(
             (
-                f"N = {n}: 100 % complete",
-                f"{s['completed']}/{s['n']}, {s['fallbacks']} fell back",
-                s["completed"] == s["n"] and s["fallbacks"] == 0,
+                f"N = {n:,}: app CPU per relayed upstream chunk ≤ 60 µs (aim 40)",
+                f"{num(per_chunk * 1e6 if per_chunk else None, '.0f')} µs (load {load_cell(a)})",
+                per_chunk is not None and per_chunk <= 60e-6,
             )
         )
         rows.append(
             (
-                f"N = {n}: no silent gap > heartbeat_s + 1 s = {gap_limit:g} s",
-                f"largest {s['largest_gap_s']:.2f} s",
-                s["largest_gap_s"] <= gap_limit,
+                f"N = {n:,}: 100 % complete, nothing fell back, no silent gap > {gap_limit:g} s",
+                f"{s['completed']}/{s['n']}, {s['fallbacks']} fell back, largest gap {s['largest_gap_s']:.2f} s",
+                s["completed"] == s["n"]
+                and s["fallbacks"] == 0
+                and s["largest_gap_s"] <= gap_limit,
             )
         )
         t_ratio = s["ttft_s"]["p99"] / ds["ttft_s"]["p99"]
@@ -115,19 +119,19 @@ def targets(found: dict[str, dict[str, Any]]) -> list[str]:
         informative = n != 500
         rows.append(
             (
-                f"N = {n}: first text p99 ≤ 1.5 x direct's"
+                f"N = {n:,}: first text p99 ≤ 2 x direct's"
                 + (" (reported)" if informative else ""),
                 f"{ms(s['ttft_s']['p99'])} ms vs {ms(ds['ttft_s']['p99'])} ms = {t_ratio:.2f}x "
                 f"(from POST /sessions: {ms(s['post_to_text_s']['p99'])} ms = {p_ratio:.2f}x)",
-                None if informative else t_ratio <= 1.5,
+                None if informative else t_ratio <= 2.0,
             )
         )
         rows.append(
             (
-                f"N = {n}: total time p50 ≤ 1.1 x direct's"
+                f"N = {n:,}: total time p50 ≤ 1.3 x direct's"
                 + (" (reported)" if informative else ""),
                 f"{s['total_s']['p50']:.2f} s vs {ds['total_s']['p50']:.2f} s = {total_ratio:.2f}x",
-                None if informative else total_ratio <= 1.1,
+                None if informative else total_ratio <= 1.3,
             )
         )
         if n == 1000:
@@ -153,13 +157,13 @@ def targets(found: dict[str, dict[str, Any]]) -> list[str]:
         post_delta = a["streams"]["post_to_text_s"]["p50"] - d["streams"]["ttft_s"]["p50"]
         rows.append(
             (
-                "N = 100: first text p50, app - direct ≤ 5 ms",
-                f"{ms(delta, 1)} ms (from POST /sessions: {ms(post_delta, 1)} ms)",
-                delta <= 0.005,
+                "N = 100: first text p50, app - direct ≤ +30 ms",
+                f"{ms(delta, 1)} ms (from POST /sessions: {ms(post_delta, 1)} ms; load {load_cell(a)})",
+                delta <= 0.030,
             )
         )
     else:
-        rows.append(("N = 100: first text p50, app - direct ≤ 5 ms", "not run", None))
+        rows.append(("N = 100: first text p50, app - direct ≤ +30 ms", "not run", None))
     idle = (found.get("idle") or {}).get("runs", [None])[0]
     if idle:
         rows.append(
@@ -274,6 +278,65 @@ def cache_section(found: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
+def fast_section(found: dict[str, dict[str, Any]]) -> list[str]:
+    runs = list((found.get("fast") or {}).get("runs", []))
+    if not runs:
+        return []
+    runs.sort(key=lambda r: (r["n"], r["kind"] != "direct"))
+    rate = runs[0]["upstream"]["rate"]
+    return [
+        "",
+        f"### A faster upstream: {runs[0]['upstream']['tokens']} tokens at {rate:g} tokens/s",
+        "",
+        *streams_table(runs),
+    ]
+
+
+def journeys_section(found: dict[str, dict[str, Any]]) -> list[str]:
+    runs = sorted((found.get("journeys") or {}).get("runs", []), key=lambda r: r["n"])
+    if not runs:
+        return []
+    first = runs[0]
+    served: list[int] = []
+    for r in runs:  # the largest N before the first that does not serve
+        if not r["serves"]:
+            break
+        served.append(r["n"])
+    lines = [
+        "",
+        f"### Journeys: N people, each a whole journey (scenario, {first['questions']} questions, report)",
+        "",
+        f"Every step streams {TOKENS_NOTE}; each person thinks {first['think_s'][0]:g}-{first['think_s'][1]:g} s "
+        f"before every answer and types one of ten answers of realistic length; arrivals are spread over "
+        f"the first {first['ramp_s']:g} s; rate limits off. First text is timed from the moment the step "
+        "opened for the person (POST /sessions, the scenario's `done`, the answer's POST).",
+        "",
+        "| N | journeys complete | steps fell back | first text ms p50/p95/p99/max | scenario / question / report p99 ms "
+        "| largest gap s | CPU s per journey | app peak RSS MB | load 1 min |",
+        "|---:|---:|---:|---|---|---:|---:|---:|---|",
+    ]
+    for r in runs:
+        kinds = r["first_text_by_kind_s"]
+        per_kind = " / ".join(
+            ms((kinds.get(k) or {}).get("p99")) for k in ("scenario", "question", "report")
+        )
+        lines.append(
+            f"| {r['n']:,} | {r['completed']}/{r['n']} | {r['fell_back']} of {r['steps']} | {quad(r['first_text_s'])} "
+            f"| {per_kind} | {num(r['largest_gap_s'])} | {num(r['cpu_per_journey_s'], '.3f')} "
+            f"| {num(r['peak_rss_mb'], '.0f')} | {load_cell(r)} |"
+        )
+    people = f"{max(served):,}" if served else f"fewer than {first['n']:,}"
+    lines += [
+        "",
+        f"People per process (the largest N measured with first text p99 under 1 s and nothing falling "
+        f"back): **{people}**.",
+    ]
+    return lines
+
+
+TOKENS_NOTE = "200 tokens at 50 tokens/s after 0.3 s from the fake upstream"
+
+
 def existing_notes(path: Path) -> str:
     if not path.exists():
         return DEFAULT_NOTES
@@ -319,6 +382,8 @@ def write(results_dir: Path, path: Path) -> str:
         *overload_section(found),
         *idle_section(found),
         *cache_section(found),
+        *fast_section(found),
+        *journeys_section(found),
         "",
         "## Where the time goes",
         "",
