@@ -30,7 +30,7 @@ from server.llm import Deadlines, Model, OfflineModel, OpenAIModel, build_client
 from server.metrics import LEVEL_VALUE, Metrics
 from server.middleware import BodyLimit, RequestContext, RequestGuard, SecurityHeaders
 from server.pages import is_stream_path, problem_response
-from server.ratelimit import RateLimiter
+from server.ratelimit import LocalRateLimiter
 from server.services import Services
 from server.settings import Settings, secret_key
 from server.steps import StepWriter
@@ -137,8 +137,8 @@ def create_app(
                     views=views,
                     watchdog=watchdog,
                     metrics=metrics,
-                    session_limit=RateLimiter(limits.sessions_per_minute_per_client),
-                    answer_limit=RateLimiter(limits.answers_per_minute_per_client),
+                    session_limit=LocalRateLimiter(limits.sessions_per_minute_per_client),
+                    answer_limit=LocalRateLimiter(limits.answers_per_minute_per_client),
                 )
                 tg.start_soon(_expire_old_sessions, store, settings.storage.session_ttl_days)
                 tg.start_soon(watchdog.run, name="memory watchdog")

@@ -36,7 +36,7 @@ async def stop(request: Request) -> Response:
 
 async def retry(request: Request) -> Response:
     # Each retry is a model call: counted like an answer.
-    limit(request, services(request).answer_limit)
+    await limit(request, services(request).answer_limit)
     return await _on_step(request, Journeys.retry)
 
 
@@ -45,7 +45,7 @@ async def restart(request: Request) -> Response:
     svc = services(request)
     session = await owned_session(request)
     await form(request)
-    limit(request, svc.session_limit)
+    await limit(request, svc.session_limit)
     refuse_when_short_of_memory(svc.watchdog)
     fresh = await svc.journeys.create(owner=browser.browser(request), category=session.category)
     return go_to(request, f"/s/{fresh.id}")

@@ -11,10 +11,10 @@ from server.watchdog import Watchdog
 RETRY_AFTER_S = 30
 
 
-def limit(request: Request, limiter: RateLimiter) -> None:
+async def limit(request: Request, limiter: RateLimiter) -> None:
     """429 with a friendly message when this client is over its per-minute limit."""
     client = request.client.host if request.client else "unknown"
-    wait = limiter.check(client)
+    wait = await limiter.check(client)
     if wait is not None:
         raise Problem(
             429,

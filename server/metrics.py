@@ -70,6 +70,14 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.ratelimit_unavailable = Counter(
+            "crossroads_ratelimit_unavailable_total",
+            "Rate limit checks allowed unchecked because Redis did not answer, by limit.",
+            ["limit"],
+            registry=r,
+        )
+        for name in ("sessions", "answers"):
+            self.ratelimit_unavailable.labels(name)
         self._gauges: dict[str, Gauge] = {}
 
     def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:

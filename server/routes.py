@@ -62,7 +62,7 @@ async def home(request: Request) -> Response:
 async def create_session(request: Request) -> Response:
     svc = services(request)
     data = await form(request)
-    limit(request, svc.session_limit)
+    await limit(request, svc.session_limit)
     category = data.get("category")
     if not isinstance(category, str) or category not in svc.settings.categories:
         raise Problem(400, "Unknown life area", "Please pick one of the areas listed.")
@@ -109,7 +109,7 @@ async def answer(request: Request) -> Response:
     if n > session.report_step:
         raise Problem(404, "Step not found", "This journey has no such step.")
     data = await form(request)
-    limit(request, svc.answer_limit)
+    await limit(request, svc.answer_limit)
     text = answer_text(data.get("answer"), svc.settings.journey.answer_max_chars)
     await svc.journeys.answer(session, n, text)
     return await step_or_page(request, session, n)

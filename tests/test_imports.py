@@ -36,6 +36,11 @@ ONLY_IN: dict[str, frozenset[str]] = {
     "server.app": frozenset({"run"}),
 }
 
+# Who may import it, by the importing module's name: imported name -> the ending that name must
+# have. The Redis client belongs to the distributed backend's own modules (server/*_redis.py);
+# the rest of the app sees their interfaces only.
+ONLY_IN_NAMED: dict[str, str] = {"redis": "_redis"}
+
 # What it must not import: importing module or package -> forbidden names. A package may
 # always import its own modules (the generators import each other).
 NEVER: dict[str, frozenset[str]] = {
@@ -56,6 +61,7 @@ NEVER: dict[str, frozenset[str]] = {
             "sqlite3",
             "psycopg",
             "psycopg_pool",
+            "redis",
             "anyio",
             "asyncio",
             "psutil",
@@ -137,6 +143,9 @@ def violations(source: Source) -> list[str]:
         for imported, allowed in ONLY_IN.items():
             if within(name, imported) and not any(within(module, a) for a in allowed):
                 found.append(f"{where} imports {name}: only {sorted(allowed)} may")
+        for imported, ending in ONLY_IN_NAMED.items():
+            if within(name, imported) and not module.endswith(ending):
+                found.append(f"{where} imports {name}: only modules named *{ending} may")
         for importer, forbidden in NEVER.items():
             if not within(module, importer) or within(name, importer):
                 continue
@@ -212,6 +221,8 @@ def test_the_rules_name_modules_that_exist() -> None:
     named |= set(NEVER) | ENVIRONMENT_READERS | set(FILE_READERS)
     for name in named:
         assert any(within(module, name) for module in modules), f"no module {name}"
+    for ending in ONLY_IN_NAMED.values():
+        assert any(module.endswith(ending) for module in modules), f"no module *{ending}"
 
 
 # The checker itself, on modules written for the purpose.
@@ -244,6 +255,14 @@ BAD_MODULES: Mapping[str, tuple[Source, str]] = {
     "diskcache-outside-cache": (
         Source("server.store", "import diskcache.core\n"),
         "server.store:1 imports diskcache.core",
+    ),
+    "redis-outside-its-modules": (
+        Source("server.cache", "from redis.asyncio import Redis\n"),
+        "server.cache:1 imports redis.asyncio",
+    ),
+    "redis-in-a-module-merely-containing-the-word": (
+        Source("server.redis_things", "import redis\n"),
+        "server.redis_things:1 imports redis",
     ),
     "app-imported-by-a-module": (
         Source("server.routes", "from server import app\n"),
@@ -303,6 +322,7 @@ def test_checker_reports_a_forbidden_import(source: Source, expected: str) -> No
     [
         Source("server.store_sqlite", "import sqlite3\n"),
         Source("server.store_postgres", "import psycopg\nfrom psycopg_pool import X\n"),
+        Source("server.ratelimit_redis", "from redis.asyncio import Redis\nimport redis\n"),
         Source("server.llm", "import openai\nimport httpx2\n"),
         Source("server.app", "import httpx2\n"),
         Source("run", "from server.app import create_app\n"),

@@ -38,6 +38,7 @@ FAMILIES: dict[str, tuple[str, set[str]]] = {
     "crossroads_rss_bytes": ("gauge", set()),
     "crossroads_watchdog_level": ("gauge", set()),
     "crossroads_cache_lookups": ("counter", {"result"}),
+    "crossroads_ratelimit_unavailable": ("counter", {"limit"}),
 }
 
 
