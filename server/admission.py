@@ -1,4 +1,4 @@
-"""The AI-request semaphore and its queue, with positions and a bounded wait."""
+"""The AI-request semaphore and its queue, with positions and a bounded wait; its size is learned."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from server.capacity import AdaptiveLimit, Sample
 from server.reasons import FailureReason
 
 
@@ -29,16 +30,45 @@ class _Waiter:
     position: int = -1
 
 
-class Admission:
-    """`slots` concurrent model calls; others wait in order, at most `queue_timeout_s`."""
+class Slot:
+    """A slot held by one model call, from the start of its first attempt to its end."""
 
-    def __init__(self, slots: int, *, queue_timeout_s: float) -> None:
-        self.slots = slots
+    def __init__(self, admission: Admission, on_position: Callable[[int], None]) -> None:
+        self._admission = admission
+        self._on_position = on_position
+        self.held = False
+
+    async def recheck(self) -> bool:
+        """Between two attempts: when the learned limit fell below the calls holding a slot,
+        give this one back and wait again at the head of the line. Return whether it waited."""
+        admission = self._admission
+        if admission.in_use <= admission.slots:
+            return False
+        self.held = False
+        admission._release()
+        await admission._acquire(self._on_position, front=True)
+        self.held = True
+        return True
+
+
+class Admission:
+    """`limit.value` concurrent model calls (learned, or fixed when given a number); others
+    wait in order, at most `queue_timeout_s`."""
+
+    def __init__(self, limit: int | AdaptiveLimit, *, queue_timeout_s: float) -> None:
+        self.limit = (
+            limit if isinstance(limit, AdaptiveLimit) else AdaptiveLimit(limit, adaptive=False)
+        )
         self.queue_timeout_s = queue_timeout_s
         self.in_use = 0
         self.paused_reason: FailureReason | None = None
         self._queue: list[_Waiter] = []
         self._renumber_pending = False
+
+    @property
+    def slots(self) -> int:
+        """Calls admitted at once now: the learned limit."""
+        return self.limit.value
 
     @property
     def waiting(self) -> int:
@@ -47,22 +77,33 @@ class Admission:
     @asynccontextmanager
     async def slot(
         self, on_position: Callable[[int], None] = lambda _: None
-    ) -> AsyncIterator[None]:
+    ) -> AsyncIterator[Slot]:
+        held = Slot(self, on_position)
         await self._acquire(on_position)
+        held.held = True
         try:
-            yield
+            yield held
         finally:
-            self._release()
+            if held.held:
+                self._release()
 
-    async def _acquire(self, on_position: Callable[[int], None]) -> None:
+    def observe(self, outcome: str, *, started: float, first_token_s: float | None) -> None:
+        """Learn from how one model call attempt ended; a raised limit admits waiters at once."""
+        sample = Sample(outcome, started, first_token_s, self.in_use, self.waiting)
+        if self.limit.observe(sample):
+            self._fill()
+
+    async def _acquire(self, on_position: Callable[[int], None], *, front: bool = False) -> None:
         if self.paused_reason is not None:
             raise NotAdmitted(self.paused_reason)
         if self.in_use < self.slots and not self._queue:
             self.in_use += 1
             return
-        waiter = _Waiter(on_position, position=len(self._queue))
-        self._queue.append(waiter)
+        waiter = _Waiter(on_position, position=0 if front else len(self._queue))
+        self._queue.insert(waiter.position, waiter)
         on_position(waiter.position)
+        if front:
+            self._renumber_soon()
         try:
             with anyio.move_on_after(self.queue_timeout_s):
                 await waiter.woken.wait()
@@ -86,14 +127,23 @@ class Admission:
         self._renumber_soon()
 
     def _release(self) -> None:
-        if self._queue:
-            # The slot passes straight to the next in line, so in_use stays the same.
+        self.in_use -= 1
+        self._fill()
+
+    def _fill(self) -> None:
+        """Hand free slots to the next in line (none while the limit is below the calls
+        running); the limit is read afresh each time, so a shared one can change elsewhere."""
+        if self.paused_reason is not None:
+            return
+        granted = False
+        while self._queue and self.in_use < self.slots:
             nxt = self._queue.pop(0)
             nxt.granted = True
             nxt.woken.set()
+            self.in_use += 1
+            granted = True
+        if granted:
             self._renumber_soon()
-        else:
-            self.in_use -= 1
 
     def _renumber_soon(self) -> None:
         """Tell waiters their new places once per turn of the event loop: when a crowd times

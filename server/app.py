@@ -20,6 +20,7 @@ from server import controls, logs, routes
 from server.admission import Admission
 from server.browser import BrowserCookie
 from server.cache import ResponseCache
+from server.capacity import AdaptiveLimit
 from server.errors import Problem, as_problem
 from server.generators.bank import load_bank
 from server.generators.offline import OfflineWriter
@@ -79,9 +80,10 @@ def create_app(
                 temperature=settings.llm.temperature,
             )
         identity = Identity(secret_key(settings))
-        admission = Admission(
-            limits.max_concurrent_ai_requests, queue_timeout_s=limits.queue_timeout_s
+        learned = AdaptiveLimit(
+            limits.max_concurrent_ai_requests, adaptive=limits.adaptive_concurrency
         )
+        admission = Admission(learned, queue_timeout_s=limits.queue_timeout_s)
         try:
             async with anyio.create_task_group() as tg:
                 generations = Generations(
@@ -227,7 +229,16 @@ def _gauges(
         "crossroads_queue_depth", "Generations waiting for a model slot.", lambda: admission.waiting
     )
     metrics.gauge("crossroads_slots_in_use", "Model slots in use.", lambda: admission.in_use)
-    metrics.gauge("crossroads_slots_total", "Model slots in all.", lambda: admission.slots)
+    metrics.gauge(
+        "crossroads_slots_total",
+        "Model slots configured (limits.max_concurrent_ai_requests).",
+        lambda: admission.limit.maximum,
+    )
+    metrics.gauge(
+        "crossroads_model_concurrency_limit",
+        "Model calls admitted at once, as learned from cut streams, 429s and first-token times.",
+        lambda: admission.slots,
+    )
     metrics.gauge(
         "crossroads_rss_bytes",
         "Resident memory at the last sample.",

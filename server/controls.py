@@ -34,6 +34,11 @@ async def stop(request: Request) -> Response:
     return await _on_step(request, Journeys.stop)
 
 
+async def take_prepared(request: Request) -> Response:
+    """Stop waiting for the model and take the prepared text (the status line's button)."""
+    return await _on_step(request, Journeys.take_prepared)
+
+
 async def retry(request: Request) -> Response:
     # Each retry is a model call: counted like an answer.
     await limit(request, services(request).answer_limit)
@@ -91,6 +96,7 @@ def routes() -> list[Route]:
         Route("/privacy", privacy, methods=["GET"]),
         Route("/s/{sid}/steps/{n}/stop", stop, methods=["POST"]),
         Route("/s/{sid}/steps/{n}/retry", retry, methods=["POST"]),
+        Route("/s/{sid}/steps/{n}/fallback", take_prepared, methods=["POST"]),
         Route("/s/{sid}/restart", restart, methods=["POST"]),
         Route("/s/{sid}/delete", confirm_delete, methods=["GET"]),
         Route("/s/{sid}/delete", delete, methods=["POST"]),

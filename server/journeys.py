@@ -17,12 +17,14 @@ from server.generators.formats import live_end
 from server.generators.journey import Exchange, Journey, Prompt, StepKind
 from server.reasons import memory_reason
 from server.settings import Category, Settings
-from server.steps import StepWriter
+from server.steps import PREPARED, StepWriter
 from server.store import Conflict, Session, Step, Store
 from server.streaming import Generation, Generations, Visible
 from server.watchdog import Level
 
 RenderDone = Callable[[Session, int], Awaitable[str]]
+# How long taking the prepared text waits for it to be written, so the answer shows it.
+PREPARED_WAIT_S = 5.0
 # For a session whose category was removed from the settings after it started.
 FALLBACK_DIMENSIONS = ("Clarity", "Courage", "Care for others", "Patience")
 
@@ -115,6 +117,20 @@ class Journeys:
             running.finish(await self.render_done(session, n))
             running.cancel_scope.cancel()
         return stopped
+
+    async def take_prepared(self, session: Session, n: int) -> bool:
+        """The person will not wait for the model: its call stops and the step falls back to
+        the prepared text, with a note saying so. Only before the model has shown any text:
+        once it writes, there is nothing left to wait for."""
+        running = self.generations.get((session.id, n))
+        if running is None or running.ended or running.text:
+            return False
+        running.shed(PREPARED)
+        # The fallback is written at once; waiting for it lets the answer show the finished step.
+        with anyio.move_on_after(PREPARED_WAIT_S):
+            while not running.ended:
+                await running.changed.wait()
+        return True
 
     async def retry(self, session: Session, n: int) -> Generation | None:
         if not await self.store.reopen_step(session.id, n):

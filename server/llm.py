@@ -77,13 +77,49 @@ class IncompleteStream(ModelError):
     reason = "incomplete_stream"
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """How one request to the upstream ended. `outcome` is "ok", "cancelled" (the caller left)
+    or a ModelError reason; `retry_in_s` is set when another attempt follows after that wait."""
+
+    number: int
+    of: int
+    outcome: str
+    started: float
+    first_token_s: float | None = None
+    retry_in_s: float | None = None
+
+
+class Watcher(Protocol):
+    """Hears every attempt of one model call: the log, the metrics, the status a person sees and
+    the admission's learned limit all follow from these."""
+
+    def ended(self, attempt: Attempt) -> None: ...
+
+    async def before_retry(self, attempt: Attempt) -> None:
+        """After the backoff, before the next request: may wait (for a slot) or raise."""
+
+
+class Unwatched:
+    def ended(self, attempt: Attempt) -> None:
+        pass
+
+    async def before_retry(self, attempt: Attempt) -> None:
+        pass
+
+
+UNWATCHED = Unwatched()
+
+
 class Model(Protocol):
     """Turns a prompt into an async stream of text deltas ending with a finish reason."""
 
     name: str
     live: bool
 
-    def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[Delta]: ...
+    def stream(
+        self, prompt: Prompt, *, deadline: float, watcher: Watcher = UNWATCHED
+    ) -> AsyncGenerator[Delta]: ...
 
 
 @dataclass(frozen=True)
@@ -130,19 +166,33 @@ class OpenAIModel:
         self._jitter = jitter
         self._sleep = sleep
 
-    async def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[Delta]:
+    async def stream(
+        self, prompt: Prompt, *, deadline: float, watcher: Watcher = UNWATCHED
+    ) -> AsyncGenerator[Delta]:
+        of = self._deadlines.max_attempts
         attempt = 0
         while True:
             attempt += 1
+            started = self._clock()
             try:
                 upstream, first = await self._open(prompt, deadline, attempt)
                 break
             except _Retryable as retry:
                 delay = self._backoff(attempt, retry.retry_after)
-                if attempt >= self._deadlines.max_attempts or self._clock() + delay >= deadline:
+                reason = retry.error.reason
+                if attempt >= of or self._clock() + delay >= deadline:
                     retry.error.attempts = attempt
+                    watcher.ended(Attempt(attempt, of, reason, started))
                     raise retry.error from None
+                ended = Attempt(attempt, of, reason, started, retry_in_s=delay)
+                watcher.ended(ended)
                 await self._sleep(delay)
+                await watcher.before_retry(ended)
+            except ModelError as error:
+                watcher.ended(Attempt(attempt, of, error.reason, started))
+                raise
+        first_token_s = self._clock() - started
+        outcome = "cancelled"
         try:
             yield first
             if not first.finish_reason:
@@ -150,9 +200,21 @@ class OpenAIModel:
                     yield delta
                     if delta.finish_reason:
                         break
+            outcome = "ok"
             await upstream.drain()
+        except ConnectionFailed as error:
+            # Text was already shown: the answer broke off, which is not the same as a model
+            # that could not be reached (and tells the admission the upstream cut us).
+            outcome = IncompleteStream.reason
+            raise IncompleteStream(
+                f"the stream broke off mid-answer: {error.detail}", attempts=attempt
+            ) from None
+        except ModelError as error:
+            outcome = error.reason
+            raise
         finally:
             await upstream.close()
+            watcher.ended(Attempt(attempt, of, outcome, started, first_token_s))
 
     async def _open(self, prompt: Prompt, deadline: float, attempt: int) -> tuple[_Upstream, Delta]:
         """Send the request and wait for its first text, both under the first-token deadline."""
@@ -349,7 +411,9 @@ class OfflineModel:
         self.writer = writer
         self._chars_per_s = chars_per_s
 
-    async def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[Delta]:
+    async def stream(
+        self, prompt: Prompt, *, deadline: float, watcher: Watcher = UNWATCHED
+    ) -> AsyncGenerator[Delta]:
         text = self.writer.write(prompt.journey, prompt.kind)
         if self._chars_per_s is None:
             yield Delta(text, "stop")

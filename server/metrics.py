@@ -35,6 +35,12 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40),
             registry=r,
         )
+        self.attempts = Counter(
+            "crossroads_model_attempts_total",
+            "Requests to the model, by how each ended: ok, cancelled, or the failure's reason.",
+            ["outcome"],
+            registry=r,
+        )
         self.cache_lookups = Counter(
             "crossroads_cache_lookups_total", "Response cache lookups.", ["result"], registry=r
         )

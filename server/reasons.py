@@ -26,6 +26,8 @@ FailureReason = Literal[
     "queue_timeout",
     "memory_soft",
     "memory_hard",
+    # The person took the prepared text instead of waiting (journeys.py).
+    "chose_prepared",
 ]
 REASONS: tuple[FailureReason, ...] = get_args(FailureReason)
 
@@ -50,6 +52,7 @@ CAUSES: dict[FailureReason, str] = {
     "queue_timeout": "Many people are writing right now",
     "memory_soft": _MEMORY,
     "memory_hard": _MEMORY,
+    "chose_prepared": "You chose not to wait for the model",
 }
 
 

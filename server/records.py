@@ -55,6 +55,7 @@ class Step:
     first_chunk_s: float | None
     duration_s: float | None
     chunks: int | None
+    attempts: int | None = None  # requests sent to the model for it, retries included
 
 
 @dataclass(frozen=True)
@@ -88,4 +89,5 @@ def step_record(row: Mapping[str, Any]) -> Step:
         first_chunk_s=row["first_chunk_s"],
         duration_s=row["duration_s"],
         chunks=row["chunks"],
+        attempts=row["attempts"],
     )

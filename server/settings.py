@@ -110,6 +110,12 @@ class LimitsSettings(_Section):
         ge=1,
         description="Model calls that may run at once in this process; the rest wait in a queue.",
     )
+    adaptive_concurrency: bool = Field(
+        True,
+        description="Learn how many model calls the upstream copes with at once: fewer when it "
+        "cuts streams, answers 429 or its first token slows down (down to 1), more again while "
+        "it copes (up to max_concurrent_ai_requests). false keeps the limit fixed.",
+    )
     queue_timeout_s: float = Field(
         5.0,
         ge=0,

@@ -9,15 +9,17 @@ from dataclasses import dataclass
 
 from server import checks, logs
 from server.admission import Admission, NotAdmitted
+from server.attempts import StepWatcher
 from server.cache import ResponseCache, request_key
 from server.generators.journey import Prompt, StepKind
-from server.llm import Model, ModelError, OfflineModel
+from server.llm import UNWATCHED, Model, ModelError, OfflineModel, Watcher
 from server.metrics import Metrics
 from server.reasons import CAUSES, FailureReason
 from server.settings import Settings
 from server.store import Finished, Session, Store
 from server.streaming import Generation
 
+PREPARED: FailureReason = "chose_prepared"  # the person took the prepared text
 SERVED_BY = {
     "cache": "the text written earlier for exactly the same request",
     "pool": "a scenario the model wrote earlier for another visitor",
@@ -51,6 +53,7 @@ class _Tally:
         self.first_chunk_s: float | None = None
         self.chunks = 0
         self.finish_reason: str | None = None
+        self.attempts = 1
 
     def count(self) -> None:
         if self.first_chunk_s is None:
@@ -122,10 +125,14 @@ class StepWriter:
             if verdict.reason is None:
                 await self._remember(key, session, prompt, verdict.text)
                 finished = tally.record(
-                    verdict.text, source="model", model=self.model.name, note=verdict.note
+                    verdict.text,
+                    source="model",
+                    model=self.model.name,
+                    note=verdict.note,
+                    attempts=tally.attempts,
                 )
                 return self._done(finished)
-            failure = Failure(verdict.reason, verdict.detail, 1)
+            failure = Failure(verdict.reason, verdict.detail, tally.attempts)
         return await self._fall_back(gen, session, prompt, key, failure, tally)
 
     async def _checked(
@@ -158,22 +165,35 @@ class StepWriter:
 
     async def _from_model(self, gen: Generation, prompt: Prompt, tally: _Tally) -> Failure | None:
         """None when the model wrote the whole step; otherwise why it did not."""
+        watcher: StepWatcher | None = None
         try:
             with gen.model_scope:
-                async with self.admission.slot(lambda ahead: _queued(gen, ahead)):
+
+                def queued(ahead: int) -> None:
+                    _queued(gen, ahead, self.admission.slots)
+
+                async with self.admission.slot(queued) as slot:
                     deadline = time.monotonic() + self.settings.limits.worker_time_limit_s
                     gen.set_status("writing")
                     gen.calling_model = True
+                    watcher = StepWatcher(
+                        gen, prompt.kind, admission=self.admission, slot=slot, metrics=self.metrics
+                    )
                     try:
-                        await _pump(self.model, prompt, gen, tally, deadline=deadline)
+                        await _pump(
+                            self.model, prompt, gen, tally, deadline=deadline, watcher=watcher
+                        )
                     finally:
                         gen.calling_model = False
+                        tally.attempts = watcher.attempts
                     return None
-            return Failure(gen.shed_reason or "memory_hard", "shed by the memory watchdog")
+            reason = gen.shed_reason or "memory_hard"
+            detail = "the person took the prepared text" if reason == PREPARED else "shed"
+            return Failure(reason, detail, _attempts(watcher))
         except ModelError as error:
             return Failure(error.reason, error.detail, error.attempts)
         except NotAdmitted as refused:
-            return Failure(refused.reason, "no slot for the model call")
+            return Failure(refused.reason, "no slot for the model call", _attempts(watcher))
         except Exception as error:
             # A fault the model layer did not classify must still end in fallback text: raised
             # from here it would end the generation without a `done` (and its task group).
@@ -190,8 +210,10 @@ class StepWriter:
         tally: _Tally,
     ) -> Finished:
         logs.event(
-            logging.WARNING,
-            "Request terminated to prevent worker timeout",
+            logging.INFO if failure.reason == PREPARED else logging.WARNING,
+            "Prepared text taken instead of waiting"
+            if failure.reason == PREPARED
+            else "Request terminated to prevent worker timeout",
             reason=failure.reason,
             detail=failure.detail,
             kind=prompt.kind,
@@ -201,7 +223,8 @@ class StepWriter:
             chunks=tally.chunks,
             shown_chars=len(gen.text),
         )
-        self.metrics.terminations.labels(failure.reason).inc()
+        if failure.reason != PREPARED:
+            self.metrics.terminations.labels(failure.reason).inc()
         gen.set_status(fallback_status(prompt.kind))
         tier, text = await self._fallback_text(session, prompt, key)
         self.metrics.fallbacks.labels(failure.reason, tier).inc()
@@ -264,11 +287,18 @@ class StepWriter:
 
 
 async def _pump(
-    model: Model, prompt: Prompt, gen: Generation, tally: _Tally, *, deadline: float
+    model: Model,
+    prompt: Prompt,
+    gen: Generation,
+    tally: _Tally,
+    *,
+    deadline: float,
+    watcher: Watcher = UNWATCHED,
 ) -> None:
-    async with aclosing(model.stream(prompt, deadline=deadline)) as deltas:
+    async with aclosing(model.stream(prompt, deadline=deadline, watcher=watcher)) as deltas:
         async for delta in deltas:
             if delta.text:
+                gen.set_status("writing")  # after a retry's status, once text comes
                 gen.append(delta.text)
                 tally.count()
             if delta.finish_reason:
@@ -289,5 +319,11 @@ def _cache_failed(operation: str) -> None:
     )
 
 
-def _queued(gen: Generation, ahead: int) -> None:
-    gen.set_status(f"queued: {ahead} ahead of you" if ahead else "queued: you are next")
+def _attempts(watcher: StepWatcher | None) -> int:
+    return 0 if watcher is None else watcher.attempts
+
+
+def _queued(gen: Generation, ahead: int, limit: int) -> None:
+    place = f"{ahead} ahead of you" if ahead else "you are next"
+    pace = "1 answer at a time" if limit == 1 else f"{limit} answers at a time"
+    gen.set_status(f"queued: {place}; the model is writing {pace}")

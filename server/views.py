@@ -9,6 +9,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from server.attempts import waiting
 from server.generators import question as question_gen
 from server.generators import report as report_gen
 from server.generators.offline import OfflineWriter
@@ -52,6 +53,8 @@ class StepView:
     scores: list[Score] = field(default_factory=list)
     scores_note: str | None = None
     number: int = 0  # the question's number, 1-based
+    status: str = "connecting"
+    waiting: bool = False  # queued or between attempts: the prepared text can be taken now
 
 
 @dataclass
@@ -146,8 +149,17 @@ class Views:
             return StepView(step.n, kind, live=False, stopped=True, number=number)
         if step.status != "done":
             running = self.journeys.generations.get((session.id, step.n))
-            text = running.text if running is not None else ""
-            return StepView(step.n, kind, live=True, text=text, number=number)
+            if running is None:
+                return StepView(step.n, kind, live=True, number=number)
+            return StepView(
+                step.n,
+                kind,
+                live=True,
+                text=running.text,
+                number=number,
+                status=running.status,
+                waiting=waiting(running.status),
+            )
         view = StepView(
             step.n,
             kind,

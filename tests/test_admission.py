@@ -14,6 +14,7 @@ import pytest
 
 from server.admission import Admission, NotAdmitted
 from server.app import create_app
+from server.capacity import AdaptiveLimit
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
@@ -365,7 +366,7 @@ async def test_many_acquires_with_random_cancellation_and_timeouts_leak_no_slot(
 # The app under uvicorn: 2 slots, 10 sessions at once, a slow upstream over real HTTP.
 
 SLOW_CHUNKS = [f"word{i} " for i in range(10)]
-QUEUED = re.compile(r"^queued: \d+ ahead of you$")
+QUEUED = re.compile(r"^queued: \d+ ahead of you; the model is writing 2 answers at a time$")
 SOURCE = re.compile(r'data-source="(\w+)"')
 
 
@@ -509,3 +510,107 @@ async def test_a_crowd_leaving_together_renumbers_each_waiter_once() -> None:
             assert heard[index] == [index, index - 40]  # its place on arrival, then once more
         holder_done.set()
     assert admission.in_use == 0 and admission.waiting == 0
+
+
+# The learned limit.
+
+
+async def test_a_lowered_limit_takes_no_slot_away_but_admits_no_one_until_below_it() -> None:
+    admission = Admission(AdaptiveLimit(2), queue_timeout_s=LONG_S)
+    a, b, c = (Holder(admission, name) for name in "abc")
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a.run)
+            tg.start_soon(b.run)
+            await a.entered.wait()
+            await b.entered.wait()
+            admission.observe("incomplete_stream", started=0.0, first_token_s=None)
+            assert (admission.slots, admission.in_use) == (1, 2)
+            tg.start_soon(c.run)
+            await c.queued.wait()
+            a.leave.set()
+            await a.ended.wait()
+            assert (admission.in_use, admission.waiting) == (1, 1)  # b alone is at the limit
+            assert not c.entered.is_set()
+            b.leave.set()
+            await c.entered.wait()
+            c.leave.set()
+    assert (admission.in_use, admission.waiting) == (0, 0)
+
+
+async def test_a_raised_limit_admits_waiters_at_once() -> None:
+    admission = Admission(AdaptiveLimit(2), queue_timeout_s=LONG_S)
+    admission.observe("rate_limited", started=0.0, first_token_s=None)  # down to 1
+    a, b = Holder(admission, "a"), Holder(admission, "b")
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a.run)
+            await a.entered.wait()
+            tg.start_soon(b.run)
+            await b.queued.wait()
+            # a's call succeeded while b waited: one window at 1, the limit rises to 2.
+            admission.observe("ok", started=0.0, first_token_s=0.5)
+            assert admission.slots == 2
+            await b.entered.wait()
+            assert admission.in_use == 2
+            a.leave.set()
+            b.leave.set()
+    assert (admission.in_use, admission.waiting) == (0, 0)
+
+
+async def test_a_call_over_the_lowered_limit_steps_back_to_the_head_of_the_line() -> None:
+    admission = Admission(AdaptiveLimit(2), queue_timeout_s=LONG_S)
+    holder = Holder(admission, "holder")
+    older = Holder(admission, "older")
+    rechecked = anyio.Event()
+    waited: list[bool] = []
+    positions: list[int] = []
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(holder.run)
+            await holder.entered.wait()
+
+            async def retrying() -> None:
+                async with admission.slot(positions.append) as slot:
+                    admission.observe("incomplete_stream", started=0.0, first_token_s=None)
+                    tg.start_soon(older.run)
+                    await older.queued.wait()
+                    # Before its next attempt: two calls hold slots, the limit is now one.
+                    waited.append(await slot.recheck())
+                    rechecked.set()
+
+            tg.start_soon(retrying)
+            await anyio.wait_all_tasks_blocked()
+            assert positions == [0]  # ahead of the caller that was already waiting
+            assert older.positions == [0, 1]
+            assert (admission.in_use, admission.waiting) == (1, 2)
+            holder.leave.set()
+            await rechecked.wait()
+            assert waited == [True]
+            await older.entered.wait()
+            older.leave.set()
+    assert (admission.in_use, admission.waiting) == (0, 0)
+
+
+async def test_a_call_within_the_limit_keeps_its_slot_between_attempts() -> None:
+    admission = Admission(AdaptiveLimit(2), queue_timeout_s=LONG_S)
+    async with admission.slot() as slot:
+        assert not await slot.recheck()
+        assert admission.in_use == 1
+    assert admission.in_use == 0
+
+
+async def test_a_call_that_times_out_stepping_back_holds_no_slot() -> None:
+    admission = Admission(AdaptiveLimit(2), queue_timeout_s=0.05)
+    holder = Holder(admission, "holder")
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(holder.run)
+            await holder.entered.wait()
+            with pytest.raises(NotAdmitted, match="queue_timeout"):
+                async with admission.slot() as slot:
+                    admission.observe("rate_limited", started=0.0, first_token_s=None)
+                    await slot.recheck()
+            assert (admission.in_use, admission.waiting) == (1, 0)
+            holder.leave.set()
+    assert (admission.in_use, admission.waiting) == (0, 0)

@@ -207,7 +207,9 @@ class WritingModel:
         self.chunks = chunks
         self.calls = 0
 
-    async def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[llm.Delta]:
+    async def stream(
+        self, prompt: Prompt, *, deadline: float, watcher: llm.Watcher = llm.UNWATCHED
+    ) -> AsyncGenerator[llm.Delta]:
         self.calls += 1
         for chunk in self.chunks[:-1]:
             yield llm.Delta(chunk)
@@ -224,7 +226,9 @@ class FailingModel:
         self.meanwhile = meanwhile
         self.calls = 0
 
-    async def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[llm.Delta]:
+    async def stream(
+        self, prompt: Prompt, *, deadline: float, watcher: llm.Watcher = llm.UNWATCHED
+    ) -> AsyncGenerator[llm.Delta]:
         self.calls += 1
         if self.meanwhile is not None:
             await self.meanwhile()
@@ -430,7 +434,9 @@ class BrokenModel:
     live = True
     name = "fake"
 
-    async def stream(self, prompt: Prompt, *, deadline: float) -> AsyncGenerator[llm.Delta]:
+    async def stream(
+        self, prompt: Prompt, *, deadline: float, watcher: llm.Watcher = llm.UNWATCHED
+    ) -> AsyncGenerator[llm.Delta]:
         yield llm.Delta("You stand ")
         raise RuntimeError("a bug in the model layer")
 

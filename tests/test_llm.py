@@ -235,12 +235,16 @@ async def test_a_client_error_is_not_retried(fake: FakeUpstream, settings: Setti
     assert len(fake.requests) == 1
 
 
-async def test_a_dropped_connection_after_text_is_a_connection_error(
+async def test_a_connection_dropped_after_text_is_an_incomplete_stream_not_retried(
     fake: FakeUpstream, settings: Settings
 ) -> None:
+    """Regression: a real model's stream cut after 496 characters was reported as "could not
+    be reached"; what happened is that it stopped mid-answer."""
     fake.script(Script(drop_after=4))
-    with pytest.raises(llm.ConnectionFailed):
+    with pytest.raises(llm.IncompleteStream) as caught:
         await run(model_for(settings, fake.transport()))
+    assert "broke off mid-answer" in caught.value.detail
+    assert len(fake.requests) == 1
 
 
 async def test_a_malformed_chunk_is_a_typed_error(fake: FakeUpstream, settings: Settings) -> None:
@@ -384,3 +388,69 @@ async def test_a_connection_dropped_before_the_first_token_is_retried(
     deltas = await run(model_for(settings, fake.transport(), sleeps))
     assert deltas[-1].finish_reason == "stop"
     assert len(fake.requests) == 2 and len(sleeps.waits) == 1
+
+
+class Heard:
+    """A watcher that records each attempt and each wait before a retry."""
+
+    def __init__(self) -> None:
+        self.attempts: list[llm.Attempt] = []
+        self.retried_after: list[int] = []
+
+    def ended(self, attempt: llm.Attempt) -> None:
+        self.attempts.append(attempt)
+
+    async def before_retry(self, attempt: llm.Attempt) -> None:
+        self.retried_after.append(attempt.number)
+
+
+async def run_watched(model: llm.OpenAIModel, heard: Heard) -> list[llm.Delta]:
+    with anyio.fail_after(15):
+        stream = model.stream(PROMPT, deadline=time.monotonic() + 5, watcher=heard)
+        return [delta async for delta in stream]
+
+
+async def test_the_watcher_hears_every_attempt_and_the_wait_before_each_retry(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(first_delay_s=30), Script(status=429, retry_after="0"), Script())
+    heard = Heard()
+    deltas = await run_watched(model_for(settings, fake.transport()), heard)
+    assert deltas[-1].finish_reason == "stop"
+    outcomes = [(a.number, a.of, a.outcome) for a in heard.attempts]
+    assert outcomes == [(1, 3, "first_token_timeout"), (2, 3, "rate_limited"), (3, 3, "ok")]
+    assert heard.attempts[0].retry_in_s == pytest.approx(0.375)
+    assert heard.attempts[1].retry_in_s == 0.0
+    assert heard.attempts[2].retry_in_s is None
+    assert heard.attempts[0].first_token_s is None
+    first_token_s = heard.attempts[2].first_token_s
+    assert first_token_s is not None and first_token_s >= 0
+    assert heard.retried_after == [1, 2]
+
+
+async def test_the_watcher_hears_the_last_failure_and_a_cut_after_text(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(status=500), Script(drop_after=3))
+    heard = Heard()
+    with pytest.raises(llm.IncompleteStream) as caught:
+        await run_watched(model_for(settings, fake.transport()), heard)
+    assert caught.value.attempts == 2
+    assert [a.outcome for a in heard.attempts] == ["upstream_status", "incomplete_stream"]
+    assert heard.attempts[-1].retry_in_s is None
+    assert heard.attempts[-1].first_token_s is not None
+
+
+async def test_a_consumer_that_leaves_is_heard_as_cancelled(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    fake.script(Script(endless=True, chunk_delay_s=0.01))
+    heard = Heard()
+    stream = model_for(settings, fake.transport()).stream(
+        PROMPT, deadline=time.monotonic() + 30, watcher=heard
+    )
+    with anyio.fail_after(10):
+        async for _ in stream:
+            break
+        await stream.aclose()
+    assert [a.outcome for a in heard.attempts] == ["cancelled"]

@@ -39,6 +39,8 @@ FAMILIES: dict[str, tuple[str, set[str]]] = {
     "crossroads_watchdog_level": ("gauge", set()),
     "crossroads_cache_lookups": ("counter", {"result"}),
     "crossroads_ratelimit_unavailable": ("counter", {"limit"}),
+    "crossroads_model_concurrency_limit": ("gauge", set()),
+    "crossroads_model_attempts": ("counter", {"outcome"}),
 }
 
 
@@ -131,6 +133,9 @@ async def test_a_live_journey_counts_model_steps_fallbacks_and_cache_lookups(
     generations = found["crossroads_generations"]
     assert value(generations, "_total", source="offline", outcome="fallback") == 1
     assert value(generations, "_total", source="model", outcome="complete") == 1
+    attempts = found["crossroads_model_attempts"]
+    assert value(attempts, "_total", outcome="upstream_status") == 1
+    assert value(attempts, "_total", outcome="ok") == 1
     first_chunk = found["crossroads_time_to_first_chunk_seconds"]
     assert value(first_chunk, "_count", source="model") == 1
     lookups = found["crossroads_cache_lookups"]

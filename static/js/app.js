@@ -24,6 +24,10 @@
     if (!root) return;
     var el = part(root, "status-text");
     if (el) el.textContent = event.detail.data;
+    // While the step waits (queued, or the model is asked again), the person may take the
+    // prepared text instead: the same two marks as server/attempts.py's waiting().
+    var prepared = part(root, "prepared");
+    if (prepared) prepared.hidden = !/^queued:|asking again/.test(event.detail.data);
   });
 
   // The text as streamed; what is shown leaves out the machine-readable tail (a question's
