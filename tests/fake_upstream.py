@@ -23,7 +23,7 @@ import httpx2
 import uvicorn
 
 JsonDict = dict[str, Any]
-Outcome = Literal["completed", "client_closed", "dropped"]
+Outcome = Literal["completed", "client_closed", "dropped", "cut"]
 
 DEFAULT_MODEL = "fake-model"
 DEFAULT_CHUNKS = (
@@ -94,6 +94,12 @@ class FakeUpstream:
         self.completed = 0
         self.client_closed = 0
         self.dropped = 0  # bodies the fake cut short: drop_after, or the server shutting down
+        # One stream at a time, as llama.cpp's server by default: a new request cuts the
+        # running stream, whose body then ends early (a clean end, no finish reason).
+        self.one_at_a_time = False
+        self.cut = 0  # streams ended early that way
+        self._turns: list[_Turn] = []
+        self._turns_taken = 0
         self._queue: deque[Script] = deque()
         # The real server runs on another thread, so every counter update takes this lock.
         self._lock = threading.Lock()
@@ -142,6 +148,22 @@ class FakeUpstream:
         delay_s = script.headers_delay_s
         return _Answer(200, _SSE_HEADERS, delay_s=delay_s, script=script, model=model)
 
+    def _take_turn(self, interrupted: anyio.Event) -> _Turn:
+        """A new stream: in one-at-a-time mode every running stream is cut (and woken)."""
+        with self._lock:
+            self._turns_taken += 1
+            turn = _Turn(interrupted, done_when_cut=self._turns_taken % 2 == 0)
+            running, self._turns = (self._turns, [turn]) if self.one_at_a_time else ([], [])
+        for other in running:
+            other.cut = True
+            other.interrupted.set()
+        return turn
+
+    def _end_turn(self, turn: _Turn) -> None:
+        with self._lock:
+            if turn in self._turns:
+                self._turns.remove(turn)
+
     def _open_stream(self) -> Callable[[Outcome], None]:
         """Count a stream as open; the returned callback records how it ended, once."""
         with self._lock:
@@ -159,6 +181,15 @@ class FakeUpstream:
                 setattr(self, outcome, getattr(self, outcome) + 1)
 
         return end
+
+
+@dataclass(eq=False)
+class _Turn:
+    """One stream's hold on a one-at-a-time fake: `cut` once a newer request took it over."""
+
+    interrupted: anyio.Event
+    done_when_cut: bool = False
+    cut: bool = False
 
 
 def _json(value: object) -> bytes:
@@ -208,10 +239,17 @@ async def _pause(seconds: float, interrupted: anyio.Event) -> bool:
 
 
 async def _sse_body(
-    script: Script, model: str, interrupted: anyio.Event
+    script: Script, model: str, interrupted: anyio.Event, turn: _Turn | None = None
 ) -> AsyncGenerator[bytes, None]:
-    """Yield one scripted SSE body; stop early once interrupted, raise _Dropped to cut it."""
+    """Yield one scripted SSE body; stop early once interrupted, raise _Dropped to cut it.
+    A cut stream (one-at-a-time mode) ends as llama.cpp's do: the role chunk, then the end of
+    the body, every second time after a `[DONE]` with no finish reason."""
     if await _pause(script.first_delay_s, interrupted):
+        if turn is not None and turn.cut:
+            if script.empty_first_chunk:
+                yield _chunk(model, {"role": "assistant", "content": ""})
+            if turn.done_when_cut:
+                yield _DONE
         return
     if script.empty_first_chunk:
         yield _chunk(model, {"role": "assistant", "content": ""})
@@ -220,6 +258,8 @@ async def _sse_body(
     for index in itertools.count():
         if index == script.stall_after:
             await interrupted.wait()  # until the client leaves or the server stops
+            if turn is not None and turn.cut and turn.done_when_cut:
+                yield _DONE
             return
         if index == script.drop_after:
             raise _Dropped
@@ -227,6 +267,8 @@ async def _sse_body(
         if text is None:
             break
         if await _pause(script.chunk_delay_s if index else 0.0, interrupted):
+            if turn is not None and turn.cut and turn.done_when_cut:
+                yield _DONE
             return
         yield _MALFORMED if index == script.malformed_at else _chunk(model, {"content": text})
     if script.close_without_finish:
@@ -267,6 +309,7 @@ class _TransportBody(httpx2.AsyncByteStream):
     """One scripted SSE body for an in-process client; notices the client leaving early."""
 
     def __init__(self, upstream: FakeUpstream, script: Script, model: str) -> None:
+        self._upstream = upstream
         self._end = upstream._open_stream()
         self._interrupted = anyio.Event()
         self._pieces = self._produce(script, model)
@@ -279,17 +322,21 @@ class _TransportBody(httpx2.AsyncByteStream):
 
     async def _produce(self, script: Script, model: str) -> AsyncGenerator[bytes, None]:
         outcome: Outcome = "client_closed"  # unless the body reaches its end or is dropped
+        turn = self._upstream._take_turn(self._interrupted)
         try:
-            async with aclosing(_sse_body(script, model, self._interrupted)) as body:
+            async with aclosing(_sse_body(script, model, self._interrupted, turn)) as body:
                 async for piece in body:
                     yield piece
-            if not self._interrupted.is_set():
+            if turn.cut:
+                outcome = "cut"
+            elif not self._interrupted.is_set():
                 outcome = "completed"
         except _Dropped:
             outcome = "dropped"
             message = "peer closed connection without sending complete message body (fake drop)"
             raise httpx2.RemoteProtocolError(message) from None
         finally:
+            self._upstream._end_turn(turn)
             self._end(outcome)
 
     def leave(self) -> None:
@@ -332,6 +379,7 @@ class _AsgiApp:
         answer = self.upstream._answer(scope["method"], scope["path"], headers, bytes(body))
         end = self.upstream._open_stream() if answer.script else None
         interrupted = anyio.Event()
+        turn = self.upstream._take_turn(interrupted) if answer.script else None
         left = finished = dropped = False
 
         async def watch_client() -> None:
@@ -349,16 +397,20 @@ class _AsgiApp:
             tg.start_soon(watch_client)
             tg.start_soon(watch_stop)
             try:
-                finished = await _send_answer(answer, send, interrupted)
+                finished = await _send_answer(answer, send, interrupted, turn)
             except _Dropped:
                 dropped = True
             except OSError:
                 left = True  # a failed send means the client is gone
             tg.cancel_scope.cancel()
         # watch_client also fires once the response is complete, so `finished` wins.
+        if turn is not None:
+            self.upstream._end_turn(turn)
         outcome: Outcome = (
             "completed" if finished else "client_closed" if left and not dropped else "dropped"
         )
+        if finished and turn is not None and turn.cut:
+            outcome = "cut"
         if end is not None:
             end(outcome)
         if outcome == "dropped":
@@ -366,20 +418,23 @@ class _AsgiApp:
 
 
 async def _send_answer(
-    answer: _Answer, send: Callable[[JsonDict], Awaitable[None]], interrupted: anyio.Event
+    answer: _Answer,
+    send: Callable[[JsonDict], Awaitable[None]],
+    interrupted: anyio.Event,
+    turn: _Turn | None = None,
 ) -> bool:
     """Send `answer` over ASGI; return whether it was sent in full."""
-    if await _pause(answer.delay_s, interrupted):
+    if await _pause(answer.delay_s, interrupted) and not (turn is not None and turn.cut):
         return False
     headers = [(k.encode(), v.encode()) for k, v in answer.headers]
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     if answer.script is None:
         await send({"type": "http.response.body", "body": answer.content})
         return True
-    async with aclosing(_sse_body(answer.script, answer.model, interrupted)) as body:
+    async with aclosing(_sse_body(answer.script, answer.model, interrupted, turn)) as body:
         async for piece in body:
             await send({"type": "http.response.body", "body": piece, "more_body": True})
-    if interrupted.is_set():
+    if interrupted.is_set() and not (turn is not None and turn.cut):
         return False
     await send({"type": "http.response.body", "body": b""})
     return True
@@ -464,6 +519,11 @@ def main(argv: list[str] | None = None) -> None:
         help="answer requests whose max_tokens is N with the short default reply at once "
         "(repeatable; benchmarks use it so follow-up steps do not compete with the streams measured)",
     )
+    parser.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="serve one stream at a time: a new request cuts the running one (llama.cpp's way)",
+    )
     args = parser.parse_args(argv)
     script = Script(
         chunks=[DEFAULT_CHUNKS[i % len(DEFAULT_CHUNKS)] for i in range(args.tokens)],
@@ -471,6 +531,7 @@ def main(argv: list[str] | None = None) -> None:
         chunk_delay_s=1 / args.rate if args.rate > 0 else 0.0,
     )
     upstream = FakeUpstream(script)
+    upstream.one_at_a_time = args.one_at_a_time
     if args.quick_max_tokens:
         quick, short = set(args.quick_max_tokens), Script()
 

@@ -293,3 +293,31 @@ def test_runs_as_a_process() -> None:
         finally:
             proc.terminate()
             assert proc.wait(timeout=LIMIT) == 0
+
+
+@pytest.mark.anyio
+async def test_one_at_a_time_a_new_request_cuts_the_running_stream(
+    make_client: MakeClient, fake: FakeUpstream
+) -> None:
+    """As llama.cpp's server: the running stream ends early with no finish reason (after its
+    role chunk, every second time with a `[DONE]`); the newcomer is served in full."""
+    fake.one_at_a_time = True
+    fake.default = Script(chunk_delay_s=0.05)
+    cut: list[list[ChatCompletionChunk]] = []
+    with anyio.fail_after(LIMIT):
+        async with make_client() as client:
+            for _ in range(2):
+                first = await start(client)
+                received = [await anext(first.__aiter__()) for _ in range(3)]
+                # The second request arrives while the first still streams.
+                second = [chunk async for chunk in await start(client)]
+                received += [chunk async for chunk in first]
+                cut.append(received)
+                assert text_of(second) == "".join(DEFAULT_CHUNKS)
+                assert second[-1].choices[0].finish_reason == "stop"
+        await fake.wait_for(lambda f: f.open_streams == 0)
+    for received in cut:
+        assert received[0].choices[0].delta.role == "assistant"
+        assert all(c.choices[0].finish_reason is None for c in received if c.choices)
+        assert len(text_of(received)) < len("".join(DEFAULT_CHUNKS))
+    assert fake.cut == 2 and fake.completed == 2
