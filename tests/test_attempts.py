@@ -13,7 +13,7 @@ import pytest
 
 from server.app import create_app
 from server.settings import Settings
-from server.store import Store
+from server.store import open_store
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
@@ -95,11 +95,11 @@ async def test_a_retry_that_succeeds_is_stored_counted_logged_and_told(
     assert statuses[-1] == "writing"  # said again once the retry's text came
     assert scenario_requests(fake) == 2
 
-    store = Store(settings.storage.data_dir / "crossroads.db")
+    store = await open_store(settings)
     try:
         step = await store.step(sid, 0)
     finally:
-        store.close()
+        await store.close()
     assert step is not None and step.attempts == 2
 
     attempts = "crossroads_model_attempts_total"
