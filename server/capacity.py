@@ -21,10 +21,12 @@ DECREASE = 0.5  # multiplicative decrease, as TCP
 SLOW_FACTOR = 3.0
 SLOW_MARGIN_S = 1.5
 BASELINE_WEIGHT = 0.2
-# A raise that was followed by an overload before the new level held for one window makes the
-# next raise to that level wait twice as long: one failed probe per doubling, never a steady
-# stream of cut answers against an upstream that really serves one call at a time.
-PATIENCE_CAP = 32
+# An overload with n calls running makes the next raise to n wait four times as long: each
+# probe of a level that failed costs one cut answer, so against an upstream that really serves
+# one call at a time the probes come after 4, 16, then every 64 successes. A level that holds
+# for a whole window halves its patience again.
+PATIENCE_GROWTH = 4
+PATIENCE_CAP = 64
 
 
 class LimitStore(Protocol):
@@ -63,9 +65,9 @@ class Sample:
 
 
 class AdaptiveLimit:
-    """The concurrent model calls admitted: lowered on overload (to no less than 1 and no more
-    than the calls that were running, less one), raised by one after a window of successes that
-    used every slot, up to `maximum`. `adaptive=False` keeps it at `maximum`."""
+    """The concurrent model calls admitted: lowered on overload (halved, to no more than the
+    calls that were running less one, never below 1), raised by one after a window of successes
+    while calls were waiting, up to `maximum`. `adaptive=False` keeps it at `maximum`."""
 
     def __init__(
         self,
@@ -119,8 +121,10 @@ class AdaptiveLimit:
             # one crowd lowers the limit once (as TCP halves once per window of losses).
             return
         level = self.value
-        if self._probing:
-            self._patience[level] = min(PATIENCE_CAP, self._patience.get(level, 1) * 2)
+        crowded = min(level, sample.in_use)
+        if crowded > 1:
+            patience = self._patience.get(crowded, 1) * PATIENCE_GROWTH
+            self._patience[crowded] = min(PATIENCE_CAP, patience)
         self._probing = False
         self._successes = 0
         self._last_decrease = self._clock()
@@ -133,8 +137,8 @@ class AdaptiveLimit:
         level = self.value
         if level >= self.maximum:
             return False
-        if sample.waiting == 0 and sample.in_use < level:
-            return False  # the limit was not what held anyone back: no evidence to raise it
+        if sample.waiting == 0:
+            return False  # the limit held no one back: no reason to try a higher one
         self._successes += 1
         if self._probing and self._successes >= level:
             self._probing = False  # the raised level held for a whole window

@@ -53,7 +53,7 @@ def test_faults_that_say_nothing_about_capacity_leave_it_alone(outcome: str) -> 
 
 def test_it_rises_by_one_after_a_window_of_successes_that_used_every_slot() -> None:
     limit = AdaptiveLimit(4)
-    limit.observe(cut(in_use=2))
+    limit.observe(cut(in_use=1))
     assert limit.value == 1
     assert limit.observe(ok(in_use=1))  # a window at 1 is one success
     assert limit.value == 2
@@ -61,7 +61,7 @@ def test_it_rises_by_one_after_a_window_of_successes_that_used_every_slot() -> N
     assert limit.observe(ok(in_use=2))
     assert limit.value == 3
     for _ in range(10):
-        assert not limit.observe(ok(in_use=1, waiting=0))  # slots to spare: no evidence
+        assert not limit.observe(ok(in_use=3, waiting=0))  # nobody held back: no reason
     assert limit.value == 3
 
 
@@ -73,10 +73,11 @@ def test_it_never_rises_above_the_maximum() -> None:
 
 
 def test_a_one_at_a_time_upstream_is_probed_ever_more_rarely() -> None:
-    """Against a server that cuts a stream whenever two run, each probe to 2 costs one cut:
+    """Against a server that cuts a stream whenever two run, each probe of 2 costs one cut:
     the probes back off, so almost every call succeeds."""
     limit = AdaptiveLimit(16)
     limit.observe(cut(in_use=2))
+    assert limit.value == 1
     cuts = 0
     for _ in range(300):
         if limit.value > 1:
@@ -85,22 +86,25 @@ def test_a_one_at_a_time_upstream_is_probed_ever_more_rarely() -> None:
         else:
             limit.observe(ok(in_use=1))
     assert limit.value <= 2
-    # Probes 1, 2, 4, 8, 16 then 32 successes apart: about one call in 25 is cut.
-    assert 300 // PATIENCE_CAP <= cuts <= 5 + 300 // PATIENCE_CAP + 1
+    # Probes after 4, 16, then every 64 successes: about one call in 50 is cut.
+    assert 300 // PATIENCE_CAP <= cuts <= 2 + 300 // PATIENCE_CAP + 1
 
 
-def test_a_level_that_holds_is_probed_again_sooner() -> None:
+def test_a_level_that_holds_is_trusted_again_sooner() -> None:
     limit = AdaptiveLimit(4)
-    limit.observe(cut(in_use=2))  # down to 1
-    limit.observe(ok(in_use=1))  # probe 2
-    limit.observe(cut(in_use=2))  # the probe fails: rising to 2 now takes two windows
+    limit.observe(cut(in_use=2))  # two at once were too many: down to 1
+    for _ in range(3):
+        assert not limit.observe(ok(in_use=1))
+    assert limit.observe(ok(in_use=1))  # four successes, then a probe of 2
+    assert limit.value == 2
+    assert not limit.observe(ok(in_use=2))
+    assert limit.observe(ok(in_use=2))  # 2 held a whole window, and 3 is tried next
+    assert limit.value == 3
+    limit.observe(cut(in_use=3))  # three were too many: down to 1
     assert limit.value == 1
     assert not limit.observe(ok(in_use=1))
-    assert limit.observe(ok(in_use=1))
+    assert limit.observe(ok(in_use=1))  # 2 held before: two successes, not four
     assert limit.value == 2
-    for _ in range(2):
-        limit.observe(ok(in_use=2))  # level 2 holds a whole window, and rises to 3
-    assert limit.value == 3
 
 
 def test_a_crowd_cut_together_lowers_the_limit_once() -> None:
