@@ -26,7 +26,7 @@ from server.generators.bank import load_bank
 from server.generators.offline import OfflineWriter
 from server.guards import RETRY_AFTER_S
 from server.identity import Identity
-from server.journeys import Journeys, LoadShedder, NotOpen
+from server.journeys import UNTOUCHED_S, Journeys, LoadShedder, NotOpen
 from server.llm import Deadlines, Model, OfflineModel, OpenAIModel, build_client
 from server.metrics import LEVEL_VALUE, Metrics
 from server.middleware import BodyLimit, RequestContext, RequestGuard, SecurityHeaders
@@ -255,7 +255,7 @@ async def _expire_old_sessions(store: Store, ttl_days: int) -> None:
     """At start-up, then hourly: sessions unused for `ttl_days` go, with their answers."""
     while True:
         try:
-            removed = await store.expire(ttl_days)
+            removed = await store.expire(ttl_days, untouched_days=UNTOUCHED_S / 86400)
         except Exception:
             # In the app's task group: an error here must not stop the server; try next hour.
             logs.log.exception("Expiring old sessions failed")

@@ -11,11 +11,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server import browser
-from server.forms import form
+from server.errors import Problem
+from server.forms import answer_text, form
 from server.guards import limit, refuse_when_short_of_memory
 from server.journeys import Journeys
 from server.pages import go_to, owned_session, page, services, step_number, step_or_page
 from server.store import Session
+from server.views import SessionView, StepView
 
 
 async def _on_step(
@@ -43,6 +45,78 @@ async def retry(request: Request) -> Response:
     # Each retry is a model call: counted like an answer.
     await limit(request, services(request).answer_limit)
     return await _on_step(request, Journeys.retry)
+
+
+def _later(view: SessionView, n: int) -> str:
+    """What comes after step n, in words: "questions 3 to 5 and your report"."""
+    questions = [step.number for step in view.steps if step.kind == "question" and step.n > n]
+    report = any(step.kind == "report" and step.n > n for step in view.steps)
+    parts = []
+    if len(questions) == 1:
+        parts.append(f"question {questions[0]}")
+    elif questions:
+        parts.append(f"questions {questions[0]} to {questions[-1]}")
+    if report:
+        parts.append("your report")
+    return " and ".join(parts)
+
+
+async def _step_view(request: Request) -> tuple[SessionView, StepView]:
+    session = await owned_session(request)
+    n = step_number(request)
+    view = await services(request).views.session_view(session)
+    step = next((step for step in view.steps if step.n == n), None)
+    if step is None:
+        raise Problem(404, "Step not found", "This journey has no such step.")
+    return view, step
+
+
+async def confirm_change(request: Request) -> Response:
+    view, step = await _step_view(request)
+    if step.kind != "question" or step.answer is None:
+        raise Problem(409, "Nothing to change", "This question has no answer yet.")
+    return page(request, "change.html", view=view, step=step, later=_later(view, step.n))
+
+
+async def change(request: Request) -> Response:
+    """A new answer to an earlier question; what followed it is written again."""
+    svc = services(request)
+    session = await owned_session(request)
+    n = step_number(request)
+    data = await form(request)
+    await limit(request, svc.answer_limit)
+    text = answer_text(data.get("answer"), svc.settings.journey.answer_max_chars)
+    await svc.journeys.change_answer(session, n, text)
+    return go_to(request, f"/s/{session.id}#step-{n + 1}")
+
+
+async def confirm_rewrite(request: Request) -> Response:
+    view, step = await _step_view(request)
+    what = {"scenario": "the situation", "report": "your report"}.get(
+        step.kind, f"question {step.number}"
+    )
+    cleared = "answer to it and those after it" if step.answer is not None else ""
+    return page(
+        request,
+        "rewrite.html",
+        view=view,
+        step=step,
+        what=what,
+        later=_later(view, step.n),
+        cleared=cleared,
+    )
+
+
+async def rewrite(request: Request) -> Response:
+    """Write a finished or stopped step again, and what followed it."""
+    svc = services(request)
+    session = await owned_session(request)
+    n = step_number(request)
+    await form(request)
+    # Each rewrite is a model call: counted like an answer.
+    await limit(request, svc.answer_limit)
+    await svc.journeys.rewrite(session, n)
+    return go_to(request, f"/s/{session.id}#step-{n}")
 
 
 async def restart(request: Request) -> Response:
@@ -97,6 +171,10 @@ def routes() -> list[Route]:
         Route("/s/{sid}/steps/{n}/stop", stop, methods=["POST"]),
         Route("/s/{sid}/steps/{n}/retry", retry, methods=["POST"]),
         Route("/s/{sid}/steps/{n}/fallback", take_prepared, methods=["POST"]),
+        Route("/s/{sid}/steps/{n}/change", confirm_change, methods=["GET"]),
+        Route("/s/{sid}/steps/{n}/change", change, methods=["POST"]),
+        Route("/s/{sid}/steps/{n}/rewrite", confirm_rewrite, methods=["GET"]),
+        Route("/s/{sid}/steps/{n}/rewrite", rewrite, methods=["POST"]),
         Route("/s/{sid}/restart", restart, methods=["POST"]),
         Route("/s/{sid}/delete", confirm_delete, methods=["GET"]),
         Route("/s/{sid}/delete", delete, methods=["POST"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -27,6 +28,8 @@ RenderDone = Callable[[Session, int], Awaitable[str]]
 PREPARED_WAIT_S = 5.0
 # For a session whose category was removed from the settings after it started.
 FALLBACK_DIMENSIONS = ("Clarity", "Courage", "Care for others", "Patience")
+# A journey with no answer is reopened when its area is picked again, and leaves after this.
+UNTOUCHED_S = 86400.0
 
 
 class NotOpen(Exception):
@@ -64,7 +67,7 @@ class Journeys:
         session = await self.store.create_session(
             owner=owner,
             category=category,
-            seed=random.SystemRandom().randrange(2**31),
+            seed=_new_seed(),
             questions_total=self.settings.journey.questions_per_session,
         )
         self.start(session, 0)
@@ -111,8 +114,9 @@ class Journeys:
         """Stop a running step at the person's request: every viewer gets the stopped step as
         `done` (so no browser reconnects), then the model call is cancelled; the step waits
         until they ask for it again."""
-        stopped = await self.store.stop_step(session.id, n)
         running = self.generations.get((session.id, n))
+        partial = running.text if running is not None and not running.ended else ""
+        stopped = await self.store.stop_step(session.id, n, partial)
         if stopped and running is not None and not running.ended:
             running.finish(await self.render_done(session, n))
             running.cancel_scope.cancel()
@@ -137,14 +141,44 @@ class Journeys:
             return None
         return self.start(session, n)
 
+    async def rewrite(self, session: Session, n: int) -> Session:
+        """Write step n again, and everything after it: the answers from n on are cleared. A new
+        seed gives the writers a new variation, and the cache forgets what it held for the
+        session, so the step is not served the same text again."""
+        await self.store.rewind(session.id, n, seed=_new_seed())
+        await self._leave_steps_after(session, n - 1)
+        await self.writer.cache.forget(session.id, session.category)
+        fresh = await self.store.session(session.id)
+        assert fresh is not None
+        self.start(fresh, n)
+        return fresh
+
+    async def change_answer(self, session: Session, n: int, text: str) -> None:
+        """Give question n a new answer: the steps after it are written again from it."""
+        if not 1 <= n <= session.questions_total:
+            raise Conflict(f"step {n} is not a question")
+        await self.store.rewind(session.id, n, answer=text)
+        await self._leave_steps_after(session, n)
+        self.start(session, n + 1)
+
+    async def _leave_steps_after(self, session: Session, n: int) -> None:
+        """Running generations of steps after n end; their viewers get what the step is now."""
+        for gen in self.generations.all():
+            if gen.key[0] == session.id and gen.key[1] > n and not gen.ended:
+                gen.finish(await self.render_done(session, gen.key[1]))
+                gen.cancel_scope.cancel()
+
+    async def untouched(self, owner: str, category: str) -> Session | None:
+        """A journey in this area that the owner started lately and never answered: picking the
+        area again reopens it instead of piling up another."""
+        since = time.time() - UNTOUCHED_S
+        return await self.store.untouched_session(owner, category, since)
+
     async def delete(self, session: Session) -> None:
         """Remove the session, its steps, answers, cached entries and share link; its viewers
         get an empty `done` (the step leaves their page) rather than a reconnect loop."""
         await self.store.delete_session(session.id)
-        for gen in self.generations.all():
-            if gen.key[0] == session.id and not gen.ended:
-                gen.finish(await self.render_done(session, gen.key[1]))
-                gen.cancel_scope.cancel()
+        await self._leave_steps_after(session, -1)
         await self.writer.cache.forget(session.id, session.category)
 
     async def journey(self, session: Session, upto: int) -> Journey:
@@ -230,6 +264,10 @@ class Journeys:
                 gen.finish(await self.render_done(session, n))
             except Exception:
                 logs.log.exception("Step could not be rendered")
+
+
+def _new_seed() -> int:
+    return random.SystemRandom().randrange(2**31)
 
 
 def _clean(kind: StepKind, text: str) -> str:

@@ -59,6 +59,16 @@ class Step:
 
 
 @dataclass(frozen=True)
+class JourneySummary:
+    """A line of the owner's journeys list: the session, how far it got, how it began."""
+
+    session: Session
+    done: int
+    answered: int
+    opening: str
+
+
+@dataclass(frozen=True)
 class Finished:
     """What a completed generation records with its step."""
 

@@ -31,23 +31,25 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 async def home(request: Request) -> Response:
     svc = services(request)
-    owned = await svc.store.sessions_of(browser.browser(request))
+    now = time.time()
     journeys = []
-    for session, done, answered in owned:
+    for item in await svc.store.sessions_of(browser.browser(request)):
+        session = item.session
         category = svc.settings.categories.get(session.category)
-        if done >= session.report_step + 1:
+        if item.done >= session.report_step + 1:
             state = "report ready"
-        elif answered:
-            state = f"{answered} of {session.questions_total} answered"
+        elif item.answered:
+            state = f"{item.answered} of {session.questions_total} answered"
         else:
-            state = "just started"
+            state = "not answered yet"
         journeys.append(
             {
                 "session": session,
                 "title": category.title if category else session.category,
+                "opening": opening_line(item.opening),
                 "state": state,
                 "iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(session.created_at)),
-                "when": time.strftime("%d %b %Y, %H:%M UTC", time.gmtime(session.created_at)),
+                "when": ago(now - session.created_at),
             }
         )
     return page(
@@ -59,15 +61,44 @@ async def home(request: Request) -> Response:
     )
 
 
+def opening_line(scenario: str, limit: int = 90) -> str:
+    """The scenario's first sentence, as plain words: what tells two journeys apart."""
+    words = " ".join(scenario.replace("*", "").replace("#", "").split())
+    sentence = words.split(". ")[0].rstrip(".")
+    if len(sentence) <= limit:
+        return sentence
+    return sentence[:limit].rsplit(" ", 1)[0] + "\u2026"
+
+
+def ago(seconds: float) -> str:
+    """How long ago, in words: right in every time zone, unlike a clock time."""
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "just now"
+    if minutes < 60:
+        return f"{minutes} minute{'s' * (minutes != 1)} ago"
+    hours = minutes // 60
+    if hours < 24:
+        return f"{hours} hour{'s' * (hours != 1)} ago"
+    days = hours // 24
+    return "yesterday" if days == 1 else f"{days} days ago"
+
+
 async def create_session(request: Request) -> Response:
     svc = services(request)
     data = await form(request)
-    await limit(request, svc.session_limit)
     category = data.get("category")
     if not isinstance(category, str) or category not in svc.settings.categories:
         raise Problem(400, "Unknown life area", "Please pick one of the areas listed.")
+    owner = browser.browser(request)
+    untouched = await svc.journeys.untouched(owner, category)
+    if untouched is not None:
+        # Looking at the same area again reopens the journey not yet answered: no pile of
+        # empty journeys, and no rate limit for looking around.
+        return go_to(request, f"/s/{untouched.id}")
+    await limit(request, svc.session_limit)
     refuse_when_short_of_memory(svc.watchdog)
-    session = await svc.journeys.create(owner=browser.browser(request), category=category)
+    session = await svc.journeys.create(owner=owner, category=category)
     return go_to(request, f"/s/{session.id}")
 
 

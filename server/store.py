@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from server.records import Conflict, Finished, Session, Step, Unavailable, Unreachable
+from server.records import (
+    Conflict,
+    Finished,
+    JourneySummary,
+    Session,
+    Step,
+    Unavailable,
+    Unreachable,
+)
 from server.settings import Settings
 from server.store_postgres import PostgresStore
 from server.store_sqlite import SQLiteStore
@@ -52,8 +60,13 @@ class Store(Protocol):
 
     async def session_by_share(self, share_id: str) -> Session | None: ...
 
-    async def sessions_of(self, owner: str, limit: int = 50) -> list[tuple[Session, int, int]]:
-        """The owner's sessions, newest first, with their count of finished steps and answers."""
+    async def sessions_of(self, owner: str, limit: int = 50) -> list[JourneySummary]:
+        """The owner's sessions, newest first, with their count of finished steps and answers
+        and the opening of their scenario (done or stopped; "" before it is written)."""
+        ...
+
+    async def untouched_session(self, owner: str, category: str, since: float) -> Session | None:
+        """The owner's newest session in `category` created at or after `since` with no answer."""
         ...
 
     async def steps(self, session_id: str) -> list[Step]:
@@ -101,8 +114,9 @@ class Store(Protocol):
         question is not finished or already answered."""
         ...
 
-    async def stop_step(self, session_id: str, n: int) -> bool:
-        """Stop an open or generating step; whether it was one."""
+    async def stop_step(self, session_id: str, n: int, text: str = "") -> bool:
+        """Stop an open or generating step, keeping `text` (what was written so far) as its
+        text; whether it was one."""
         ...
 
     async def reopen_step(self, session_id: str, n: int) -> bool:
@@ -117,8 +131,19 @@ class Store(Protocol):
         """The session with its steps and answers."""
         ...
 
-    async def expire(self, ttl_days: float) -> int:
-        """Delete sessions not updated for `ttl_days`, with their steps and answers; how many."""
+    async def expire(self, ttl_days: float, untouched_days: float | None = None) -> int:
+        """Delete sessions not updated for `ttl_days`, and those with no answer created more
+        than `untouched_days` ago, with their steps and answers; how many."""
+        ...
+
+    async def rewind(
+        self, session_id: str, n: int, *, seed: int | None = None, answer: str | None = None
+    ) -> None:
+        """Go back to step n (done or stopped, else Conflict), in one transaction: the steps
+        after it and the answers from n on are removed. With `answer` (question n must have had
+        one, else Conflict) question n gets it and the step after it opens; without, step n
+        opens to be written again, with the session's seed set to `seed` when given. A step
+        opened here takes a version above every version the session's steps had."""
         ...
 
     # Reads for operators' checks and for tests, which look at what the app stored only

@@ -15,7 +15,16 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from server import schema
-from server.records import Conflict, Finished, Session, Step, Unavailable, Unreachable, step_record
+from server.records import (
+    Conflict,
+    Finished,
+    JourneySummary,
+    Session,
+    Step,
+    Unavailable,
+    Unreachable,
+    step_record,
+)
 
 Connection = psycopg.AsyncConnection[DictRow]
 
@@ -187,20 +196,32 @@ class PostgresStore:
         row = await self._one("SELECT * FROM sessions WHERE share_id = %s", (share_id,))
         return Session(**row) if row else None
 
-    async def sessions_of(self, owner: str, limit: int = 50) -> list[tuple[Session, int, int]]:
+    async def sessions_of(self, owner: str, limit: int = 50) -> list[JourneySummary]:
         rows = await self._all(
             "SELECT s.*, "
             "(SELECT COUNT(*) FROM steps t WHERE t.session_id = s.id AND t.status = 'done') "
             "AS done, "
-            "(SELECT COUNT(*) FROM answers a WHERE a.session_id = s.id) AS answered "
+            "(SELECT COUNT(*) FROM answers a WHERE a.session_id = s.id) AS answered, "
+            "(SELECT substr(t.text, 1, 300) FROM steps t WHERE t.session_id = s.id AND t.n = 0 "
+            "AND t.status IN ('done', 'stopped')) AS opening "
             "FROM sessions s WHERE owner = %s ORDER BY created_at DESC LIMIT %s",
             (owner, limit),
         )
         result = []
         for row in rows:
             done, answered = int(row.pop("done")), int(row.pop("answered"))
-            result.append((Session(**row), done, answered))
+            opening = row.pop("opening") or ""
+            result.append(JourneySummary(Session(**row), done, answered, opening))
         return result
+
+    async def untouched_session(self, owner: str, category: str, since: float) -> Session | None:
+        row = await self._one(
+            "SELECT * FROM sessions s WHERE owner = %s AND category = %s AND created_at >= %s "
+            "AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.session_id = s.id) "
+            "ORDER BY created_at DESC LIMIT 1",
+            (owner, category, since),
+        )
+        return Session(**row) if row else None
 
     async def steps(self, session_id: str) -> list[Step]:
         rows = await self._all(
@@ -320,11 +341,11 @@ class PostgresStore:
                 raise Conflict(f"question {n} is already answered")
             await _open(conn, session_id, open_next[0], open_next[1], now)
 
-    async def stop_step(self, session_id: str, n: int) -> bool:
+    async def stop_step(self, session_id: str, n: int, text: str = "") -> bool:
         row = await self._one(
-            "UPDATE steps SET status = 'stopped' WHERE session_id = %s AND n = %s "
+            "UPDATE steps SET status = 'stopped', text = %s WHERE session_id = %s AND n = %s "
             "AND status IN ('open', 'generating') RETURNING n",
-            (session_id, n),
+            (text, session_id, n),
         )
         return row is not None
 
@@ -346,11 +367,78 @@ class PostgresStore:
         async with self._connection() as conn:
             await conn.execute("DELETE FROM sessions WHERE id = %s", (session_id,))
 
-    async def expire(self, ttl_days: float) -> int:
-        cutoff = self._clock() - ttl_days * 86400
-        async with self._connection() as conn:
-            deleted = await conn.execute("DELETE FROM sessions WHERE updated_at < %s", (cutoff,))
-            return deleted.rowcount
+    async def expire(self, ttl_days: float, untouched_days: float | None = None) -> int:
+        now = self._clock()
+        cutoff = now - ttl_days * 86400
+        untouched = now - (untouched_days if untouched_days is not None else ttl_days) * 86400
+        async with self._transaction() as conn:
+            old = await conn.execute("DELETE FROM sessions WHERE updated_at < %s", (cutoff,))
+            never = await conn.execute(
+                "DELETE FROM sessions s WHERE created_at < %s AND NOT EXISTS "
+                "(SELECT 1 FROM answers a WHERE a.session_id = s.id)",
+                (untouched,),
+            )
+            return old.rowcount + never.rowcount
+
+    async def rewind(
+        self, session_id: str, n: int, *, seed: int | None = None, answer: str | None = None
+    ) -> None:
+        now = self._clock()
+        async with self._transaction() as conn:
+            if not await _touch(conn, session_id, now):  # the session's row first (finish_step)
+                raise Conflict(f"step {n} of {session_id} cannot be rewound")
+            step = await (
+                await conn.execute(
+                    "SELECT status, questions_total FROM steps JOIN sessions ON id = session_id "
+                    "WHERE session_id = %s AND n = %s",
+                    (session_id, n),
+                )
+            ).fetchone()
+            if step is None or step["status"] not in ("done", "stopped"):
+                raise Conflict(f"step {n} of {session_id} cannot be rewound")
+            if answer is not None:
+                had = await (
+                    await conn.execute(
+                        "SELECT 1 FROM answers WHERE session_id = %s AND n = %s", (session_id, n)
+                    )
+                ).fetchone()
+                if had is None:
+                    raise Conflict(f"step {n} of {session_id} is not an answered question")
+            # Steps opened again start above every version a stale viewer may still hold.
+            top = await (
+                await conn.execute(
+                    "SELECT COALESCE(MAX(version), 0) AS top FROM steps WHERE session_id = %s",
+                    (session_id,),
+                )
+            ).fetchone()
+            assert top is not None  # an aggregate always yields its one row
+            await conn.execute(
+                "DELETE FROM steps WHERE session_id = %s AND n > %s", (session_id, n)
+            )
+            await conn.execute(
+                "DELETE FROM answers WHERE session_id = %s AND n >= %s", (session_id, n)
+            )
+            if answer is None:
+                await conn.execute(
+                    "UPDATE steps SET status = 'open', text = '', opened_at = %s, version = %s "
+                    "WHERE session_id = %s AND n = %s",
+                    (now, top["top"], session_id, n),
+                )
+            else:
+                kind = "question" if n + 1 <= step["questions_total"] else "report"
+                await conn.execute(
+                    "INSERT INTO answers (session_id, n, text, created_at) VALUES (%s, %s, %s, %s)",
+                    (session_id, n, answer, now),
+                )
+                await conn.execute(
+                    "INSERT INTO steps (session_id, n, kind, status, opened_at, version) "
+                    "VALUES (%s, %s, %s, 'open', %s, %s)",
+                    (session_id, n + 1, kind, now, top["top"]),
+                )
+            if seed is not None:
+                await conn.execute(
+                    "UPDATE sessions SET seed = %s WHERE id = %s", (seed, session_id)
+                )
 
     async def counts(self) -> dict[str, int]:
         row = await self._one(

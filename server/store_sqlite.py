@@ -14,7 +14,7 @@ import anyio
 import anyio.to_thread
 
 from server import schema
-from server.records import Conflict, Finished, Session, Step, step_record
+from server.records import Conflict, Finished, JourneySummary, Session, Step, step_record
 
 T = TypeVar("T")
 SESSION_MEMORY = 20000  # sessions kept in memory for the hot path (a few hundred bytes each)
@@ -135,20 +135,22 @@ class SQLiteStore:
         )
         return Session(**dict(row)) if row else None
 
-    async def sessions_of(self, owner: str, limit: int = 50) -> list[tuple[Session, int, int]]:
-        """The owner's sessions, newest first, with their count of finished steps and answers."""
+    async def sessions_of(self, owner: str, limit: int = 50) -> list[JourneySummary]:
+        """The owner's sessions, newest first, with their progress and the scenario's opening."""
         sql = (
             "SELECT s.*, "
             "(SELECT COUNT(*) FROM steps t WHERE t.session_id = s.id AND t.status = 'done') AS done, "
-            "(SELECT COUNT(*) FROM answers a WHERE a.session_id = s.id) AS answered "
+            "(SELECT COUNT(*) FROM answers a WHERE a.session_id = s.id) AS answered, "
+            "(SELECT substr(t.text, 1, 300) FROM steps t WHERE t.session_id = s.id AND t.n = 0 "
+            "AND t.status = 'done') AS opening "
             "FROM sessions s WHERE owner = ? ORDER BY created_at DESC LIMIT ?"
         )
         rows = await self._run(lambda db: db.execute(sql, (owner, limit)).fetchall())
         result = []
         for row in rows:
             data = dict(row)
-            done, answered = data.pop("done"), data.pop("answered")
-            result.append((Session(**data), done, answered))
+            done, answered, opening = data.pop("done"), data.pop("answered"), data.pop("opening")
+            result.append(JourneySummary(Session(**data), done, answered, opening or ""))
         return result
 
     async def steps(self, session_id: str) -> list[Step]:
@@ -295,13 +297,14 @@ class SQLiteStore:
 
         await self._tx(save)
 
-    async def stop_step(self, session_id: str, n: int) -> bool:
-        """The person stopped a running step: it waits until they ask for it again."""
+    async def stop_step(self, session_id: str, n: int, text: str = "") -> bool:
+        """The person stopped a running step: it keeps the text written so far and waits until
+        they ask for it again."""
         row = await self._run(
             lambda db: db.execute(
-                "UPDATE steps SET status = 'stopped' WHERE session_id = ? AND n = ? "
+                "UPDATE steps SET status = 'stopped', text = ? WHERE session_id = ? AND n = ? "
                 "AND status IN ('open', 'generating') RETURNING n",
-                (session_id, n),
+                (text, session_id, n),
             ).fetchone()
         )
         return row is not None
@@ -332,12 +335,84 @@ class SQLiteStore:
         await self._run(lambda db: db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)))
         self._sessions.pop(session_id, None)  # a read meanwhile may have remembered the old row
 
-    async def expire(self, ttl_days: float) -> int:
+    async def expire(self, ttl_days: float, untouched_days: float | None = None) -> int:
+        """Sessions unused for `ttl_days`, and those never answered for `untouched_days`."""
         self._sessions.clear()
-        cutoff = self._clock() - ttl_days * 86400
-        return await self._run(
-            lambda db: db.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,)).rowcount
+        now = self._clock()
+        cutoff = now - ttl_days * 86400
+        untouched = now - (untouched_days if untouched_days is not None else ttl_days) * 86400
+
+        def expire(db: sqlite3.Connection) -> int:
+            removed = db.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,)).rowcount
+            removed += db.execute(
+                "DELETE FROM sessions WHERE created_at < ? AND NOT EXISTS "
+                "(SELECT 1 FROM answers a WHERE a.session_id = sessions.id)",
+                (untouched,),
+            ).rowcount
+            return int(removed)
+
+        return await self._tx(expire)
+
+    async def untouched_session(self, owner: str, category: str, since: float) -> Session | None:
+        """The owner's newest journey in `category` started after `since` with no answer yet."""
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT * FROM sessions s WHERE owner = ? AND category = ? AND created_at >= ? "
+                "AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.session_id = s.id) "
+                "ORDER BY created_at DESC LIMIT 1",
+                (owner, category, since),
+            ).fetchone()
         )
+        return self._remember(Session(**dict(row))) if row else None
+
+    async def rewind(
+        self, session_id: str, n: int, *, seed: int | None = None, answer: str | None = None
+    ) -> None:
+        """Go back to step n: the steps after it and the answers from n on are removed. With
+        `answer`, question n gets that answer and the step after it opens; without, step n
+        opens to be written again (under a new seed when given). Conflict if step n is not done
+        or stopped."""
+
+        def rewind(db: sqlite3.Connection) -> None:
+            now = time.time()
+            row = db.execute(
+                "SELECT kind, status FROM steps WHERE session_id = ? AND n = ?", (session_id, n)
+            ).fetchone()
+            if row is None or row["status"] not in ("done", "stopped"):
+                raise Conflict(f"step {n} of {session_id} cannot be rewound")
+            if (
+                answer is not None
+                and not db.execute(
+                    "SELECT 1 FROM answers WHERE session_id = ? AND n = ?", (session_id, n)
+                ).fetchone()
+            ):
+                raise Conflict(f"step {n} of {session_id} is not an answered question")
+            # Steps opened again start above every version a stale viewer may still hold.
+            top = db.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM steps WHERE session_id = ?", (session_id,)
+            ).fetchone()[0]
+            db.execute("DELETE FROM steps WHERE session_id = ? AND n > ?", (session_id, n))
+            db.execute("DELETE FROM answers WHERE session_id = ? AND n >= ?", (session_id, n))
+            if answer is None:
+                db.execute(
+                    "UPDATE steps SET status = 'open', text = '', opened_at = ?, version = ? "
+                    "WHERE session_id = ? AND n = ?",
+                    (now, top, session_id, n),
+                )
+            else:
+                db.execute("INSERT INTO answers VALUES (?, ?, ?, ?)", (session_id, n, answer, now))
+                db.execute(
+                    "INSERT INTO steps (session_id, n, kind, status, opened_at, version) "
+                    "VALUES (?, ?, ?, 'open', ?, ?)",
+                    (session_id, n + 1, _next_kind(db, session_id, n + 1), now, top),
+                )
+            if seed is not None:
+                db.execute("UPDATE sessions SET seed = ? WHERE id = ?", (seed, session_id))
+            db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
+
+        self._sessions.pop(session_id, None)
+        await self._tx(rewind)
+        self._sessions.pop(session_id, None)  # a read meanwhile may have remembered the old row
 
     async def schema_version(self) -> int:
         return await self._run(lambda db: int(db.execute(schema.CURRENT_VERSION).fetchone()[0]))
@@ -385,3 +460,10 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _next_kind(db: sqlite3.Connection, session_id: str, n: int) -> str:
+    total = db.execute(
+        "SELECT questions_total FROM sessions WHERE id = ?", (session_id,)
+    ).fetchone()[0]
+    return "question" if n <= total else "report"

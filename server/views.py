@@ -146,7 +146,15 @@ class Views:
         kind = step.kind
         number = step.n if kind == "question" else 0
         if step.status == "stopped":
-            return StepView(step.n, kind, live=False, stopped=True, number=number)
+            view = StepView(step.n, kind, live=False, stopped=True, number=number)
+            # What was written before the stop, without a half-written format tail.
+            if kind == "question":
+                view.html = markdown(question_gen.parse(step.text).text)
+            elif kind == "report":
+                view.html = markdown(report_gen.parse(step.text, ()).markdown)
+            else:
+                view.html = markdown(step.text)
+            return view
         if step.status != "done":
             running = self.journeys.generations.get((session.id, step.n))
             if running is None:

@@ -143,7 +143,7 @@ async def test_the_owner_sees_their_sessions_newest_first(store: Store) -> None:
     second = await new_session(store)
     await new_session(store, owner="someone-else")
     listed = await store.sessions_of("browser-1")
-    assert [session.id for session, _, _ in listed] == [second, first]
+    assert [item.session.id for item in listed] == [second, first]
 
 
 async def test_a_session_read_again_follows_its_share_link_and_deletion(store: Store) -> None:
