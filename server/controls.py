@@ -95,7 +95,8 @@ async def confirm_rewrite(request: Request) -> Response:
     what = {"scenario": "the situation", "report": "your report"}.get(
         step.kind, f"question {step.number}"
     )
-    cleared = "answer to it and those after it" if step.answer is not None else ""
+    given = sum(1 for later in view.steps if later.answer is not None and later.n >= step.n)
+    cleared = f"{given} answer{'s' * (given != 1)} from here on" if given else ""
     return page(
         request,
         "rewrite.html",

@@ -91,7 +91,10 @@ async def create_session(request: Request) -> Response:
     if not isinstance(category, str) or category not in svc.settings.categories:
         raise Problem(400, "Unknown life area", "Please pick one of the areas listed.")
     owner = browser.browser(request)
-    untouched = await svc.journeys.untouched(owner, category)
+    # A card on home asks to reopen: the same area again brings back the journey not yet
+    # answered. Without it (an API client, "start over") a new journey is always made.
+    reopen = data.get("reopen") == "1"
+    untouched = await svc.journeys.untouched(owner, category) if reopen else None
     if untouched is not None:
         # Looking at the same area again reopens the journey not yet answered: no pile of
         # empty journeys, and no rate limit for looking around.

@@ -515,7 +515,7 @@ async def test_creating_sessions_is_rate_limited_per_client(
             first = await visitor.start()
             await visitor.start()
             plain = await visitor.http.post(
-                "/sessions", data={"category": "health", "csrf_token": visitor.token}
+                "/sessions", data={"category": "finance", "csrf_token": visitor.token}
             )
             assert plain.status_code == 429
             assert 1 <= int(plain.headers["retry-after"]) <= 60
@@ -523,7 +523,7 @@ async def test_creating_sessions_is_rate_limited_per_client(
             assert 'href="/privacy"' in plain.text  # a whole page
             htmx = await visitor.http.post(
                 "/sessions",
-                data={"category": "health", "csrf_token": visitor.token},
+                data={"category": "finance", "csrf_token": visitor.token},
                 headers=htmx_form("#home-error"),
             )
             assert htmx.status_code == 429

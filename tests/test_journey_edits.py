@@ -39,9 +39,8 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
 
 async def pick(visitor: Visitor, category: str) -> str:
     """A card click on home: where it leads."""
-    response = await visitor.http.post(
-        "/sessions", data={"category": category, "csrf_token": visitor.token}
-    )
+    form = {"category": category, "reopen": "1", "csrf_token": visitor.token}
+    response = await visitor.http.post("/sessions", data=form)
     assert response.status_code == 303, response.text[:300]
     return str(response.headers["location"]).removeprefix("/s/")
 
@@ -65,10 +64,14 @@ async def test_picking_an_area_again_reopens_its_unanswered_journey(
             await visitor.stream(first, 0)
             await visitor.stream(first, 1)
             assert (await visitor.answer(first, 1, "Slowly, with numbers.")).status_code == 303
-            response = await visitor.http.post(
-                "/sessions", data={"category": "finance", "csrf_token": visitor.token}
-            )
+            form = {"category": "finance", "reopen": "1", "csrf_token": visitor.token}
+            response = await visitor.http.post("/sessions", data=form)
             assert response.status_code == 429  # the third new journey within the minute
+            # Without asking to reopen (an API client, start over), a new one is always made.
+            again = await visitor.http.post(
+                "/sessions", data={"category": "ethics", "csrf_token": visitor.token}
+            )
+            assert again.status_code == 429
 
 
 async def test_the_journeys_list_tells_journeys_apart(settings: Settings) -> None:
