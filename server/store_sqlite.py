@@ -142,7 +142,7 @@ class SQLiteStore:
             "(SELECT COUNT(*) FROM steps t WHERE t.session_id = s.id AND t.status = 'done') AS done, "
             "(SELECT COUNT(*) FROM answers a WHERE a.session_id = s.id) AS answered, "
             "(SELECT substr(t.text, 1, 300) FROM steps t WHERE t.session_id = s.id AND t.n = 0 "
-            "AND t.status = 'done') AS opening "
+            "AND t.status IN ('done', 'stopped')) AS opening "
             "FROM sessions s WHERE owner = ? ORDER BY created_at DESC LIMIT ?"
         )
         rows = await self._run(lambda db: db.execute(sql, (owner, limit)).fetchall())
