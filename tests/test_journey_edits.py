@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from server.app import create_app
 from server.settings import Settings
-from server.store import Store
+from server.store import Store, open_store
 from tests.conftest import SettingsFactory
 from tests.servers import serve_app
 from tests.visitor import Visitor
@@ -30,11 +29,12 @@ def settings(make_settings: SettingsFactory) -> Settings:
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[Store]:
-    opened = Store(Path(settings.storage.data_dir) / "crossroads.db")
+    """The store the app uses, opened beside it as an operator's check would."""
+    opened = await open_store(settings)
     try:
         yield opened
     finally:
-        opened.close()
+        await opened.close()
 
 
 async def pick(visitor: Visitor, category: str) -> str:
