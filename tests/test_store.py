@@ -225,8 +225,8 @@ async def test_the_owners_list_counts_finished_steps_and_answers(store: Store) -
     await finish(store, sid, 0, "The scenario.", (1, "question"))
     await finish(store, sid, 1, "Question one?", None)
     await store.save_answer(sid, 1, "My answer", open_next=(2, "question"))
-    [(session, done, answered)] = await store.sessions_of("browser-1")
-    assert (session.id, done, answered) == (sid, 2, 1)
+    [item] = await store.sessions_of("browser-1")
+    assert (item.session.id, item.done, item.answered) == (sid, 2, 1)
 
 
 async def test_workers_starting_together_on_an_empty_database_all_migrate_it(
@@ -279,3 +279,90 @@ async def test_an_interrupted_step_is_generating_under_a_new_version(store: Stor
     assert await store.begin_generation(sid, 0) == version + 1
     with pytest.raises(Conflict):
         await store.interrupt(sid, 7)
+
+
+# Going back in a journey (change an answer, write a step again) and the journeys list.
+
+
+async def answered_to_two(store: Store) -> str:
+    """Scenario done, question 1 answered, question 2 done and answered, the report open."""
+    sid = await new_session(store)
+    await finish(store, sid, 0, "The scenario.", (1, "question"))
+    await finish(store, sid, 1, "Question one?", None)
+    await store.save_answer(sid, 1, "first", open_next=(2, "question"))
+    await finish(store, sid, 2, "Question two?", None)
+    await store.save_answer(sid, 2, "second", open_next=(3, "report"))
+    return sid
+
+
+async def test_a_changed_answer_clears_what_followed_and_opens_the_next_step_anew(
+    store: Store,
+) -> None:
+    sid = await answered_to_two(store)
+    before = max(step.version for step in await store.steps(sid))
+    await store.rewind(sid, 1, answer="changed")
+    assert await store.answers(sid) == {1: "changed"}
+    steps = {step.n: step for step in await store.steps(sid)}
+    assert sorted(steps) == [0, 1, 2]
+    assert steps[1].text == "Question one?" and steps[2].status == "open"
+    # The reopened step's versions start above any the removed steps had.
+    assert await store.begin_generation(sid, 2) > before
+
+
+async def test_a_step_written_again_opens_under_a_new_seed(store: Store) -> None:
+    sid = await answered_to_two(store)
+    await store.rewind(sid, 2, seed=99)
+    steps = {step.n: step for step in await store.steps(sid)}
+    assert sorted(steps) == [0, 1, 2]
+    assert steps[2].status == "open" and steps[2].text == ""
+    assert await store.answers(sid) == {1: "first"}
+    session = await store.session(sid)
+    assert session is not None and session.seed == 99
+
+
+async def test_rewinding_what_is_not_finished_or_not_answered_is_a_conflict(store: Store) -> None:
+    sid = await new_session(store)
+    with pytest.raises(Conflict):
+        await store.rewind(sid, 0)  # the scenario is still open
+    await finish(store, sid, 0, "The scenario.", (1, "question"))
+    await finish(store, sid, 1, "Question one?", None)
+    with pytest.raises(Conflict):
+        await store.rewind(sid, 1, answer="never given before")
+    assert await store.answers(sid) == {}
+    with pytest.raises(Conflict):
+        await store.rewind("no-such-session", 0)
+
+
+async def test_a_stop_keeps_the_text_written_so_far(store: Store) -> None:
+    sid = await new_session(store)
+    await store.begin_generation(sid, 0)
+    assert await store.stop_step(sid, 0, "You are standing at")
+    step = await store.step(sid, 0)
+    assert step is not None and step.status == "stopped" and step.text == "You are standing at"
+
+
+async def test_the_journeys_list_carries_progress_and_the_scenario_opening(store: Store) -> None:
+    sid = await answered_to_two(store)
+    fresh = await new_session(store)
+    listed = {item.session.id: item for item in await store.sessions_of("browser-1")}
+    assert (listed[sid].done, listed[sid].answered, listed[sid].opening) == (
+        3,
+        2,
+        "The scenario.",
+    )
+    assert (listed[fresh].done, listed[fresh].answered, listed[fresh].opening) == (0, 0, "")
+
+
+async def test_an_unanswered_journey_is_found_and_expires_after_its_own_days(
+    store: Store,
+) -> None:
+    answered = await answered_to_two(store)
+    untouched = await new_session(store)
+    found = await store.untouched_session("browser-1", "finance", since=time.time() - 60)
+    assert found is not None and found.id == untouched
+    assert await store.untouched_session("browser-1", "ethics", since=0) is None
+    assert await store.untouched_session("browser-1", "finance", since=time.time() + 60) is None
+    assert await store.expire(30, untouched_days=1) == 0
+    assert await store.expire(30, untouched_days=0) == 1
+    assert await store.session(untouched) is None
+    assert await store.session(answered) is not None
