@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import anyio
 import httpx
 import pytest
+from anyio.abc import TaskStatus
 
 from server.admission import Admission, NotAdmitted
 from server.app import create_app
@@ -329,6 +330,19 @@ async def test_many_acquires_with_random_cancellation_and_timeouts_leak_no_slot(
     running = 0
     most = 0
     outcomes = {"done": 0, "refused": 0, "cancelled": 0}
+    # Timing decides only how the visitors interleave (a fuzz); that the limit is reached and
+    # each way out is taken is made certain by events: every slot is held until a visitor has
+    # been refused.
+    refused = anyio.Event()
+
+    async def holder(task_status: TaskStatus[None]) -> None:
+        nonlocal running, most
+        async with admission.slot():
+            running += 1
+            most = max(most, running)
+            task_status.started()
+            await refused.wait()
+            running -= 1
 
     async def visitor(cancel_after: float | None, work_s: float, start_s: float) -> None:
         nonlocal running, most
@@ -347,6 +361,7 @@ async def test_many_acquires_with_random_cancellation_and_timeouts_leak_no_slot(
                         running -= 1
             except NotAdmitted:
                 outcomes["refused"] += 1
+                refused.set()
                 return
             outcomes["done"] += 1
             return
@@ -354,6 +369,8 @@ async def test_many_acquires_with_random_cancellation_and_timeouts_leak_no_slot(
 
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
+            for _ in range(slots):
+                await tg.start(holder)
             for _ in range(200):
                 cancel_after = rng.choice([None, 0.0, rng.uniform(0, 0.03)])
                 tg.start_soon(visitor, cancel_after, rng.uniform(0, 0.006), rng.uniform(0, 0.05))

