@@ -55,6 +55,9 @@ class Script:
     first_delay_s: float = 0.0
     chunk_delay_s: float = 0.0
     stall_after: int | None = None
+    # After this many chunks, wait until `release` is set (by the test, from any thread).
+    hold_after: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
     drop_after: int | None = None
     malformed_at: int | None = None
     endless: bool = False
@@ -261,6 +264,11 @@ async def _sse_body(
             if turn is not None and turn.cut and turn.done_when_cut:
                 yield _DONE
             return
+        if index == script.hold_after:
+            # Polled: the test sets `release` on its own thread, not in this event loop.
+            while not script.release.is_set():
+                if await _pause(0.01, interrupted):
+                    return
         if index == script.drop_after:
             raise _Dropped
         text = next(pieces, None)

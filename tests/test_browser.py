@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
@@ -28,6 +30,25 @@ def start(page: Page, base: str, category: str) -> str:
 
 def assert_no_violations(page: Page) -> None:
     assert page.evaluate("window.__violations") == []
+
+
+WORDS = [f"word{i}" for i in range(60)]
+HELD = " ".join(WORDS[:5])
+
+
+@contextmanager
+def held_model(make_settings: SettingsFactory) -> Iterator[tuple[Script, str]]:
+    """The app on a model that holds its stream after five words until `script.release` is set
+    (deadlines far off meanwhile); yields the script and the app's URL."""
+    script = Script(chunks=[f"{word} " for word in WORDS], hold_after=5)
+    with serve(FakeUpstream(script)) as upstream_url:
+        settings = make_settings(
+            llm={"base_url": upstream_url},
+            limits={"chunk_timeout_s": 60.0, "worker_time_limit_s": 120.0, "max_attempts": 1},
+            stream={"abandon_grace_s": 30.0},
+        )
+        with serve_app(create_app(settings)) as base:
+            yield script, base
 
 
 def test_a_whole_journey_in_the_browser(
@@ -87,34 +108,49 @@ def test_a_streaming_question_never_shows_its_quick_reply_tail(
 def test_a_reload_mid_stream_resumes_without_duplicated_or_lost_text(
     make_settings: SettingsFactory, context: BrowserContext
 ) -> None:
-    settings = make_settings(offline={"chars_per_s": 250.0}, stream={"abandon_grace_s": 5.0})
-    with serve_app(create_app(settings)) as base:
+    # The model holds its stream after a few words until the page has reloaded: the reload
+    # lands mid-stream, whatever the machine's speed.
+    with held_model(make_settings) as (script, base):
         page = context.new_page()
         start(page, base, "Health")
         live = page.locator("#step-0 [data-role='text']")
-        expect(live).to_contain_text(re.compile(r"\w+ \w+ \w+ \w+"), timeout=10000)
+        expect(live).to_have_text(re.compile(HELD), timeout=15000)
         page.reload()
-        expect(page.locator("#step-0.is-live")).to_be_visible()
+        expect(page.locator("#step-0.is-live [data-role='text']")).to_have_text(
+            re.compile(HELD), timeout=15000
+        )
+        script.release.set()
         expect(page.locator("#step-0.is-done")).to_be_visible(timeout=20000)
         before_done = page.evaluate("window.__beforeDone['step-0']")
         final = page.locator("#step-0 .prose").inner_text()
-    assert words(before_done) == words(final)
+    assert words(before_done) == words(final) == WORDS
 
 
 def test_a_second_tab_shows_the_same_live_text(
     make_settings: SettingsFactory, context: BrowserContext
 ) -> None:
-    settings = make_settings(offline={"chars_per_s": 400.0})
-    with serve_app(create_app(settings)) as base:
+    # The model holds its stream after a few words until the second tab is in: that tab joins
+    # while the step is still streaming, whatever the machine's speed.
+    with held_model(make_settings) as (script, base):
         first = context.new_page()
         start(first, base, "Family")
+        expect(first.locator("#step-0 [data-role='text']")).to_have_text(
+            re.compile(HELD), timeout=15000
+        )
         second = context.new_page()
         second.goto(first.url)
+        # Joined live: the text so far, in a step that is not done.
+        expect(second.locator("#step-0.is-live [data-role='text']")).to_have_text(
+            re.compile(HELD), timeout=15000
+        )
+        assert second.locator("#step-0.is-done").count() == 0
+        script.release.set()
         for page in (first, second):
             expect(page.locator("#step-0.is-done")).to_be_visible(timeout=20000)
         texts = [page.evaluate("window.__beforeDone['step-0']") for page in (first, second)]
         finals = [page.locator("#step-0 .prose").inner_text() for page in (first, second)]
-    assert words(texts[0]) == words(texts[1]) == words(finals[0]) == words(finals[1])
+    expected = WORDS
+    assert words(texts[0]) == words(texts[1]) == words(finals[0]) == words(finals[1]) == expected
 
 
 def test_a_stalled_model_falls_back_and_the_page_says_so(

@@ -165,6 +165,23 @@ async def test_stall_then_client_close(make_client: MakeClient, fake: FakeUpstre
 
 
 @pytest.mark.anyio
+async def test_hold_until_released(make_client: MakeClient, fake: FakeUpstream) -> None:
+    script = Script(hold_after=2)
+    fake.script(script)
+    with anyio.fail_after(LIMIT):
+        async with make_client() as client:
+            stream = await start(client)
+            received = [await anext(stream) for _ in range(3)]  # role chunk + 2 texts
+            assert text_of(received) == "".join(DEFAULT_CHUNKS[:2])
+            await anyio.wait_all_tasks_blocked()
+            assert fake.completed == 0 and fake.open_streams == 1  # held, not ended
+            script.release.set()  # from the test's thread, as a browser test does
+            received += [chunk async for chunk in stream]
+    assert text_of(received) == "".join(DEFAULT_CHUNKS)
+    await fake.wait_for(lambda f: f.completed == 1 and f.open_streams == 0)
+
+
+@pytest.mark.anyio
 async def test_cancelled_reader_in_stall(make_client: MakeClient, fake: FakeUpstream) -> None:
     """A reader blocked in a stall is cancelled (as when a browser leaves), then closes."""
     fake.script(Script(stall_after=1))
