@@ -1,20 +1,16 @@
-"""The PostgreSQL store (the distributed backend): sessions, steps and answers over psycopg's
-async pool, shared by every worker on every machine."""
+"""The PostgreSQL store (the distributed backend): sessions, steps and answers, shared by every
+worker on every machine; the connections are db_postgres's."""
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Callable
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import DictRow, dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from server import schema
+from server.db_postgres import Connection, PostgresDatabase
 from server.records import (
     Conflict,
     Finished,
@@ -22,38 +18,8 @@ from server.records import (
     Session,
     Step,
     Unavailable,
-    Unreachable,
     step_record,
 )
-
-Connection = psycopg.AsyncConnection[DictRow]
-
-# One id for "migrating the schema", taken with pg_advisory_xact_lock: concurrent CREATE TABLE
-# IF NOT EXISTS can still fail on PostgreSQL's catalog, so workers starting together queue here.
-MIGRATION_LOCK = 0x63726F7373  # "cross"
-# At start-up an unreachable server is reported, not waited for (whole seconds: libpq's).
-CONNECT_TIMEOUT_S = 5
-ACQUIRE_TIMEOUT_S = 5.0  # a request waits this long for a connection before it fails (503)
-PING_TIMEOUT_S = 2.0  # /readyz answers within a probe's usual timeout
-# Per worker: N workers on M machines open up to N * M * POOL_MAX connections, which must stay
-# under the server's max_connections (100 by default).
-POOL_MAX = 8
-
-
-def describe(url: str) -> str:
-    """Which database and where, for a person: host, port and name, never the password."""
-    try:
-        parts = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "PostgreSQL (database_url is not a valid connection string)"
-    host = parts.get("host") or "the local socket"
-    port = parts.get("port") or "5432"
-    return f"PostgreSQL at {host}:{port}/{parts.get('dbname') or parts.get('user') or ''}"
-
-
-def first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 class PostgresStore:
@@ -61,102 +27,25 @@ class PostgresStore:
     memory, since another worker may change or delete it at any time."""
 
     def __init__(
-        self,
-        pool: AsyncConnectionPool[Connection],
-        *,
-        clock: Callable[[], float] = time.time,
+        self, database: PostgresDatabase, *, clock: Callable[[], float] = time.time
     ) -> None:
-        self._pool = pool
+        self._db = database
         self._clock = clock
 
     @classmethod
     async def connect(cls, url: str, *, clock: Callable[[], float] = time.time) -> PostgresStore:
         """Connect, migrate the schema and return the store; Unreachable (one line saying which
         server and where) if the server does not answer."""
-        try:
-            # One direct connection first: its error says why (refused, unknown host, bad
-            # password), where a pool that cannot fill itself only says it timed out.
-            probe = await psycopg.AsyncConnection.connect(url, connect_timeout=CONNECT_TIMEOUT_S)
-        except psycopg.Error as exc:
-            raise Unreachable(f"{describe(url)} is unreachable: {first_line(exc)}") from None
-        await probe.close()
-        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-            url,
-            connection_class=psycopg.AsyncConnection[DictRow],
-            kwargs={"autocommit": True, "row_factory": dict_row},
-            min_size=1,
-            max_size=POOL_MAX,
-            open=False,
-            # A connection broken by a server restart is replaced before it is handed out, so
-            # the app recovers without a restart of its own.
-            check=AsyncConnectionPool.check_connection,
-            timeout=ACQUIRE_TIMEOUT_S,
-            name="crossroads",
-        )
-        try:
-            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-            store = cls(pool, clock=clock)
-            await store._migrate()
-        except BaseException as exc:
-            await pool.close()
-            if isinstance(exc, PoolTimeout | psycopg.OperationalError):
-                raise Unreachable(f"{describe(url)} is unreachable: {first_line(exc)}") from None
-            raise
-        return store
+        return cls(await PostgresDatabase.connect(url), clock=clock)
 
     async def close(self) -> None:
-        await self._pool.close()
-
-    @asynccontextmanager
-    async def _connection(self, wait_s: float | None = None) -> AsyncIterator[Connection]:
-        """A pooled connection (waiting at most `wait_s` for one); a database that cannot be
-        reached becomes Unavailable, for the web layer to answer 503 with nothing acknowledged."""
-        try:
-            async with self._pool.connection(wait_s) as conn:
-                yield conn
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise Unavailable(first_line(exc)) from exc
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Connection]:
-        async with self._connection() as conn, conn.transaction():
-            yield conn
-
-    async def _one(self, sql: str, params: tuple[Any, ...]) -> DictRow | None:
-        async with self._connection() as conn:
-            return await (await conn.execute(sql, params)).fetchone()
-
-    async def _all(self, sql: str, params: tuple[Any, ...]) -> list[DictRow]:
-        async with self._connection() as conn:
-            return await (await conn.execute(sql, params)).fetchall()
-
-    async def _migrate(self) -> None:
-        async with self._transaction() as conn:
-            # Held until this transaction ends: a second worker waits, then finds nothing to do.
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            await conn.execute(schema.VERSION_TABLE)
-            current = await self._version(conn)
-            for number, statements in schema.pending(current):
-                for statement in statements:
-                    await conn.execute(statement)
-                await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
-
-    @staticmethod
-    async def _version(conn: Connection) -> int:
-        row = await (await conn.execute(schema.CURRENT_VERSION)).fetchone()
-        return int(row["version"]) if row else 0
+        await self._db.close()
 
     async def schema_version(self) -> int:
-        async with self._connection() as conn:
-            return await self._version(conn)
+        return await self._db.schema_version()
 
     async def ping(self) -> bool:
-        try:
-            async with self._connection(PING_TIMEOUT_S) as conn:
-                row = await (await conn.execute("SELECT 1 AS one")).fetchone()
-        except Unavailable:
-            return False
-        return row is not None and row["one"] == 1
+        return await self._db.ping()
 
     def trim(self) -> None:
         """Nothing is kept in memory."""
@@ -175,7 +64,7 @@ class PostgresStore:
             created_at=now,
             updated_at=now,
         )
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO sessions (id, owner, category, seed, questions_total, share_id, "
                 "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
@@ -189,15 +78,15 @@ class PostgresStore:
         return session
 
     async def session(self, session_id: str) -> Session | None:
-        row = await self._one("SELECT * FROM sessions WHERE id = %s", (session_id,))
+        row = await self._db.one("SELECT * FROM sessions WHERE id = %s", (session_id,))
         return Session(**row) if row else None
 
     async def session_by_share(self, share_id: str) -> Session | None:
-        row = await self._one("SELECT * FROM sessions WHERE share_id = %s", (share_id,))
+        row = await self._db.one("SELECT * FROM sessions WHERE share_id = %s", (share_id,))
         return Session(**row) if row else None
 
     async def sessions_of(self, owner: str, limit: int = 50) -> list[JourneySummary]:
-        rows = await self._all(
+        rows = await self._db.all(
             "SELECT s.*, "
             "(SELECT COUNT(*) FROM steps t WHERE t.session_id = s.id AND t.status = 'done') "
             "AS done, "
@@ -215,7 +104,7 @@ class PostgresStore:
         return result
 
     async def untouched_session(self, owner: str, category: str, since: float) -> Session | None:
-        row = await self._one(
+        row = await self._db.one(
             "SELECT * FROM sessions s WHERE owner = %s AND category = %s AND created_at >= %s "
             "AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.session_id = s.id) "
             "ORDER BY created_at DESC LIMIT 1",
@@ -224,29 +113,29 @@ class PostgresStore:
         return Session(**row) if row else None
 
     async def steps(self, session_id: str) -> list[Step]:
-        rows = await self._all(
+        rows = await self._db.all(
             "SELECT * FROM steps WHERE session_id = %s ORDER BY n", (session_id,)
         )
         return [step_record(row) for row in rows]
 
     async def step(self, session_id: str, n: int) -> Step | None:
-        row = await self._one(
+        row = await self._db.one(
             "SELECT * FROM steps WHERE session_id = %s AND n = %s", (session_id, n)
         )
         return step_record(row) if row else None
 
     async def answers(self, session_id: str) -> dict[int, str]:
-        rows = await self._all(
+        rows = await self._db.all(
             "SELECT n, text FROM answers WHERE session_id = %s ORDER BY n", (session_id,)
         )
         return {row["n"]: row["text"] for row in rows}
 
     async def open_step(self, session_id: str, n: int, kind: str) -> None:
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             await _open(conn, session_id, n, kind, self._clock())
 
     async def begin_generation(self, session_id: str, n: int) -> int:
-        row = await self._one(
+        row = await self._db.one(
             "UPDATE steps SET status = 'generating', version = version + 1, text = '' "
             "WHERE session_id = %s AND n = %s AND status IN ('open', 'generating') "
             "RETURNING version",
@@ -257,7 +146,7 @@ class PostgresStore:
         return int(row["version"])
 
     async def bump_version(self, session_id: str, n: int) -> int:
-        row = await self._one(
+        row = await self._db.one(
             "UPDATE steps SET version = version + 1 WHERE session_id = %s AND n = %s "
             "RETURNING version",
             (session_id, n),
@@ -265,7 +154,7 @@ class PostgresStore:
         return int(row["version"]) if row else 0
 
     async def release(self, session_id: str, n: int, version: int) -> None:
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             await conn.execute(
                 "UPDATE steps SET status = 'open' WHERE session_id = %s AND n = %s "
                 "AND status = 'generating' AND version = %s",
@@ -282,7 +171,7 @@ class PostgresStore:
         open_next: tuple[int, str] | None,
     ) -> None:
         now = self._clock()
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             # The session's row first, as every write that spans tables takes it: a concurrent
             # delete then waits for this transaction (or this one for it) instead of the two
             # locking each other's rows in opposite order.
@@ -319,7 +208,7 @@ class PostgresStore:
         self, session_id: str, n: int, text: str, *, open_next: tuple[int, str]
     ) -> None:
         now = self._clock()
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             if not await _touch(conn, session_id, now):  # the session's row first (finish_step)
                 raise Conflict(f"question {n} is not open for an answer")
             step = await (
@@ -342,7 +231,7 @@ class PostgresStore:
             await _open(conn, session_id, open_next[0], open_next[1], now)
 
     async def stop_step(self, session_id: str, n: int, text: str = "") -> bool:
-        row = await self._one(
+        row = await self._db.one(
             "UPDATE steps SET status = 'stopped', text = %s WHERE session_id = %s AND n = %s "
             "AND status IN ('open', 'generating') RETURNING n",
             (text, session_id, n),
@@ -350,7 +239,7 @@ class PostgresStore:
         return row is not None
 
     async def reopen_step(self, session_id: str, n: int) -> bool:
-        row = await self._one(
+        row = await self._db.one(
             "UPDATE steps SET status = 'open' WHERE session_id = %s AND n = %s "
             "AND status = 'stopped' RETURNING n",
             (session_id, n),
@@ -358,20 +247,20 @@ class PostgresStore:
         return row is not None
 
     async def set_share(self, session_id: str, share_id: str | None) -> None:
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             await conn.execute(
                 "UPDATE sessions SET share_id = %s WHERE id = %s", (share_id, session_id)
             )
 
     async def delete_session(self, session_id: str) -> None:
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             await conn.execute("DELETE FROM sessions WHERE id = %s", (session_id,))
 
     async def expire(self, ttl_days: float, untouched_days: float | None = None) -> int:
         now = self._clock()
         cutoff = now - ttl_days * 86400
         untouched = now - (untouched_days if untouched_days is not None else ttl_days) * 86400
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             old = await conn.execute("DELETE FROM sessions WHERE updated_at < %s", (cutoff,))
             never = await conn.execute(
                 "DELETE FROM sessions s WHERE created_at < %s AND NOT EXISTS "
@@ -384,7 +273,7 @@ class PostgresStore:
         self, session_id: str, n: int, *, seed: int | None = None, answer: str | None = None
     ) -> None:
         now = self._clock()
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             if not await _touch(conn, session_id, now):  # the session's row first (finish_step)
                 raise Conflict(f"step {n} of {session_id} cannot be rewound")
             step = await (
@@ -441,7 +330,7 @@ class PostgresStore:
                 )
 
     async def counts(self) -> dict[str, int]:
-        row = await self._one(
+        row = await self._db.one(
             "SELECT (SELECT COUNT(*) FROM sessions) AS sessions, "
             "(SELECT COUNT(*) FROM steps) AS steps, (SELECT COUNT(*) FROM answers) AS answers",
             (),
@@ -456,11 +345,11 @@ class PostgresStore:
         try:
             await self.counts()
             return await self.schema_version() == schema.LATEST
-        except psycopg.Error:
+        except (psycopg.Error, Unavailable):
             return False
 
     async def interrupt(self, session_id: str, n: int) -> int:
-        row = await self._one(
+        row = await self._db.one(
             "UPDATE steps SET status = 'generating', version = version + 1 "
             "WHERE session_id = %s AND n = %s RETURNING version",
             (session_id, n),

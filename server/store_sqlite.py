@@ -4,69 +4,30 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-import anyio
-import anyio.to_thread
-
-from server import schema
+from server.db_sqlite import SQLiteDatabase
 from server.records import Conflict, Finished, JourneySummary, Session, Step, step_record
 
-T = TypeVar("T")
 SESSION_MEMORY = 20000  # sessions kept in memory for the hot path (a few hundred bytes each)
 
 
 class SQLiteStore:
-    """One SQLite connection in WAL mode; calls are serialised on one worker thread."""
+    """The SQL of every call, run on db_sqlite's one connection, off the event loop."""
 
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._clock = clock
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        _migrate(self._db)
-        self._lock = threading.Lock()
-        self._limiter = anyio.CapacityLimiter(1)
+        self._db = SQLiteDatabase(path)
         self._sessions: dict[str, Session] = {}
 
     async def close(self) -> None:
-        def close() -> None:
-            with self._lock:
-                self._db.close()
-
-        await anyio.to_thread.run_sync(close, limiter=self._limiter)
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            with self._lock:
-                return fn(self._db)
-
-        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
-
-    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call(db: sqlite3.Connection) -> T:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
-
-        return await self._run(call)
+        await self._db.close()
 
     async def ping(self) -> bool:
-        return await self._run(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
+        return await self._db.run(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
 
     async def create_session(
         self, *, owner: str, category: str, seed: int, questions_total: int
@@ -103,7 +64,7 @@ class SQLiteStore:
                 (session.id, now),
             )
 
-        await self._tx(insert)
+        await self._db.transaction(insert)
         return self._remember(session)
 
     async def session(self, session_id: str) -> Session | None:
@@ -112,7 +73,7 @@ class SQLiteStore:
         known = self._sessions.get(session_id)
         if known is not None:
             return known
-        row = await self._run(
+        row = await self._db.run(
             lambda db: db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
         )
         return self._remember(Session(**dict(row))) if row else None
@@ -128,7 +89,7 @@ class SQLiteStore:
         return session
 
     async def session_by_share(self, share_id: str) -> Session | None:
-        row = await self._run(
+        row = await self._db.run(
             lambda db: db.execute(
                 "SELECT * FROM sessions WHERE share_id = ?", (share_id,)
             ).fetchone()
@@ -145,7 +106,7 @@ class SQLiteStore:
             "AND t.status IN ('done', 'stopped')) AS opening "
             "FROM sessions s WHERE owner = ? ORDER BY created_at DESC LIMIT ?"
         )
-        rows = await self._run(lambda db: db.execute(sql, (owner, limit)).fetchall())
+        rows = await self._db.run(lambda db: db.execute(sql, (owner, limit)).fetchall())
         result = []
         for row in rows:
             data = dict(row)
@@ -154,7 +115,7 @@ class SQLiteStore:
         return result
 
     async def steps(self, session_id: str) -> list[Step]:
-        rows = await self._run(
+        rows = await self._db.run(
             lambda db: db.execute(
                 "SELECT * FROM steps WHERE session_id = ? ORDER BY n", (session_id,)
             ).fetchall()
@@ -162,7 +123,7 @@ class SQLiteStore:
         return [step_record(dict(row)) for row in rows]
 
     async def step(self, session_id: str, n: int) -> Step | None:
-        row = await self._run(
+        row = await self._db.run(
             lambda db: db.execute(
                 "SELECT * FROM steps WHERE session_id = ? AND n = ?", (session_id, n)
             ).fetchone()
@@ -170,7 +131,7 @@ class SQLiteStore:
         return step_record(dict(row)) if row else None
 
     async def answers(self, session_id: str) -> dict[int, str]:
-        rows = await self._run(
+        rows = await self._db.run(
             lambda db: db.execute(
                 "SELECT n, text FROM answers WHERE session_id = ? ORDER BY n", (session_id,)
             ).fetchall()
@@ -179,7 +140,7 @@ class SQLiteStore:
 
     async def open_step(self, session_id: str, n: int, kind: str) -> None:
         """Open a step unless it already exists (idempotent)."""
-        await self._run(
+        await self._db.run(
             lambda db: db.execute(
                 "INSERT OR IGNORE INTO steps (session_id, n, kind, status, opened_at) "
                 "VALUES (?, ?, ?, 'open', ?)",
@@ -201,10 +162,10 @@ class SQLiteStore:
                 raise Conflict(f"step {n} of {session_id} is not open")
             return int(row[0])
 
-        return await self._tx(begin)
+        return await self._db.transaction(begin)
 
     async def bump_version(self, session_id: str, n: int) -> int:
-        row = await self._run(
+        row = await self._db.run(
             lambda db: db.execute(
                 "UPDATE steps SET version = version + 1 WHERE session_id = ? AND n = ? "
                 "RETURNING version",
@@ -216,7 +177,7 @@ class SQLiteStore:
     async def release(self, session_id: str, n: int, version: int) -> None:
         """A generation that ended without text (abandoned, shut down): open again for the next
         viewer, unless the step was stopped or a newer generation has taken it since."""
-        await self._run(
+        await self._db.run(
             lambda db: db.execute(
                 "UPDATE steps SET status = 'open' WHERE session_id = ? AND n = ? "
                 "AND status = 'generating' AND version = ?",
@@ -267,7 +228,7 @@ class SQLiteStore:
                 )
             db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
 
-        await self._tx(finish)
+        await self._db.transaction(finish)
 
     async def save_answer(
         self, session_id: str, n: int, text: str, *, open_next: tuple[int, str]
@@ -295,12 +256,12 @@ class SQLiteStore:
                 "UPDATE sessions SET updated_at = ? WHERE id = ?", (self._clock(), session_id)
             )
 
-        await self._tx(save)
+        await self._db.transaction(save)
 
     async def stop_step(self, session_id: str, n: int, text: str = "") -> bool:
         """The person stopped a running step: it keeps the text written so far and waits until
         they ask for it again."""
-        row = await self._run(
+        row = await self._db.run(
             lambda db: db.execute(
                 "UPDATE steps SET status = 'stopped', text = ? WHERE session_id = ? AND n = ? "
                 "AND status IN ('open', 'generating') RETURNING n",
@@ -310,7 +271,7 @@ class SQLiteStore:
         return row is not None
 
     async def reopen_step(self, session_id: str, n: int) -> bool:
-        row = await self._run(
+        row = await self._db.run(
             lambda db: db.execute(
                 "UPDATE steps SET status = 'open' WHERE session_id = ? AND n = ? "
                 "AND status = 'stopped' RETURNING n",
@@ -322,7 +283,7 @@ class SQLiteStore:
     async def set_share(self, session_id: str, share_id: str | None) -> None:
         """A new share link, or None to revoke it."""
         self._sessions.pop(session_id, None)
-        await self._run(
+        await self._db.run(
             lambda db: db.execute(
                 "UPDATE sessions SET share_id = ? WHERE id = ?", (share_id, session_id)
             )
@@ -332,7 +293,9 @@ class SQLiteStore:
     async def delete_session(self, session_id: str) -> None:
         """The session with its steps and answers (they cascade)."""
         self._sessions.pop(session_id, None)
-        await self._run(lambda db: db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)))
+        await self._db.run(
+            lambda db: db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        )
         self._sessions.pop(session_id, None)  # a read meanwhile may have remembered the old row
 
     async def expire(self, ttl_days: float, untouched_days: float | None = None) -> int:
@@ -351,11 +314,11 @@ class SQLiteStore:
             ).rowcount
             return int(removed)
 
-        return await self._tx(expire)
+        return await self._db.transaction(expire)
 
     async def untouched_session(self, owner: str, category: str, since: float) -> Session | None:
         """The owner's newest journey in `category` started after `since` with no answer yet."""
-        row = await self._run(
+        row = await self._db.run(
             lambda db: db.execute(
                 "SELECT * FROM sessions s WHERE owner = ? AND category = ? AND created_at >= ? "
                 "AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.session_id = s.id) "
@@ -411,25 +374,25 @@ class SQLiteStore:
             db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
 
         self._sessions.pop(session_id, None)
-        await self._tx(rewind)
+        await self._db.transaction(rewind)
         self._sessions.pop(session_id, None)  # a read meanwhile may have remembered the old row
 
     async def schema_version(self) -> int:
-        return await self._run(lambda db: int(db.execute(schema.CURRENT_VERSION).fetchone()[0]))
+        return await self._db.schema_version()
 
     async def counts(self) -> dict[str, int]:
         def count(db: sqlite3.Connection) -> dict[str, int]:
             tables = ("sessions", "steps", "answers")
             return {t: int(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in tables}
 
-        return await self._run(count)
+        return await self._db.run(count)
 
     async def intact(self) -> bool:
-        rows = await self._run(lambda db: db.execute("PRAGMA integrity_check").fetchall())
+        rows = await self._db.run(lambda db: db.execute("PRAGMA integrity_check").fetchall())
         return [tuple(row) for row in rows] == [("ok",)]
 
     async def interrupt(self, session_id: str, n: int) -> int:
-        row = await self._run(
+        row = await self._db.run(
             lambda db: db.execute(
                 "UPDATE steps SET status = 'generating', version = version + 1 "
                 "WHERE session_id = ? AND n = ? RETURNING version",
@@ -442,24 +405,7 @@ class SQLiteStore:
 
     async def journal_mode(self) -> str:
         """SQLite's journal mode ("wal"), for operators' checks and tests."""
-        return str(await self._run(lambda db: db.execute("PRAGMA journal_mode").fetchone()[0]))
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring the schema up to date; BEGIN IMMEDIATE makes a second process starting at the same
-    moment wait (busy_timeout) and then find nothing left to do."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute(schema.VERSION_TABLE)
-        current = int(db.execute(schema.CURRENT_VERSION).fetchone()[0])
-        for number, statements in schema.pending(current):
-            for statement in statements:
-                db.execute(statement)
-            db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+        return await self._db.journal_mode()
 
 
 def _next_kind(db: sqlite3.Connection, session_id: str, n: int) -> str:

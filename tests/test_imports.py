@@ -25,9 +25,9 @@ ONLY_IN: dict[str, frozenset[str]] = {
     "diskcache": frozenset({"server.cache"}),
     # Each database driver in its own store implementation; the rest of the app sees the
     # Store interface only.
-    "sqlite3": frozenset({"server.store_sqlite"}),
-    "psycopg": frozenset({"server.store_postgres"}),
-    "psycopg_pool": frozenset({"server.store_postgres"}),
+    "sqlite3": frozenset({"server.store_sqlite", "server.db_sqlite"}),
+    "psycopg": frozenset({"server.store_postgres", "server.db_postgres"}),
+    "psycopg_pool": frozenset({"server.db_postgres"}),
     # Settings: the only reader of settings.toml (and of any other configuration format).
     "tomllib": frozenset({"server.settings"}),
     "dotenv": frozenset({"server.settings"}),
@@ -81,7 +81,7 @@ FILE_READERS: dict[str, frozenset[str] | None] = {
     "server.settings": None,  # settings.toml and the generated secret key
     "server.generators.bank": frozenset({"load_bank"}),  # the offline bank, once at start-up
     # Not a file: the connection pool's open(), which the checker cannot tell from one by name.
-    "server.store_postgres": frozenset({"connect"}),
+    "server.db_postgres": frozenset({"connect"}),
 }
 FILE_CALLS = frozenset({"open", "open_file", "read_text", "read_bytes", "iterdir"})
 
@@ -240,6 +240,10 @@ BAD_MODULES: Mapping[str, tuple[Source, str]] = {
         Source("server.store_sqlite", "from psycopg_pool import AsyncConnectionPool\n"),
         "server.store_sqlite:1 imports psycopg_pool",
     ),
+    "postgres-store-bypasses-its-pool": (
+        Source("server.store_postgres", "from psycopg_pool import AsyncConnectionPool\n"),
+        "server.store_postgres:1 imports psycopg_pool",
+    ),
     "postgres-store-imports-sqlite3": (
         Source("server.store_postgres", "import sqlite3\n"),
         "server.store_postgres:1 imports sqlite3",
@@ -321,7 +325,8 @@ def test_checker_reports_a_forbidden_import(source: Source, expected: str) -> No
     "source",
     [
         Source("server.store_sqlite", "import sqlite3\n"),
-        Source("server.store_postgres", "import psycopg\nfrom psycopg_pool import X\n"),
+        Source("server.db_postgres", "import psycopg\nfrom psycopg_pool import X\n"),
+        Source("server.db_sqlite", "import sqlite3\n"),
         Source("server.ratelimit_redis", "from redis.asyncio import Redis\nimport redis\n"),
         Source("server.llm", "import openai\nimport httpx2\n"),
         Source("server.app", "import httpx2\n"),

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
+from server.db_postgres import describe
 from server.store import Unavailable, Unreachable
-from server.store_postgres import PostgresStore, describe
+from server.store_postgres import PostgresStore
 from tests.pg import PostgresServer, free_port
 
 pytestmark = pytest.mark.anyio

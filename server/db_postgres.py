@@ -1,0 +1,141 @@
+"""PostgreSQL connections for the store: the pool, the schema's migrations under an advisory
+lock, and the server's failures in the store's terms (Unreachable, Unavailable)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from server import schema
+from server.records import Unavailable, Unreachable
+
+Connection = psycopg.AsyncConnection[DictRow]
+
+# One id for "migrating the schema", taken with pg_advisory_xact_lock: concurrent CREATE TABLE
+# IF NOT EXISTS can still fail on PostgreSQL's catalog, so workers starting together queue here.
+MIGRATION_LOCK = 0x63726F7373  # "cross"
+# At start-up an unreachable server is reported, not waited for (whole seconds: libpq's).
+CONNECT_TIMEOUT_S = 5
+ACQUIRE_TIMEOUT_S = 5.0  # a request waits this long for a connection before it fails (503)
+PING_TIMEOUT_S = 2.0  # /readyz answers within a probe's usual timeout
+# Per worker: N workers on M machines open up to N * M * POOL_MAX connections, which must stay
+# under the server's max_connections (100 by default).
+POOL_MAX = 8
+
+
+def describe(url: str) -> str:
+    """Which database and where, for a person: host, port and name, never the password."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "PostgreSQL (database_url is not a valid connection string)"
+    host = parts.get("host") or "the local socket"
+    port = parts.get("port") or "5432"
+    return f"PostgreSQL at {host}:{port}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+def first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+class PostgresDatabase:
+    """A pool of connections in autocommit, rows as dicts; transactions are explicit."""
+
+    def __init__(self, pool: AsyncConnectionPool[Connection]) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str) -> PostgresDatabase:
+        """Connect and migrate the schema; Unreachable (one line saying which server and where)
+        if the server does not answer."""
+        try:
+            # One direct connection first: its error says why (refused, unknown host, bad
+            # password), where a pool that cannot fill itself only says it timed out.
+            probe = await psycopg.AsyncConnection.connect(url, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.Error as exc:
+            raise Unreachable(f"{describe(url)} is unreachable: {first_line(exc)}") from None
+        await probe.close()
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            url,
+            connection_class=psycopg.AsyncConnection[DictRow],
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            min_size=1,
+            max_size=POOL_MAX,
+            open=False,
+            # A connection broken by a server restart is replaced before it is handed out, so
+            # the app recovers without a restart of its own.
+            check=AsyncConnectionPool.check_connection,
+            timeout=ACQUIRE_TIMEOUT_S,
+            name="crossroads",
+        )
+        try:
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+            database = cls(pool)
+            await database._migrate()
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, PoolTimeout | psycopg.OperationalError):
+                raise Unreachable(f"{describe(url)} is unreachable: {first_line(exc)}") from None
+            raise
+        return database
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def connection(self, wait_s: float | None = None) -> AsyncIterator[Connection]:
+        """A pooled connection (waiting at most `wait_s` for one); a database that cannot be
+        reached becomes Unavailable, for the web layer to answer 503 with nothing acknowledged."""
+        try:
+            async with self._pool.connection(wait_s) as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise Unavailable(first_line(exc)) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+    async def one(self, sql: str, params: tuple[Any, ...] = ()) -> DictRow | None:
+        async with self.connection() as conn:
+            return await (await conn.execute(sql, params)).fetchone()
+
+    async def all(self, sql: str, params: tuple[Any, ...] = ()) -> list[DictRow]:
+        async with self.connection() as conn:
+            return await (await conn.execute(sql, params)).fetchall()
+
+    async def _migrate(self) -> None:
+        async with self.transaction() as conn:
+            # Held until this transaction ends: a second worker waits, then finds nothing to do.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            await conn.execute(schema.VERSION_TABLE)
+            current = await _version(conn)
+            for number, statements in schema.pending(current):
+                for statement in statements:
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+
+    async def schema_version(self) -> int:
+        async with self.connection() as conn:
+            return await _version(conn)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.connection(PING_TIMEOUT_S) as conn:
+                row = await (await conn.execute("SELECT 1 AS one")).fetchone()
+        except Unavailable:
+            return False
+        return row is not None and row["one"] == 1
+
+
+async def _version(conn: Connection) -> int:
+    row = await (await conn.execute(schema.CURRENT_VERSION)).fetchone()
+    return int(row["version"]) if row else 0

@@ -1,0 +1,83 @@
+"""The SQLite connection for the store: WAL mode, the schema's migrations, and every call
+serialised on one worker thread, off the event loop."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+from server import schema
+
+T = TypeVar("T")
+
+
+class SQLiteDatabase:
+    """One connection in autocommit; `transaction` wraps a call in BEGIN IMMEDIATE."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        _migrate(self._db)
+        self._lock = threading.Lock()
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def close(self) -> None:
+        def close() -> None:
+            with self._lock:
+                self._db.close()
+
+        await anyio.to_thread.run_sync(close, limiter=self._limiter)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                return fn(self._db)
+
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return await self.run(call)
+
+    async def schema_version(self) -> int:
+        return await self.run(lambda db: int(db.execute(schema.CURRENT_VERSION).fetchone()[0]))
+
+    async def journal_mode(self) -> str:
+        return str(await self.run(lambda db: db.execute("PRAGMA journal_mode").fetchone()[0]))
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring the schema up to date; BEGIN IMMEDIATE makes a second process starting at the same
+    moment wait (busy_timeout) and then find nothing left to do."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(schema.VERSION_TABLE)
+        current = int(db.execute(schema.CURRENT_VERSION).fetchone()[0])
+        for number, statements in schema.pending(current):
+            for statement in statements:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
