@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,12 +44,29 @@ class Run:
     limits: list[int] = field(default_factory=list)
 
 
-def settings_for(data_dir: str, url: str, adaptive: bool, slots: int) -> Settings:
+@contextmanager
+def upstream(url: str | None) -> Iterator[str]:
+    """The real upstream at `url`, or the fake playing llama.cpp with a small model on two
+    cores: first token in 0.3 s, then ~60 tokens/s, one stream at a time."""
+    if url:
+        yield url
+        return
+    fake = FakeUpstream(
+        Script(chunks=[f"word{i} " for i in range(60)], first_delay_s=0.3, chunk_delay_s=1 / 60)
+    )
+    fake.one_at_a_time = True
+    with serve(fake) as fake_url:
+        yield fake_url
+
+
+def settings_for(
+    data_dir: str, url: str, adaptive: bool, slots: int, model: str = "fake-model"
+) -> Settings:
     return load(
         environ={},
         overrides={
             "storage": {"data_dir": data_dir},
-            "llm": {"base_url": url, "model": "fake-model"},
+            "llm": {"base_url": url, "model": model},
             "limits": {
                 "max_concurrent_ai_requests": slots,
                 "adaptive_concurrency": adaptive,
@@ -82,17 +102,19 @@ async def person(base: str, rng: random.Random, think_s: tuple[float, float], ru
 
 
 async def one_run(
-    label: str, people: int, *, adaptive: bool, slots: int, think_s: tuple[float, float]
+    label: str,
+    people: int,
+    *,
+    adaptive: bool,
+    slots: int,
+    think_s: tuple[float, float],
+    real: str | None,
+    model: str,
 ) -> Run:
-    # About llama.cpp with a small model on two cores: first token in 0.3 s, then ~60 tokens/s.
-    fake = FakeUpstream(
-        Script(chunks=[f"word{i} " for i in range(60)], first_delay_s=0.3, chunk_delay_s=1 / 60)
-    )
-    fake.one_at_a_time = True
     run = Run(label, people)
     rng = random.Random(7)
-    with tempfile.TemporaryDirectory() as data_dir, serve(fake) as url:
-        settings = settings_for(data_dir, url, adaptive, slots)
+    with tempfile.TemporaryDirectory() as data_dir, upstream(real) as url:
+        settings = settings_for(data_dir, url, adaptive, slots, model)
         app = create_app(settings)
         with serve_app(app) as base:
             sids: list[str] = []
@@ -115,6 +137,12 @@ async def one_run(
                         for index in range(people):
                             crowd.start_soon(go, index)
                     tg.cancel_scope.cancel()
+                async with Visitor(base) as visitor:
+                    metrics = (await visitor.http.get("/metrics")).text
+        cut = re.search(
+            r'^crossroads_model_attempts_total\{outcome="incomplete_stream"\} (\S+)$', metrics, re.M
+        )
+        run.cut = int(float(cut.group(1))) if cut else 0
         store = await open_store(settings)
         try:
             for sid in sids:
@@ -123,14 +151,13 @@ async def one_run(
                     run.attempts.append(step.attempts or 0)
         finally:
             await store.close()
-    run.cut = fake.cut
     return run
 
 
 def table(runs: list[Run], settings: Settings) -> str:
     bound = settings.limits.queue_timeout_s + settings.limits.first_token_timeout_s
     lines = [
-        "| people | limit | steps | from the model | fell back (why) | upstream cuts "
+        "| people | limit | steps | from the model | fell back (why) | streams cut "
         f"| longest wait | median wait | waits over {bound:g} s | limit seen |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -154,27 +181,42 @@ def main() -> None:
     parser.add_argument("--think", default="2,6", help="seconds a person thinks: min,max")
     parser.add_argument("--fixed", default="16,1", help="fixed limits to compare with")
     parser.add_argument("--log", default="warning", help="the app's JSON log level on stderr")
+    parser.add_argument("--upstream", help="a real OpenAI-compatible base URL instead of the fake")
+    parser.add_argument("--model", default="fake-model", help="the model name to ask for")
     args = parser.parse_args()
     logs.configure(args.log)
     low, high = (float(x) for x in args.think.split(","))
+    fixed_limits = [int(n) for n in args.fixed.split(",") if n]
     runs: list[Run] = []
     for people in (int(n) for n in args.people.split(",")):
         runs.append(
             anyio.run(
                 lambda p=people: one_run(
-                    "learned (max 16)", p, adaptive=True, slots=16, think_s=(low, high)
+                    "learned (max 16)",
+                    p,
+                    adaptive=True,
+                    slots=16,
+                    think_s=(low, high),
+                    real=args.upstream,
+                    model=args.model,
                 )
             )
         )
-        for fixed in (int(n) for n in args.fixed.split(",") if n):
+        for fixed in fixed_limits:
             runs.append(
                 anyio.run(
                     lambda p=people, f=fixed: one_run(
-                        f"fixed {f}", p, adaptive=False, slots=f, think_s=(low, high)
+                        f"fixed {f}",
+                        p,
+                        adaptive=False,
+                        slots=f,
+                        think_s=(low, high),
+                        real=args.upstream,
+                        model=args.model,
                     )
                 )
             )
-        print(table(runs[-1 - len(args.fixed.split(",")) :], settings_for("", "", True, 16)))
+        print(table(runs[-1 - len(fixed_limits) :], settings_for("", "", True, 16)), flush=True)
     print()
     print(table(runs, settings_for("", "", True, 16)))
 

@@ -31,7 +31,10 @@ PATIENCE_CAP = 64
 
 class LimitStore(Protocol):
     """Where the learned limit lives. Embedded: a number in this process. Distributed: one value
-    (say a Redis key) that every process reads and updates, so the deployment learns once."""
+    (say a Redis key) that every process reads and updates, so the deployment learns once. The
+    calls are synchronous on purpose: admission reads the limit on every acquire and release, so
+    a Redis store answers from the value it last saw (refreshed in the background) and sends
+    its updates (a small script doing the change atomically) without making a caller wait."""
 
     def read(self) -> int: ...
 
