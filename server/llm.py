@@ -276,10 +276,18 @@ class OpenAIModel:
         except (openai.APIConnectionError, httpx2.TransportError) as exc:
             await _close(upstream)
             raise _Retryable(ConnectionFailed(_describe(exc), attempts=attempt), None) from None
-        except (ConnectionFailed, IncompleteStream) as error:
-            # Dropped before the first token: as retryable as a refused connection.
+        except IncompleteStream as error:
             await _close(upstream)
             raise _Retryable(error, None) from None
+        except ConnectionFailed as error:
+            # The response had begun and its body broke off before any text: the upstream cut
+            # this stream (llama.cpp's server does when another request arrives). Retryable,
+            # and a sign of overload, which a refused connection is not.
+            await _close(upstream)
+            cut = IncompleteStream(
+                f"the stream broke off before any text: {error.detail}", attempts=attempt
+            )
+            raise _Retryable(cut, None) from None
         except ModelError:
             await _close(upstream)
             raise

@@ -385,9 +385,15 @@ async def test_a_connection_dropped_before_the_first_token_is_retried(
 ) -> None:
     fake.script(Script(drop_after=0), Script())
     sleeps = Sleeps()
-    deltas = await run(model_for(settings, fake.transport(), sleeps))
+    heard = Heard()
+    model = model_for(settings, fake.transport(), sleeps)
+    with anyio.fail_after(15):
+        stream = model.stream(PROMPT, deadline=time.monotonic() + 5, watcher=heard)
+        deltas = [delta async for delta in stream]
     assert deltas[-1].finish_reason == "stop"
     assert len(fake.requests) == 2 and len(sleeps.waits) == 1
+    # A body that broke off is a cut stream (a sign of overload), not an unreachable model.
+    assert [a.outcome for a in heard.attempts] == ["incomplete_stream", "ok"]
 
 
 class Heard:
