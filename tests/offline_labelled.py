@@ -457,4 +457,93 @@ CASES: tuple[Case, ...] = (
         "Most of it, honestly. I haven't told anyone how scared I am of leaving.",
     ), ".LH.", "balanced", ("contradiction",)),
 )
+
+# Written after the reader was tuned on CASES, and not tuned on since: how it does on answers
+# it has not seen. Kept apart so that figure stays honest; the test guards it from falling.
+HELD_OUT: tuple[Case, ...] = (
+    Case("career-heldout-craftsman", "career", 10, (
+        "Mostly to myself. I've spent fourteen years keeping someone else's shop going and I want to find out what I can make with my own hands.",
+        "Honestly not much. We'd tighten our belts for two years; I'd rather risk it than spend the rest of my working life wondering.",
+        "Last spring I rebuilt a neighbour's staircase over three weekends. I lost track of time completely, and that told me a lot about who I am.",
+        "My husband and Ruth, and I've asked both of them properly. They get a real say, because the money affects all of us.",
+        "Enough would be work I'm proud of and a bit of quiet in the evenings. I'm not after a title.",
+    ), ".HHH", "deliberate"),
+    Case("career-heldout-anxious-climber", "career", 11, (
+        "I want the senior role, badly. It would be a real step up, and I'm scared that raising the numbers issue will cost me it.",
+        "A lot of one. I can't afford to be the person who rocked the boat and got pushed out.",
+        "Honestly I'm not sure what I value right now. Everyone says loyalty to your manager matters, so maybe that.",
+        "Yes, my old mentor would tell me straight. I'm avoiding her because I know what she'd say.",
+        "Both, if I'm honest. The title matters to me more than I like to admit.",
+    ), "HLLL", "cautious"),
+    Case("ethics-heldout-honest", "ethics", 10, (
+        "No. A grade that isn't mine would sit on my conscience for the whole residency.",
+        "Yes, I'd talk to the marker first so they understand it was an honest mistake.",
+        "Emailing the module lead today and saying it directly.",
+        "Correcting it, even if it costs me the top band. There's no workable version that involves keeping it.",
+        "Do the right thing, whatever it costs. That's what I'd want someone to tell me.",
+    ), "HHHL", "decisive"),
+    Case("ethics-heldout-loyal-friend", "ethics", 11, (
+        "Friendship, mostly. I'd bend the truth a little for Callum; it's not like anyone gets hurt.",
+        "He'd be grateful and Odette might feel let down later. I've thought about both of them.",
+        "Probably. I'd still give the reference even if nobody else vouched for him.",
+        "What will actually happen, mostly. He needs a job and the food bank needs someone kind.",
+        "Somewhat. I'd rather nobody looked too closely at what I wrote.",
+    ), "LHHH", "balanced"),
+    Case("family-heldout-giver", "family", 10, (
+        "Me, usually, and I'm fine with it. Someone has to hold things together.",
+        "Giving each person what they need. Arjun needs a start; Raj needs the sea air. They're not the same thing.",
+        "Raj would go quiet and I'd end up doing the talking, as always.",
+        "We could let Arjun stay for a year and list the house after. Nobody has said that out loud yet.",
+        "Most of them are mine. I'm his mum and I'll always be there for him.",
+    ), "HL.H", "balanced"),
+    Case("family-heldout-tired-fair", "family", 11, (
+        "Less than people think. I'm exhausted, and I can't be the only one driving to that school.",
+        "The same for both kids. Leo deserves as much of our time as Zoe does.",
+        "That I'm tired of being the one who says no to everyone.",
+        "I'd hate it. I want one arrangement and to stick with it.",
+        "Me, and it doesn't feel fair at all.",
+    ), "LH.L", "intuitive"),
+    Case("finance-heldout-gambler", "finance", 10, (
+        "It eats at me. I turned down shares at my last job and they'd be worth a fortune now.",
+        "Loosely: get to forty with something I built, not just a salary.",
+        "Nothing really. I already know what I want to do.",
+        "Nobody. I've made up my mind and I don't need to hear otherwise.",
+        "Most of it. If it fails I'll rebuild.",
+    ), "HH.L", "decisive"),
+    Case("finance-heldout-careful-calm", "finance", 11, (
+        "Only a small one. If I lend it, I'd treat $1,000 as gone and the rest as a loan.",
+        "A fair bit. Our emergency fund is what lets me sleep, and I want it there in ten years.",
+        "Tomas, but I won't decide while I'm upset. I'll wait a few days and talk it over with my partner.",
+        "When I've written the numbers down and they add up.",
+        "It made me more careful. The $800 never fully came back.",
+    ), "LHHH", "deliberate"),
+    Case("health-heldout-pusher", "health", 10, (
+        "When it stops me running. Until then I push through.",
+        "That I'm weak and need to toughen up.",
+        "Whether I'm making it worse by running on it. I'd ask a physio.",
+        "Two short runs and one long one, every week, whatever happens.",
+        "I'd tell them to wait and see, honestly.",
+    ), "LLHH", "balanced"),
+    Case("health-heldout-spanish-mixed", "health", 11, (
+        "Me duele la espalda desde hace meses.",
+        "That tomorrow is another day, mostly. I try to go easy on myself.",
+        "No lo sé, la verdad.",
+        "It takes me ages. I usually give up for a while.",
+        "When Tom nags me, to be honest.",
+    ), "LH.L", "balanced"),
+    Case("relationships-heldout-frank", "relationships", 10, (
+        "Nothing terrible. Keisha's my oldest friend; she can take the truth.",
+        "The Nashville weekend. I said yes before I saw the price, and I regret it.",
+        "Mostly worry for her. I know how much this wedding means to her.",
+        "I say it straight out, usually over coffee.",
+        "Everything. I'd want to know if she was struggling with money.",
+    ), "HLHH", "balanced"),
+    Case("relationships-heldout-quiet", "relationships", 11, (
+        "Pretty much all of it. I haven't told Hana or Leo how much it bothers me.",
+        "My Saturday mornings, my privacy, a hot shower. It's more than I want to give.",
+        "That Marcus feels welcome and doesn't see a problem.",
+        "I wouldn't know how to start without it sounding like an attack.",
+        "Not very. I keep things to myself.",
+    ), "LL.L", "balanced"),
+)
 # fmt: on

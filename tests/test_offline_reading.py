@@ -106,3 +106,35 @@ def test_look_alike_phrases_are_masked_without_moving_indexes(bank: Bank) -> Non
     assert len(hidden) == len(text)
     assert "kind" not in hidden and "fair" not in hidden
     assert hidden.endswith("now and then")
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Everything. I'd want to know if she was struggling.", "Everything, even the hard parts"),
+        ("I said yes before I saw the price, and I regret it.", "Yes, and I regret it"),
+        ("Giving each person what they need, I think.", "What each person needs"),
+        ("maybe the work, maybe the status", None),  # two replies fit: neither is taken
+        ("I'd need someone to back me up", None),  # one shared word is not a paraphrase
+    ],
+)
+def test_an_answer_in_other_words_is_read_as_the_one_reply_it_says(
+    bank: Bank, answer: str, expected: str | None
+) -> None:
+    from server.generators.bank import Lean, Reply
+    from server.generators.reading import paraphrased
+
+    offered: dict[str, Lean] = {
+        "Everything, even the hard parts": "high",
+        "Only what affects me": "neutral",
+        "Yes, and I regret it": "low",
+        "No, I agreed on purpose": "high",
+        "What each person needs": "low",
+        "The same for everyone": "high",
+        "Mostly the work itself": "neutral",
+        "Honestly, some of it is status": "high",
+        "Yes, on my own if needed": "high",
+    }
+    replies = tuple(Reply(text, lean) for text, lean in offered.items())
+    found = paraphrased(answer, replies, bank.common)
+    assert (found.text if found else None) == expected

@@ -85,6 +85,8 @@ class Common:
     # Bare answers: a yes or a no said in one or two words.
     yes: tuple[str, ...] = ()
     no: tuple[str, ...] = ()
+    # Words that say little on their own, left out when an answer is compared with a reply.
+    stopwords: frozenset[str] = frozenset()
     # What the report says when it cannot name a style, and when the answers were brief.
     style_notes: dict[str, str] = field(default_factory=dict)
 
@@ -173,6 +175,7 @@ def _common(data: dict[str, Any]) -> Common:
         },
         yes=tuple(normal(w) for w in data.get("yes", ())),
         no=tuple(normal(w) for w in data.get("no", ())),
+        stopwords=frozenset(normal(w) for w in data.get("stopwords", ())),
         style_notes=dict(data.get("style_notes", {})),
     )
 

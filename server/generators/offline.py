@@ -17,7 +17,7 @@ from server.generators.bank import (
     normal,
 )
 from server.generators.journey import Exchange, Journey, StepKind
-from server.generators.reading import Reading, read
+from server.generators.reading import Reading, paraphrased, read
 from server.generators.scoring import Answered, DimensionScore, score
 from server.generators.wording import clause_around, excerpt, fill, flat, mentions
 
@@ -127,7 +127,12 @@ class OfflineWriter:
             elif reading.kind == "bare":
                 result.append(Answered(exchange, reading, self._yes_no_reply(journey, exchange)))
             elif reading.kind == "words":
-                result.append(Answered(exchange, reading, self._echoed_reply(journey, exchange)))
+                echoed = self._echoed_reply(journey, exchange)
+                if echoed is not None:
+                    result.append(Answered(exchange, reading, echoed))
+                else:
+                    loose = self._paraphrased_reply(journey, exchange)
+                    result.append(Answered(exchange, reading, loose, loose=loose is not None))
             else:
                 result.append(Answered(exchange, reading))
         return result
@@ -209,6 +214,15 @@ class OfflineWriter:
             if len(naming) == 1:
                 return label, naming[0]
         return None
+
+    def _paraphrased_reply(self, journey: Journey, exchange: Exchange) -> tuple[str, Reply] | None:
+        """The reply of the question an answer says in other words, if only one fits."""
+        question = self._bank_question(journey, " ".join(exchange.question.split()))
+        label = self._label_of(journey, question) if question is not None else None
+        if question is None or label is None:
+            return None
+        reply = paraphrased(exchange.answer, question.replies, self._bank.common)
+        return (label, reply) if reply is not None else None
 
     def _yes_no_reply(self, journey: Journey, exchange: Exchange) -> tuple[str, Reply] | None:
         """A bare yes or no read as the one reply of its question that starts with it

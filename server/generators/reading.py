@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from server.generators.bank import Common, normal
+from server.generators.bank import Common, Reply, normal
 from server.generators.wording import masked, mentions
 
 # "words": English (or nothing else recognisable); "wordless": emoji or punctuation only;
@@ -79,3 +79,37 @@ def _language(text: str, tokens: list[str], common: Common) -> str:
     if best_hits >= needed and best_hits > english:
         return best
     return ""
+
+
+def paraphrased(answer: str, replies: tuple[Reply, ...], common: Common) -> Reply | None:
+    """The one reply an answer says in other words, if any: it opens with the reply's first
+    telling word ("Everything. I'd want to know…" for "Everything, even the hard parts"),
+    or it holds all of the reply's telling words, or two and at least half of them ("I
+    said yes before I saw the price, and I regret it" for "Yes, and I regret it"). When
+    more than one reply fits, the answer is left to its own words."""
+    said = _telling(answer, common)
+    if not said:
+        return None
+    fitting = []
+    for reply in replies:
+        words = set(_telling(reply.text, common))
+        if not words:
+            continue
+        shared = len(words & set(said))
+        opens_alike = _telling(reply.text, common)[0] == said[0]
+        if opens_alike or shared == len(words) or (shared >= 2 and shared * 2 >= len(words)):
+            fitting.append(reply)
+    return fitting[0] if len(fitting) == 1 else None
+
+
+def _telling(text: str, common: Common) -> list[str]:
+    """The words that carry meaning, in order, lightly stemmed ("needs" is "need")."""
+    words = _WORD.findall(normal(text))
+    return [_stem(w) for w in words if w not in common.stopwords and w not in common.yes]
+
+
+def _stem(word: str) -> str:
+    for ending in ("ing", "ed", "es", "s"):
+        if word.endswith(ending) and len(word) - len(ending) >= 3:
+            return word[: -len(ending)]
+    return word

@@ -29,6 +29,8 @@ class Answered:
     reading: Reading
     reply: tuple[str, Reply] | None = None
     clicked: bool = False
+    # The reply was said in other words, not typed: it leans like one signal, not more.
+    loose: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,15 @@ def score(dims: list[Dimension], answered: list[Answered], common: Common) -> li
         if item.reply is not None and item.reply[1].lean != "neutral" and item.reply[0] in found:
             label, reply = item.reply
             side = 0 if reply.lean == "high" else 1
-            lean[label] += REPLY_VOTES if side == 0 else -REPLY_VOTES
+            votes = 1 if item.loose else REPLY_VOTES
+            lean[label] += votes if side == 0 else -votes
             if item.clicked:
                 replies[label][side].append(" ".join(item.exchange.answer.split()))
             else:
                 echoes[label][side].append((_shown(item.exchange.answer), reply.text))
         if not item.clicked and reading.typed_english and "irony" not in reading.cues:
             text = masked(normal(item.exchange.answer), common.masks)
-            if item.reply is not None:
+            if item.reply is not None and not item.loose:
                 # The reply's own words carry its lean, neutral or not, and count no further.
                 text = blank_prefix(text, item.reply[1].text)
             for label, (high, low) in category_hits(text, dims).items():
