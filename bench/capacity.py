@@ -3,7 +3,8 @@ time (as llama.cpp's server: a new request cuts the running one), with the learn
 limit and with fixed ones. Prints a Markdown table: where each step's text came from, and the
 longest a person waited for a step's first text.
 
-Everything runs in this process on 127.0.0.1 (the fake upstream and the app in threads).
+Everything runs on 127.0.0.1: the app as `run.py` in a process of its own, the fake upstream
+in a thread of this one.
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
 
-from server import logs
-from server.app import create_app
+from bench import procs
 from server.settings import Settings, load
 from server.store import open_store
 from tests.fake_upstream import FakeUpstream, Script, serve
-from tests.servers import serve_app
 from tests.visitor import Visitor
 
 QUESTIONS = 3  # a journey: scenario, three questions, report
@@ -59,24 +59,37 @@ def upstream(url: str | None) -> Iterator[str]:
         yield fake_url
 
 
-def settings_for(
+def overrides_for(
     data_dir: str, url: str, adaptive: bool, slots: int, model: str = "fake-model"
-) -> Settings:
-    return load(
-        environ={},
-        overrides={
-            "storage": {"data_dir": data_dir},
-            "llm": {"base_url": url, "model": model},
-            "limits": {
-                "max_concurrent_ai_requests": slots,
-                "adaptive_concurrency": adaptive,
-                "sessions_per_minute_per_client": 0,
-                "answers_per_minute_per_client": 0,
-            },
-            "journey": {"questions_per_session": QUESTIONS},
-            "stream": {"abandon_grace_s": 60.0},
+) -> dict[str, dict[str, Any]]:
+    return {
+        "storage": {"data_dir": data_dir},
+        "llm": {"base_url": url, "model": model},
+        "limits": {
+            "max_concurrent_ai_requests": slots,
+            "adaptive_concurrency": adaptive,
+            "sessions_per_minute_per_client": 0,
+            "answers_per_minute_per_client": 0,
         },
-    )
+        "journey": {"questions_per_session": QUESTIONS},
+        "stream": {"abandon_grace_s": 60.0},
+    }
+
+
+def settings_for(overrides: dict[str, dict[str, Any]]) -> Settings:
+    return load(environ={}, overrides=overrides)
+
+
+def flat(overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        f"{section}.{key}": value
+        for section, values in overrides.items()
+        for key, value in values.items()
+    }
+
+
+LIMIT = re.compile(r"^crossroads_model_concurrency_limit (\S+)$", re.M)
+CUT = re.compile(r'^crossroads_model_attempts_total\{outcome="incomplete_stream"\} (\S+)$', re.M)
 
 
 async def person(base: str, rng: random.Random, think_s: tuple[float, float], run: Run) -> str:
@@ -114,20 +127,24 @@ async def one_run(
     run = Run(label, people)
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as data_dir, upstream(real) as url:
-        settings = settings_for(data_dir, url, adaptive, slots, model)
-        app = create_app(settings)
-        with serve_app(app) as base:
+        overrides = overrides_for(data_dir, url, adaptive, slots, model)
+        with procs.app(Path(data_dir), flat(overrides)) as (port, _pid):
+            base = f"http://127.0.0.1:{port}"
             sids: list[str] = []
 
             async def go(index: int) -> None:
                 await anyio.sleep(index * 0.05)  # "at once": within a fraction of a second
                 sids.append(await person(base, rng, think_s, run))
 
+            async def metrics() -> str:
+                async with Visitor(base) as visitor:
+                    return (await visitor.http.get("/metrics")).text
+
             async def watch_limit() -> None:
                 while True:
-                    services: Any = getattr(app.state, "services", None)
-                    if services is not None:
-                        run.limits.append(services.admission.slots)
+                    found = LIMIT.search(await metrics())
+                    if found:
+                        run.limits.append(int(float(found.group(1))))
                     await anyio.sleep(0.25)
 
             with anyio.fail_after(600):
@@ -137,13 +154,9 @@ async def one_run(
                         for index in range(people):
                             crowd.start_soon(go, index)
                     tg.cancel_scope.cancel()
-                async with Visitor(base) as visitor:
-                    metrics = (await visitor.http.get("/metrics")).text
-        cut = re.search(
-            r'^crossroads_model_attempts_total\{outcome="incomplete_stream"\} (\S+)$', metrics, re.M
-        )
-        run.cut = int(float(cut.group(1))) if cut else 0
-        store = await open_store(settings)
+            cut = CUT.search(await metrics())
+            run.cut = int(float(cut.group(1))) if cut else 0
+        store = await open_store(settings_for(overrides))
         try:
             for sid in sids:
                 for step in await store.steps(sid):
@@ -180,11 +193,9 @@ def main() -> None:
     parser.add_argument("--people", default="4,12", help="comma-separated crowd sizes")
     parser.add_argument("--think", default="2,6", help="seconds a person thinks: min,max")
     parser.add_argument("--fixed", default="16,1", help="fixed limits to compare with")
-    parser.add_argument("--log", default="warning", help="the app's JSON log level on stderr")
     parser.add_argument("--upstream", help="a real OpenAI-compatible base URL instead of the fake")
     parser.add_argument("--model", default="fake-model", help="the model name to ask for")
     args = parser.parse_args()
-    logs.configure(args.log)
     low, high = (float(x) for x in args.think.split(","))
     fixed_limits = [int(n) for n in args.fixed.split(",") if n]
     runs: list[Run] = []
@@ -216,9 +227,12 @@ def main() -> None:
                     )
                 )
             )
-        print(table(runs[-1 - len(fixed_limits) :], settings_for("", "", True, 16)), flush=True)
+        print(
+            table(runs[-1 - len(fixed_limits) :], settings_for(overrides_for("", "", True, 16))),
+            flush=True,
+        )
     print()
-    print(table(runs, settings_for("", "", True, 16)))
+    print(table(runs, settings_for(overrides_for("", "", True, 16))))
 
 
 if __name__ == "__main__":
