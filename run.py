@@ -13,6 +13,7 @@ import uvicorn
 
 from server import logs
 from server.app import create_app
+from server.backends import check_backends
 from server.settings import ServerSettings, SettingsError, load
 from server.store import Unreachable, check_store
 
@@ -60,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["server"]["port"] = args.port
     try:
         settings = load(args.settings, overrides=overrides)
-        # Before uvicorn: a database that does not answer is one line here, not a traceback
+        # Before uvicorn: a database or a Redis that does not answer is one line here, not a traceback
         # from the lifespan; and the schema is migrated once before any request is served.
         anyio.run(check_store, settings)
+        anyio.run(check_backends, settings)
     except (SettingsError, Unreachable) as error:
         print(f"crossroads: {error}", file=sys.stderr)
         return 2

@@ -18,8 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import controls, logs, routes
 from server.admission import Admission
+from server.backends import open_backends
 from server.browser import BrowserCookie
-from server.cache import ResponseCache
 from server.capacity import AdaptiveLimit
 from server.errors import Problem, as_problem
 from server.generators.bank import load_bank
@@ -31,7 +31,6 @@ from server.llm import Deadlines, Model, OfflineModel, OpenAIModel, build_client
 from server.metrics import LEVEL_VALUE, Metrics
 from server.middleware import BodyLimit, RequestContext, RequestGuard, SecurityHeaders
 from server.pages import is_stream_path, problem_response
-from server.ratelimit import LocalRateLimiter
 from server.services import Services
 from server.settings import Settings, secret_key
 from server.steps import StepWriter
@@ -60,9 +59,13 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limits = settings.limits
         store = await open_store(settings)
-        cache = ResponseCache(
-            settings.storage.data_dir / "cache", size_mb=settings.storage.cache_size_mb
-        )
+        try:
+            backends = await open_backends(settings, metrics)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+            raise
+        cache = backends.cache
         bank_writer = OfflineWriter(load_bank())
         offline = OfflineModel(bank_writer, chars_per_s=settings.offline.chars_per_s)
         client = (
@@ -139,8 +142,9 @@ def create_app(
                     views=views,
                     watchdog=watchdog,
                     metrics=metrics,
-                    session_limit=LocalRateLimiter(limits.sessions_per_minute_per_client),
-                    answer_limit=LocalRateLimiter(limits.answers_per_minute_per_client),
+                    session_limit=backends.session_limit,
+                    answer_limit=backends.answer_limit,
+                    redis=backends.redis,
                 )
                 tg.start_soon(_expire_old_sessions, store, settings.storage.session_ttl_days)
                 tg.start_soon(watchdog.run, name="memory watchdog")
@@ -151,8 +155,8 @@ def create_app(
         finally:
             if client is not None:
                 await client.close()
-            cache.close()
             with anyio.CancelScope(shield=True):
+                await backends.close()
                 await store.close()
 
     async def on_error(request: Request, exc: Exception) -> Response:

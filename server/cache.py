@@ -1,24 +1,17 @@
-"""diskcache: the response cache of model-written steps, and the per-category scenario pool."""
+"""The response cache of model-written steps and the per-category scenario pool: the interface,
+and the request keys both backends share."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 import unicodedata
-from collections import OrderedDict
-from pathlib import Path
-
-import anyio
-import anyio.to_thread
-import diskcache
+from typing import Protocol
 
 from server.generators.journey import Prompt
 
-MB = 1024 * 1024
 POOL_SIZE = 24
-RECENT_ENTRIES = 2000
 REFRESH_ONE_IN = 8
 _PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
 
@@ -40,133 +33,51 @@ def request_key(prompt: Prompt, model: str, session_id: str) -> str:
     return f"response:{digest}"
 
 
-class ResponseCache:
-    """Completed model-written steps by request, and completed scenarios by category."""
+class ResponseCache(Protocol):
+    """Completed model-written steps by request, and completed scenarios by category, on any
+    backend. Every entry belongs to a session (`tag`), so deleting a journey removes its
+    entries; entries expire. A failing backend raises: callers treat that as a miss."""
 
-    def __init__(
-        self, directory: Path, *, size_mb: int, pool_refresh_one_in: int = REFRESH_ONE_IN
-    ) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(
-            str(directory),
-            size_limit=size_mb * MB,
-            eviction_policy="least-recently-used",
-            tag_index=True,
-        )
-        self._limiter = anyio.CapacityLimiter(4)
-        self.hits = 0
-        self.misses = 0
-        self._full_pools: set[str] = set()
-        self._refresh_one_in = pool_refresh_one_in
-        self._random = random.Random()
-        # One process writes this cache, so memory can answer for what it wrote lately and
-        # mirror the small pools: a fallback in a crowd then needs no thread at all.
-        self._recent: OrderedDict[str, str] = OrderedDict()
-        self._pools: dict[str, list[tuple[str, str]]] = {}
-
-    def close(self) -> None:
-        self._cache.close()
-
-    def recent(self, key: str) -> str | None:
-        """What this process stored under `key` lately, from memory only."""
-        return self._recent.get(key)
+    hits: int
+    misses: int
 
     async def get(self, key: str) -> str | None:
-        value = self._recent.get(key)
-        if value is None:
-            value = await anyio.to_thread.run_sync(
-                self._cache.get, key, None, limiter=self._limiter
-            )
-        if isinstance(value, str):
-            self.hits += 1
-            return value
-        self.misses += 1
-        return None
+        """The cached text (counted as a hit or a miss)."""
+        ...
+
+    async def recent(self, key: str) -> str | None:
+        """The cheapest look at what was stored lately under `key` (a fallback's cache tier):
+        never raises, counts nothing."""
+        ...
 
     async def put(self, key: str, text: str, *, tag: str, expire_s: float | None = None) -> None:
         """`tag` is the session id, so a session's entries can be forgotten with it; entries
         keyed on a person's answers expire with their session."""
-        await anyio.to_thread.run_sync(
-            lambda: self._cache.set(key, text, tag=tag, expire=expire_s), limiter=self._limiter
-        )
-        self._recent[key] = text
-        if len(self._recent) > RECENT_ENTRIES:
-            self._recent.popitem(last=False)
+        ...
 
     async def add_to_pool(self, category: str, session_id: str, text: str) -> None:
-        """Keep the scenario for other sessions' fallbacks. Once a category's pool is full, only
-        one scenario in REFRESH_ONE_IN replaces its oldest: variety is kept without rewriting
-        the whole pool for every scenario written (a measured cost under load)."""
-        if category in self._full_pools and self._random.randrange(self._refresh_one_in):
-            return
-
-        def add() -> list[tuple[str, str]]:
-            with self._cache.transact():
-                pool = self._cache.get(f"pool:{category}", [])
-                pool = [entry for entry in pool if entry[0] != session_id][-(POOL_SIZE - 1) :]
-                pool.append((session_id, text))
-                self._cache.set(f"pool:{category}", pool)
-                return pool
-
-        pool = await anyio.to_thread.run_sync(add, limiter=self._limiter)
-        self._pools[category] = pool
-        if len(pool) >= POOL_SIZE:
-            self._full_pools.add(category)
+        """Keep the scenario for other sessions' fallbacks: at most POOL_SIZE per category, one
+        per session; once full, only one scenario in REFRESH_ONE_IN replaces the oldest."""
+        ...
 
     async def from_pool(self, category: str, session_id: str) -> str | None:
         """A completed scenario of this category written for another session."""
-        if category not in self._pools:
-            self._pools[category] = await anyio.to_thread.run_sync(
-                self._cache.get, f"pool:{category}", [], limiter=self._limiter
-            )
-        pool = self._pools[category]
-        others = [text for owner, text in pool if owner != session_id]
-        return self._random.choice(others) if others else None
+        ...
 
     async def forget(self, session_id: str, category: str) -> int:
-        """Drop a session's cached entries and its pool scenario (a deleted journey)."""
-
-        def drop() -> int:
-            removed = int(self._cache.evict(session_id))
-            with self._cache.transact():
-                pool = self._cache.get(f"pool:{category}", [])
-                kept = [entry for entry in pool if entry[0] != session_id]
-                if len(kept) != len(pool):
-                    self._cache.set(f"pool:{category}", kept)
-                    removed += len(pool) - len(kept)
-            return removed
-
-        self._forget_in_memory(category)
-        removed = await anyio.to_thread.run_sync(drop, limiter=self._limiter)
-        # Again after the disk: a pool read meanwhile may have loaded the old entries.
-        self._forget_in_memory(category)
-        return removed
+        """Drop a session's cached entries and its pool scenario (a deleted journey); how many."""
+        ...
 
     async def entries_of(self, session_id: str) -> int:
         """How many cached responses the session's steps left (operators' checks, tests)."""
-
-        def count() -> int:
-            tags = (self._cache.get(key, tag=True) for key in self._cache.iterkeys())
-            return sum(1 for found in tags if isinstance(found, tuple) and found[1] == session_id)
-
-        return await anyio.to_thread.run_sync(count, limiter=self._limiter)
-
-    def _forget_in_memory(self, category: str) -> None:
-        self._recent.clear()
-        self._pools.pop(category, None)
-        self._full_pools.discard(category)
+        ...
 
     def trim(self) -> None:
-        """Let go of what memory holds for speed (memory pressure); the disk keeps it all."""
-        self._recent.clear()
-        self._pools.clear()
+        """Let go of what memory holds for speed (memory pressure); the backend keeps it all."""
+        ...
 
     async def ping(self) -> bool:
-        def probe() -> bool:
-            self._cache.set("ping", 1, expire=60)
-            return bool(self._cache.get("ping") == 1)
+        """Whether the cache answers (readiness)."""
+        ...
 
-        try:
-            return await anyio.to_thread.run_sync(probe, limiter=self._limiter)
-        except Exception:
-            return False
+    async def close(self) -> None: ...

@@ -179,7 +179,12 @@ class Journeys:
         get an empty `done` (the step leaves their page) rather than a reconnect loop."""
         await self.store.delete_session(session.id)
         await self._leave_steps_after(session, -1)
-        await self.writer.cache.forget(session.id, session.category)
+        try:
+            await self.writer.cache.forget(session.id, session.category)
+        except Exception:
+            # The journey is gone from the database; its cache entries expire on their own.
+            # A cache that is away (Redis down) must not turn the deletion into a 500.
+            logs.log.warning("Cached entries of a deleted journey not removed", exc_info=True)
 
     async def journey(self, session: Session, upto: int) -> Journey:
         """The state step `upto` is written from: the scenario and every answer before it."""

@@ -199,20 +199,25 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """503 at the hard memory level or when the store is unreachable; 200 otherwise."""
+    """503 at the hard memory level or when the store is unreachable; 200 otherwise. Redis
+    unreachable is reported but not unready: pages and stored journeys still work and model
+    calls fall back, on every worker alike, so taking them all out of rotation would turn a
+    degraded service into none."""
     svc = services(request)
     try:
         store_ok = await svc.store.ping()
     except Exception:
         store_ok = False
     cache_ok = await svc.cache.ping()
+    redis_ok = await svc.redis.ping() if svc.redis is not None else None
     level = svc.watchdog.level
     ready = store_ok and level != "hard"
     body = {
-        "status": "ok" if ready else "unavailable",
+        "status": ("ok" if redis_ok is not False else "degraded") if ready else "unavailable",
         "watchdog": level,
         "store": "ok" if store_ok else "unreachable",
         "cache": "ok" if cache_ok else "unreachable",
+        "redis": "not used" if redis_ok is None else "ok" if redis_ok else "unreachable",
     }
     return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -11,6 +11,7 @@ from server.journeys import Journeys
 from server.metrics import Metrics
 from server.ratelimit import RateLimiter
 from server.settings import Settings
+from server.shared_redis import SharedRedis
 from server.store import Store
 from server.streaming import Generations
 from server.views import Views
@@ -31,3 +32,5 @@ class Services:
     metrics: Metrics
     session_limit: RateLimiter
     answer_limit: RateLimiter
+    # The distributed backend's Redis (readiness); None with the embedded backend.
+    redis: SharedRedis | None = None

@@ -249,8 +249,9 @@ class ScaleSettings(_Section):
     backend: Literal["embedded", "distributed"] = Field(
         "embedded",
         description='"embedded": SQLite in data_dir and everything else in this one process. '
-        '"distributed": sessions, steps and answers in PostgreSQL at database_url, shared by '
-        "every worker and machine; needs CROSSROADS_SECRET_KEY in the environment, the same "
+        '"distributed": sessions, steps and answers in PostgreSQL at database_url, the rate '
+        "limits and the response cache in Redis at redis_url, shared by every worker and "
+        "machine; needs CROSSROADS_SECRET_KEY in the environment, the same "
         "everywhere, so that any of them can verify any cookie.",
     )
     database_url: str = Field(
@@ -261,8 +262,9 @@ class ScaleSettings(_Section):
     )
     redis_url: str = Field(
         "",
-        description='Redis for the distributed backend, e.g. "redis://cache.internal:6379/0" '
-        "(not used yet: fan-out, admission and the cache move there next).",
+        description='Redis for the distributed backend, e.g. "redis://cache.internal:6379/0": '
+        "the rate limits, the response cache and the scenario pool, shared by every worker and "
+        "machine. With a password in it, set it in the environment (CROSSROADS_SCALE__REDIS_URL).",
     )
     lease_s: float = Field(
         10.0,
@@ -370,6 +372,11 @@ def _check_backend(settings: Settings) -> None:
         raise SettingsError(
             "scale.backend = 'distributed' needs CROSSROADS_SECRET_KEY in the environment, the "
             "same on every worker and machine, so that any of them can verify any cookie"
+        )
+    if not settings.scale.redis_url:
+        raise SettingsError(
+            "setting scale.redis_url is empty: scale.backend = 'distributed' keeps the rate "
+            "limits and the response cache in Redis and needs its URL"
         )
 
 

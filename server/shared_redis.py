@@ -9,6 +9,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
+from server.records import Unreachable
+
 # Every call is bounded: a Redis that hangs costs a request at most this long, then the caller
 # falls back (a rate limit allows, the cache misses). One quick retry rides over a dropped
 # connection (a Redis restart) without turning an outage into a pile of waiting requests.
@@ -17,8 +19,8 @@ CONNECT_TIMEOUT_S = 2.0
 HEALTH_CHECK_S = 30
 
 
-class RedisUnreachable(Exception):
-    """Redis does not answer at start-up; the message says where."""
+class RedisUnreachable(Unreachable):
+    """Redis does not answer at start-up; the message says where (run.py prints it, exits 2)."""
 
 
 def describe(url: str) -> str:
@@ -52,7 +54,22 @@ async def connect(url: str) -> Redis:
     return redis
 
 
-async def check(url: str) -> None:
-    """Connect once and close: run.py's start-up check."""
-    redis = await connect(url)
-    await redis.aclose()
+class SharedRedis:
+    """The worker's one client (and connection pool) for everything it keeps in Redis."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+
+    @classmethod
+    async def connect(cls, url: str) -> SharedRedis:
+        return cls(await connect(url))
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now (readiness)."""
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self.client.aclose()

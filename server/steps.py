@@ -246,7 +246,7 @@ class StepWriter:
     async def _fallback_text(self, session: Session, prompt: Prompt, key: str) -> tuple[str, str]:
         """Cache, then the scenario pool (scenarios only), then the offline writer. The cache
         missed before the model was asked; only what this process stored since can hit now."""
-        cached = self.cache.recent(key)
+        cached = await self.cache.recent(key)
         if cached is not None:
             return "cache", cached
         if prompt.kind == "scenario":

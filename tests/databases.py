@@ -1,5 +1,5 @@
-"""Both store backends for the tests: `database` is an empty SQLite file or PostgreSQL database,
-parametrized, and `store` a store opened on it."""
+"""Both backends for the tests: `database` is an empty SQLite file (embedded) or PostgreSQL database
+with an empty Redis (distributed), parametrized, and `store` a store opened on it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import pytest
 
+from server.backends import Backends, open_backends
 from server.settings import Settings, load
 from server.store import Store
 from server.store_postgres import PostgresStore
@@ -27,7 +28,8 @@ class Database:
 
     backend: Backend
     where: str  # the SQLite file or the PostgreSQL URL
-    data_dir: Path  # the app's data dir (the SQLite file is in it; the cache is, either way)
+    data_dir: Path  # the app's data dir (the SQLite file and the disk cache are in it)
+    redis_url: str = ""  # the distributed backend's Redis: rate limits, cache and pool
 
     async def open(self, *, clock: Callable[[], float] = time.time) -> Store:
         if self.backend == "postgres":
@@ -45,20 +47,29 @@ class Database:
         }
         environ = {}
         if self.backend == "postgres":
-            overrides["scale"] = {"backend": "distributed", "database_url": self.where}
+            overrides["scale"] = {
+                "backend": "distributed",
+                "database_url": self.where,
+                "redis_url": self.redis_url,
+            }
             environ["CROSSROADS_SECRET_KEY"] = "shared-by-every-worker"
         for section, values in sections.items():
             overrides.setdefault(section, {}).update(values)
         return load(environ=environ, overrides=overrides)
 
+    async def open_backends(self, **sections: dict[str, Any]) -> Backends:
+        """The cache and rate limits an app with these settings opens (close() them)."""
+        return await open_backends(self.settings(**sections))
+
 
 @pytest.fixture(params=BACKENDS)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    """An empty database of each backend in turn (PostgreSQL starts on first use)."""
+    """An empty database of each backend in turn (PostgreSQL and Redis start on first use)."""
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_url")
-        # The cache and the secret still live in a data dir: the URL names the database only.
-        return Database("postgres", url, tmp_path / "data")
+        redis_url = request.getfixturevalue("redis_url")
+        # The secret still lives in a data dir: the URLs name the servers only.
+        return Database("postgres", url, tmp_path / "data", redis_url)
     return Database("sqlite", str(tmp_path / "data" / "crossroads.db"), tmp_path / "data")
 
 

@@ -8,7 +8,7 @@ from typing import TypedDict, TypeVar
 
 import anyio
 
-from server.cache import ResponseCache
+from server.backends import open_backends
 from server.settings import Settings
 from server.store import Session, Step, Store, open_store
 
@@ -105,11 +105,11 @@ def cached_for(settings: Settings, sid: str) -> int:
     """Response-cache entries kept for the session."""
 
     async def main() -> int:
-        storage = settings.storage
-        cache = ResponseCache(storage.data_dir / "cache", size_mb=storage.cache_size_mb)
+        # The cache the app's settings choose: diskcache in its data dir, or its Redis.
+        backends = await open_backends(settings)
         try:
-            return await cache.entries_of(sid)
+            return await backends.cache.entries_of(sid)
         finally:
-            cache.close()
+            await backends.close()
 
     return on_a_thread(main)

@@ -21,6 +21,7 @@ async def test_a_whole_journey_is_stored_in_the_chosen_database(database: Databa
             ready = await visitor.http.get("/readyz")
     assert report.names()[-1] == "done"
     assert ready.status_code == 200 and ready.json()["store"] == "ok"
+    assert ready.json()["redis"] == ("ok" if database.backend == "postgres" else "not used")
     store = await database.open()  # what another worker, or an operator, reads afterwards
     try:
         assert await store.answers(sid) == {1: "Because it is mine to decide."}

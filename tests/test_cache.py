@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import diskcache
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from server import llm
+from server import llm, shared_redis
 from server.admission import Admission
 from server.app import create_app
-from server.cache import MB, POOL_SIZE, ResponseCache, normalize, request_key
+from server.cache import POOL_SIZE, ResponseCache, normalize, request_key
+from server.cache_disk import MB, DiskCache
+from server.cache_redis import RedisCache
 from server.generators import question as question_gen
 from server.generators import scenario as scenario_gen
 from server.generators.bank import load_bank
@@ -25,8 +30,9 @@ from server.steps import StepWriter
 from server.store import Finished, Session, Store
 from server.streaming import Generation, Generations
 from tests import stored
-from tests.conftest import SettingsFactory
+from tests.databases import Database
 from tests.fake_upstream import FakeUpstream, Script, serve
+from tests.redis_server import RedisServer
 from tests.servers import serve_app
 from tests.visitor import Visitor
 
@@ -101,14 +107,37 @@ def test_the_same_request_from_two_sessions_has_two_keys() -> None:
     assert request_key(prompt, "fake", "session-a") != request_key(prompt, "fake", "session-b")
 
 
-# ResponseCache over a temporary directory
+# The ResponseCache, on both backends: diskcache in a temporary directory, and Redis
+
+Make = Callable[..., Awaitable[ResponseCache]]
+
+
+@pytest.fixture(params=["disk", "redis"])
+async def make_cache(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Make]:
+    """A factory of caches of each backend in turn. Every Redis one is a worker of its own (a
+    client with its own connections) on the same empty Redis; every disk one opens the same
+    directory."""
+    made: list[ResponseCache] = []
+    clients: list[Redis] = []
+
+    async def make(**options: Any) -> ResponseCache:
+        if request.param == "disk":
+            made.append(DiskCache(tmp_path / "cache", size_mb=3, **options))
+        else:
+            clients.append(shared_redis.client(request.getfixturevalue("redis_url")))
+            made.append(RedisCache(clients[-1], **options))
+        return made[-1]
+
+    yield make
+    for cache in made:
+        await cache.close()
+    for client in clients:
+        await client.aclose()
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> Iterator[ResponseCache]:
-    response_cache = ResponseCache(tmp_path / "cache", size_mb=3)
-    yield response_cache
-    response_cache.close()
+async def cache(make_cache: Make) -> ResponseCache:
+    return await make_cache()
 
 
 async def test_get_and_put_count_hits_and_misses(cache: ResponseCache) -> None:
@@ -119,29 +148,16 @@ async def test_get_and_put_count_hits_and_misses(cache: ResponseCache) -> None:
     assert (cache.hits, cache.misses) == (1, 2)
 
 
-async def test_the_size_limit_is_given_to_diskcache(tmp_path: Path, cache: ResponseCache) -> None:
-    # Settings live in the cache's own database: a second handle reads what was set.
-    reopened = diskcache.Cache(str(tmp_path / "cache"))
-    try:
-        assert reopened.size_limit == 3 * MB
-        assert reopened.eviction_policy == "least-recently-used"
-    finally:
-        reopened.close()
-
-
-async def test_entries_survive_reopening_the_cache(tmp_path: Path) -> None:
-    first = ResponseCache(tmp_path / "cache", size_mb=3)
+async def test_entries_outlive_the_cache_that_wrote_them(make_cache: Make) -> None:
+    first = await make_cache()
     await first.put("response:a", "kept", tag="s1")
-    first.close()
-    second = ResponseCache(tmp_path / "cache", size_mb=3)
-    try:
-        assert await second.get("response:a") == "kept"
-    finally:
-        second.close()
+    await first.close()  # a restart; with Redis, as well another worker
+    second = await make_cache()
+    assert await second.get("response:a") == "kept"
 
 
-async def test_the_pool_keeps_at_most_pool_size_scenarios(tmp_path: Path) -> None:
-    cache = ResponseCache(tmp_path / "fifo", size_mb=8, pool_refresh_one_in=1)
+async def test_the_pool_keeps_at_most_pool_size_scenarios(make_cache: Make) -> None:
+    cache = await make_cache(pool_refresh_one_in=1)
     owners = [f"s{i}" for i in range(POOL_SIZE + 6)]
     for owner in owners:
         await cache.add_to_pool("finance", owner, f"scenario of {owner}")
@@ -150,17 +166,15 @@ async def test_the_pool_keeps_at_most_pool_size_scenarios(tmp_path: Path) -> Non
     kept = [await cache.forget(owner, "finance") for owner in owners]
     assert kept == [0] * 6 + [1] * POOL_SIZE
     assert await cache.from_pool("finance", "someone") is None
-    cache.close()
 
 
-async def test_a_full_pool_is_only_sometimes_refreshed(tmp_path: Path) -> None:
-    cache = ResponseCache(tmp_path / "rare", size_mb=8, pool_refresh_one_in=10**9)
+async def test_a_full_pool_is_only_sometimes_refreshed(make_cache: Make) -> None:
+    cache = await make_cache(pool_refresh_one_in=10**9)
     for index in range(POOL_SIZE):
         await cache.add_to_pool("finance", f"s{index}", f"scenario {index}")
     await cache.add_to_pool("finance", "late", "a later scenario")  # the pool is full: skipped
     assert await cache.forget("late", "finance") == 0
     assert await cache.forget("s0", "finance") == 1
-    cache.close()
 
 
 async def test_the_pool_never_returns_the_sessions_own_scenario(cache: ResponseCache) -> None:
@@ -181,6 +195,7 @@ async def test_forget_drops_a_sessions_entries_and_its_pool_scenario(
     await cache.put("response:s2-scenario", "scenario two", tag="s2")
     await cache.add_to_pool("finance", "s1", "scenario one")
     await cache.add_to_pool("finance", "s2", "scenario two")
+    assert (await cache.entries_of("s1"), await cache.entries_of("s2")) == (2, 1)
 
     assert await cache.forget("s1", "finance") == 3
     assert await cache.get("response:s1-scenario") is None
@@ -188,10 +203,110 @@ async def test_forget_drops_a_sessions_entries_and_its_pool_scenario(
     assert await cache.get("response:s2-scenario") == "scenario two"
     assert await cache.from_pool("finance", "s3") == "scenario two"
     assert await cache.forget("s1", "finance") == 0
+    assert (await cache.entries_of("s1"), await cache.entries_of("s2")) == (0, 1)
+
+
+async def test_a_forgotten_session_is_not_served_from_memory(cache: ResponseCache) -> None:
+    await cache.put("response:mine", "my answers' text", tag="session-1")
+    await cache.add_to_pool("finance", "session-1", "my scenario")
+    assert await cache.recent("response:mine") == "my answers' text"
+    await cache.forget("session-1", "finance")
+    assert await cache.recent("response:mine") is None
+    assert await cache.get("response:mine") is None
+    assert await cache.from_pool("finance", "someone-else") is None
 
 
 async def test_the_cache_answers_ping(cache: ResponseCache) -> None:
     assert await cache.ping()
+
+
+# diskcache only
+
+
+async def test_the_size_limit_is_given_to_diskcache(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path / "cache", size_mb=3)
+    # Settings live in the cache's own database: a second handle reads what was set.
+    reopened = diskcache.Cache(str(tmp_path / "cache"))
+    try:
+        assert reopened.size_limit == 3 * MB
+        assert reopened.eviction_policy == "least-recently-used"
+    finally:
+        reopened.close()
+        await cache.close()
+
+
+# Redis only: shared by every worker, every key expires, nothing decided in memory
+
+
+@pytest.fixture
+async def workers(redis_url: str) -> AsyncIterator[tuple[Redis, RedisCache, RedisCache]]:
+    """Two workers' caches on one Redis, and a client to look at the keys."""
+    clients = [shared_redis.client(redis_url) for _ in range(3)]
+    yield clients[0], RedisCache(clients[1]), RedisCache(clients[2])
+    for client in clients:
+        await client.aclose()
+
+
+async def test_a_journey_deleted_on_one_worker_is_gone_on_every_other(
+    workers: tuple[Redis, RedisCache, RedisCache],
+) -> None:
+    _, one, other = workers
+    await one.put("response:q1", "a question", tag="s1")
+    await one.add_to_pool("finance", "s1", "a scenario")
+    assert await other.get("response:q1") == "a question"
+    assert await other.recent("response:q1") == "a question"  # Redis's answer, not memory's
+    assert await other.from_pool("finance", "s2") == "a scenario"
+    assert await other.forget("s1", "finance") == 2
+    assert await one.recent("response:q1") is None
+    assert await one.get("response:q1") is None
+    assert await one.from_pool("finance", "s2") is None
+
+
+async def test_every_key_expires(workers: tuple[Redis, RedisCache, RedisCache]) -> None:
+    look, cache, _ = workers
+    await cache.put("response:long", "text", tag="s1", expire_s=3600)
+    await cache.put("response:short", "text", tag="s1", expire_s=60)
+    await cache.put("response:default", "text", tag="s2")
+    await cache.add_to_pool("finance", "s1", "a scenario")
+    ttls = {key: await look.pttl(key) for key in await look.keys("*")}
+    assert len(ttls) == 7  # 3 entries, 2 session indexes, the pool's order and texts
+    assert all(ttl > 0 for ttl in ttls.values()), ttls
+    # A session's index lives as long as its longest entry, so a deletion always finds them.
+    assert 3_500_000 < ttls["crossroads:cache-of:s1"] <= 3_600_000
+    assert ttls["crossroads:cache:response:short"] <= 60_000
+
+
+async def test_entries_that_expired_are_not_counted(
+    workers: tuple[Redis, RedisCache, RedisCache],
+) -> None:
+    _, cache, _ = workers
+    await cache.put("response:gone", "text", tag="s1", expire_s=0.05)
+    await cache.put("response:kept", "text", tag="s1")
+    await anyio.sleep(0.1)  # Redis's own clock expires it: nothing here can drive it
+    assert await cache.entries_of("s1") == 1
+    assert await cache.get("response:gone") is None
+
+
+async def test_an_unreachable_redis_fails_loudly_but_recent_and_ping_do_not(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    client = shared_redis.client(redis_url)
+    cache = RedisCache(client)
+    try:
+        await cache.put("response:a", "text", tag="s1")
+        redis_server.stop()
+        # Callers (the step writer, deletion) decide what a failure means; these two answer.
+        assert await cache.recent("response:a") is None
+        assert not await cache.ping()
+        with pytest.raises(RedisError):
+            await cache.get("response:a")
+        redis_server.start()  # empty again, as after a crash: the same client recovers
+        assert await cache.ping()
+        assert await cache.get("response:a") is None
+        await cache.put("response:a", "again", tag="s1")
+        assert await cache.get("response:a") == "again"
+    finally:
+        await client.aclose()
 
 
 # StepWriter: cache first, then the model, else cache, pool, offline
@@ -237,13 +352,13 @@ class FailingModel:
 
 
 class Rig:
-    """A StepWriter over a real store (either backend) and cache in tmp_path, with the model
-    swappable."""
+    """A StepWriter over a real store and cache of either backend (SQLite and diskcache, or
+    PostgreSQL and Redis), with the model swappable."""
 
-    def __init__(self, settings: Settings, tmp_path: Path, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, cache: ResponseCache) -> None:
         self.settings = settings
         self.store = store
-        self.cache = ResponseCache(tmp_path / "cache", size_mb=8)
+        self.cache = cache
         self.metrics = Metrics()
         self.admission = Admission(2, queue_timeout_s=5.0)
         self.offline = llm.OfflineModel(OfflineWriter(load_bank()), chars_per_s=4000.0)
@@ -293,10 +408,10 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(make_settings: SettingsFactory, tmp_path: Path, store: Store) -> AsyncIterator[Rig]:
-    made = Rig(make_settings(), tmp_path / "rig", store)
-    yield made
-    made.cache.close()
+async def rig(database: Database, store: Store) -> AsyncIterator[Rig]:
+    backends = await database.open_backends()
+    yield Rig(database.settings(), store, backends.cache)
+    await backends.close()
 
 
 def scenario_prompt(seed: int = 7) -> Prompt:
@@ -455,7 +570,7 @@ async def test_an_unexpected_model_error_still_falls_back(
     assert any(r.exc_info for r in caplog.records if "unexpectedly" in r.getMessage())
 
 
-class BrokenCache(ResponseCache):
+class BrokenCache(DiskCache):
     """A cache whose disk fails (full, locked, gone) on every call."""
 
     async def get(self, key: str) -> str | None:
@@ -469,7 +584,6 @@ class BrokenCache(ResponseCache):
 
 
 async def test_a_failing_cache_is_a_miss_not_a_failed_step(rig: Rig, tmp_path: Path) -> None:
-    rig.cache.close()
     rig.cache = BrokenCache(tmp_path / "broken", size_mb=8)
     session = await rig.session()
     written, _ = await rig.write(
@@ -482,6 +596,7 @@ async def test_a_failing_cache_is_a_miss_not_a_failed_step(rig: Rig, tmp_path: P
     # The lookup before the model and the fallback's cache tier (from memory) both missed;
     # only the first is a lookup of the cache on disk.
     assert rig.metric("crossroads_cache_lookups_total", result="miss") == 2
+    await rig.cache.close()
 
 
 # The app: an identical request after a restart is answered from the cache
@@ -501,10 +616,10 @@ def scenario_requests(upstream: FakeUpstream) -> int:
 
 
 async def test_a_step_written_again_after_a_restart_comes_from_the_cache(
-    make_settings: SettingsFactory, fake: tuple[FakeUpstream, str]
+    database: Database, fake: tuple[FakeUpstream, str]
 ) -> None:
     upstream, upstream_url = fake
-    settings = make_settings(
+    settings = database.settings(
         llm={"base_url": upstream_url, "model": "fake-model"},
         journey={"questions_per_session": 2},
     )
@@ -533,13 +648,3 @@ async def test_a_step_written_again_after_a_restart_comes_from_the_cache(
     done = again.events[-1].data
     assert 'data-source="cache"' in done
     assert "Served from an earlier identical request." in done
-
-
-async def test_a_forgotten_session_is_not_served_from_memory(cache: ResponseCache) -> None:
-    await cache.put("response:mine", "my answers' text", tag="session-1")
-    await cache.add_to_pool("finance", "session-1", "my scenario")
-    assert cache.recent("response:mine") == "my answers' text"
-    await cache.forget("session-1", "finance")
-    assert cache.recent("response:mine") is None
-    assert await cache.get("response:mine") is None
-    assert await cache.from_pool("finance", "someone-else") is None

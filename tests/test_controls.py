@@ -18,6 +18,7 @@ from server.identity import COOKIE_MAX_AGE_S, COOKIE_NAME
 from server.settings import Settings, secret_key
 from tests import sse, stored
 from tests.conftest import SettingsFactory
+from tests.databases import Database
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
 from tests.visitor import Visitor, htmx_form
@@ -288,11 +289,11 @@ async def test_start_over_is_refused_under_memory_pressure(
 
 
 async def test_deleting_a_journey_removes_everything_after_a_confirmation(
-    make_settings: SettingsFactory,
+    database: Database,
 ) -> None:
     upstream = FakeUpstream(Script())
     with serve(upstream) as upstream_url:
-        settings = make_settings(
+        settings = database.settings(
             llm={"base_url": upstream_url}, journey={"questions_per_session": 1}
         )
         with serve_app(create_app(settings)) as url:
@@ -507,9 +508,9 @@ async def test_reports_carry_the_advice_line_and_their_areas_resources(
 
 
 async def test_creating_sessions_is_rate_limited_per_client(
-    make_settings: SettingsFactory,
+    database: Database,
 ) -> None:
-    settings = make_settings(limits={"sessions_per_minute_per_client": 2})
+    settings = database.settings(limits={"sessions_per_minute_per_client": 2})
     with serve_app(create_app(settings)) as url:
         async with Visitor(url) as visitor:
             first = await visitor.start()
@@ -541,8 +542,8 @@ async def test_creating_sessions_is_rate_limited_per_client(
     assert stored.counts(settings)["sessions"] == 2
 
 
-async def test_answers_are_rate_limited_per_client(make_settings: SettingsFactory) -> None:
-    settings = make_settings(
+async def test_answers_are_rate_limited_per_client(database: Database) -> None:
+    settings = database.settings(
         journey={"questions_per_session": 2}, limits={"answers_per_minute_per_client": 1}
     )
     with serve_app(create_app(settings)) as url:

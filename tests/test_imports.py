@@ -22,7 +22,7 @@ ONLY_IN: dict[str, frozenset[str]] = {
     "httpx2": frozenset({"server.llm", "server.app"}),
     "httpx": frozenset({"server.llm", "server.app"}),
     "aiohttp": frozenset({"server.llm", "server.app"}),
-    "diskcache": frozenset({"server.cache"}),
+    "diskcache": frozenset({"server.cache_disk"}),
     # Each database driver in its own store implementation; the rest of the app sees the
     # Store interface only.
     "sqlite3": frozenset({"server.store_sqlite", "server.db_sqlite"}),
@@ -259,6 +259,10 @@ BAD_MODULES: Mapping[str, tuple[Source, str]] = {
     "diskcache-outside-cache": (
         Source("server.store", "import diskcache.core\n"),
         "server.store:1 imports diskcache.core",
+    ),
+    "the-cache-interface-imports-diskcache": (
+        Source("server.cache", "import diskcache\n"),
+        "server.cache:1 imports diskcache",
     ),
     "redis-outside-its-modules": (
         Source("server.cache", "from redis.asyncio import Redis\n"),

@@ -14,7 +14,7 @@ import pytest
 
 from server.admission import Admission
 from server.app import create_app
-from server.cache import ResponseCache
+from server.cache_disk import DiskCache
 from server.generators.bank import load_bank
 from server.generators.offline import OfflineWriter
 from server.journeys import Journeys
@@ -257,7 +257,7 @@ async def test_a_step_that_cannot_be_recorded_stops_with_done_instead_of_looping
         model=offline,
         offline=offline,
         admission=Admission(2, queue_timeout_s=1.0),
-        cache=ResponseCache(tmp_path / "cache", size_mb=8),
+        cache=DiskCache(tmp_path / "cache", size_mb=8),
         store=store,
         metrics=Metrics(),
     )

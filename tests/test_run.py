@@ -72,6 +72,7 @@ def test_unreachable_postgresql_exits_2_with_one_line_saying_which_and_where() -
         env={
             "CROSSROADS_SCALE__BACKEND": "distributed",
             "CROSSROADS_SCALE__DATABASE_URL": f"postgresql://app:hunter2@127.0.0.1:{port}/journeys",
+            "CROSSROADS_SCALE__REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
             "CROSSROADS_SECRET_KEY": "shared-by-every-machine",
         }
     )
@@ -84,7 +85,7 @@ def test_unreachable_postgresql_exits_2_with_one_line_saying_which_and_where() -
 
 
 def test_the_distributed_backend_migrates_postgresql_before_uvicorn_starts(
-    monkeypatch: pytest.MonkeyPatch, postgres_url: str
+    monkeypatch: pytest.MonkeyPatch, postgres_url: str, redis_url: str
 ) -> None:
     started: list[int] = []
 
@@ -97,9 +98,28 @@ def test_the_distributed_backend_migrates_postgresql_before_uvicorn_starts(
     monkeypatch.setattr(logs, "configure", lambda level: None)
     monkeypatch.setenv("CROSSROADS_SCALE__BACKEND", "distributed")
     monkeypatch.setenv("CROSSROADS_SCALE__DATABASE_URL", postgres_url)
+    monkeypatch.setenv("CROSSROADS_SCALE__REDIS_URL", redis_url)
     monkeypatch.setenv("CROSSROADS_SECRET_KEY", "shared-by-every-machine")
     assert run.main([]) == 0
     assert started == [schema.LATEST]
+
+
+def test_unreachable_redis_exits_2_with_one_line_saying_where(postgres_url: str) -> None:
+    port = free_port()  # nothing listens there
+    result = run_py(
+        env={
+            "CROSSROADS_SCALE__BACKEND": "distributed",
+            "CROSSROADS_SCALE__DATABASE_URL": postgres_url,
+            "CROSSROADS_SCALE__REDIS_URL": f"redis://:hunter2@127.0.0.1:{port}/3",
+            "CROSSROADS_SECRET_KEY": "shared-by-every-machine",
+        }
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"crossroads: Redis at redis://127.0.0.1:{port}/3 is unreachable")
+    assert "hunter2" not in lines[0]
 
 
 def test_command_line_port_beats_environment(

@@ -232,6 +232,15 @@ def assert_one_line(message: str, *fragments: str) -> None:
             id="distributed-without-secret-key",
         ),
         pytest.param(
+            {
+                "CROSSROADS_SCALE__BACKEND": "distributed",
+                "CROSSROADS_SCALE__DATABASE_URL": "postgresql://db.internal/crossroads",
+                "CROSSROADS_SECRET_KEY": "k" * 32,
+            },
+            ("scale.redis_url", "empty", "Redis"),
+            id="distributed-without-redis",
+        ),
+        pytest.param(
             {"CROSSROADS_SCALE__LEASE_S": "0"},
             ("scale.lease_s", "0", "greater than 0"),
             id="lease-0",
@@ -348,9 +357,11 @@ def test_the_distributed_backend_takes_its_database_and_the_shared_secret() -> N
         environ={
             "CROSSROADS_SCALE__BACKEND": "distributed",
             "CROSSROADS_SCALE__DATABASE_URL": "postgresql://db.internal/crossroads",
+            "CROSSROADS_SCALE__REDIS_URL": "redis://cache.internal:6379/0",
             "CROSSROADS_SECRET_KEY": "shared-by-every-machine",
         }
     )
     assert loaded.scale.backend == "distributed"
     assert loaded.scale.database_url == "postgresql://db.internal/crossroads"
+    assert loaded.scale.redis_url == "redis://cache.internal:6379/0"
     assert settings.load(environ={}).scale.backend == "embedded"  # the default stays embedded

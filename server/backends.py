@@ -1,0 +1,75 @@
+"""What `[scale] backend` chooses besides the store: the response cache and the rate limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from server import shared_redis
+from server.cache import ResponseCache
+from server.cache_disk import DiskCache
+from server.cache_redis import RedisCache
+from server.metrics import Metrics
+from server.ratelimit import LocalRateLimiter, RateLimiter
+from server.ratelimit_redis import RedisRateLimiter
+from server.settings import Settings
+
+DAY_S = 86400.0
+
+
+@dataclass
+class Backends:
+    """The embedded ones live in this process (diskcache, memory); the distributed ones in the
+    Redis that `redis` reaches, shared by every worker."""
+
+    cache: ResponseCache
+    session_limit: RateLimiter
+    answer_limit: RateLimiter
+    redis: shared_redis.SharedRedis | None = None
+
+    async def close(self) -> None:
+        await self.cache.close()
+        if self.redis is not None:
+            await self.redis.close()
+
+
+async def open_backends(settings: Settings, metrics: Metrics | None = None) -> Backends:
+    """The backends the settings choose; RedisUnreachable (one line, where) when the distributed
+    backend's Redis does not answer."""
+    limits = settings.limits
+    if settings.scale.backend != "distributed":
+        storage = settings.storage
+        return Backends(
+            cache=DiskCache(storage.data_dir / "cache", size_mb=storage.cache_size_mb),
+            session_limit=LocalRateLimiter(limits.sessions_per_minute_per_client),
+            answer_limit=LocalRateLimiter(limits.answers_per_minute_per_client),
+        )
+    redis = await shared_redis.SharedRedis.connect(settings.scale.redis_url)
+    ttl_s = settings.storage.session_ttl_days * DAY_S
+
+    def unavailable(limit: str) -> Callable[[], object]:
+        return metrics.ratelimit_unavailable.labels(limit).inc if metrics else lambda: None
+
+    return Backends(
+        cache=RedisCache(redis.client, default_ttl_s=ttl_s, pool_ttl_s=ttl_s),
+        session_limit=RedisRateLimiter(
+            redis.client,
+            limits.sessions_per_minute_per_client,
+            name="sessions",
+            on_unavailable=unavailable("sessions"),
+        ),
+        answer_limit=RedisRateLimiter(
+            redis.client,
+            limits.answers_per_minute_per_client,
+            name="answers",
+            on_unavailable=unavailable("answers"),
+        ),
+        redis=redis,
+    )
+
+
+async def check_backends(settings: Settings) -> None:
+    """run.py's start-up check: the distributed backend's Redis answers (one line if not)."""
+    if settings.scale.backend == "distributed":
+        redis = await shared_redis.SharedRedis.connect(settings.scale.redis_url)
+        await redis.close()
