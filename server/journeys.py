@@ -17,6 +17,7 @@ from server.generators import scenario as scenario_gen
 from server.generators.formats import live_end
 from server.generators.journey import Exchange, Journey, Prompt, StepKind
 from server.reasons import memory_reason
+from server.render import markdown
 from server.settings import Category, Settings
 from server.steps import PREPARED, StepWriter
 from server.store import Conflict, Session, Step, Store
@@ -93,6 +94,8 @@ class Journeys:
             (session.id, n),
             lambda gen: self._run(gen, session, n),
             visible=self.visible(session, n),
+            # Complete Markdown blocks go out rendered and sanitized, once per step.
+            render=markdown,
         )
 
     def visible(self, session: Session, n: int) -> Visible:

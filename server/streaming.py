@@ -15,6 +15,7 @@ from functools import cached_property
 import anyio
 from anyio.abc import TaskGroup
 
+from server.blocks import complete_end
 from server.reasons import FailureReason
 
 logger = logging.getLogger("crossroads")
@@ -22,12 +23,15 @@ Key = tuple[str, int]
 RESTARTING = "the server is restarting; this page reconnects by itself"
 # How much of a text may be shown live (a count of leading code points); the whole by default.
 Visible = Callable[[str], int]
+# Complete Markdown blocks to safe HTML: a step whose blocks are shown formatted while it streams.
+Render = Callable[[str], str]
 _LINES = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
 class Event:
-    """One SSE event: `status`, `snapshot`, `chunk` or `done`; only text events carry an id."""
+    """One SSE event: `status`, `snapshot`, `chunk`, `blocks` or `done`; only the text events
+    (snapshot, chunk) carry an id."""
 
     event: str
     data: str
@@ -54,6 +58,7 @@ class Generation:
         grace_s: float,
         on_abandon: Callable[[Generation], None],
         visible: Visible = len,
+        render: Render | None = None,
     ) -> None:
         self.key = key
         self.version = 0
@@ -74,6 +79,9 @@ class Generation:
         self._length = 0
         self._visible = visible
         self._shown: tuple[int, int, int] = (0, 0, 0)  # version, length, visible end
+        self.render = render
+        self._blocks: tuple[int, int, int] = (0, 0, 0)  # version, shown, end of complete blocks
+        self._block_frames: dict[tuple[int, int, int], Event] = {}  # this frame's blocks events
         self._frames: dict[tuple[int, int, int], Event] = {}  # this frame's text events
         self._changed: anyio.Event | None = None
         self._ticks: dict[float, anyio.Event] = {}
@@ -154,7 +162,7 @@ class Generation:
         frame = self._frames.get(key)
         if frame is None:
             frame = Event("snapshot", html.escape(self.text[:end]), event_id(self.version, end))
-            self._remember(key, frame)
+            _remember(self._frames, key, frame)
         return frame
 
     def chunk(self, sent: int) -> Event | None:
@@ -167,13 +175,37 @@ class Generation:
         if frame is None:
             piece = self.text[sent:end]
             frame = Event("chunk", html.escape(piece), event_id(self.version, end))
-            self._remember(key, frame)
+            _remember(self._frames, key, frame)
         return frame
 
-    def _remember(self, key: tuple[int, int, int], frame: Event) -> None:
-        if any(old[0] != key[0] or old[2] != key[2] for old in self._frames):
-            self._frames.clear()  # the text moved on: older frames are never asked for again
-        self._frames[key] = frame
+    @property
+    def blocks_end(self) -> int:
+        """Where the complete Markdown blocks of the shown text end (0 without `render`);
+        found once per frame, scanning only what was added since."""
+        if self.render is None:
+            return 0
+        version, shown, end = self._blocks
+        now = self.shown
+        if version != self.version or now < shown:
+            end = 0
+        if (version, shown) != (self.version, now):
+            end = complete_end(self.text[:now], end)
+            self._blocks = (self.version, now, end)
+        return end
+
+    def blocks(self, since: int) -> Event | None:
+        """The blocks completed after offset `since` (a block end, or 0 for all of them), as
+        one `blocks` event: "<since> <end>" on its first line, then their safe HTML. It carries
+        no id: the text events alone say how far a viewer has read."""
+        end = self.blocks_end
+        if self.render is None or end <= since:
+            return None
+        key = (self.version, since, end)
+        frame = self._block_frames.get(key)
+        if frame is None:
+            frame = Event("blocks", f"{since} {end}\n{self.render(self.text[since:end])}")
+            _remember(self._block_frames, key, frame)
+        return frame
 
     def tick(self, due: float) -> anyio.Event:
         """Set at monotonic time `due` (or at the end): one timer per frame for all viewers."""
@@ -266,14 +298,20 @@ class Generations:
         """Open streams on running generations (each stream is one viewer)."""
         return sum(gen.viewers for gen in self._running.values())
 
-    def start(self, key: Key, work: Work, *, visible: Visible = len) -> Generation:
+    def start(
+        self, key: Key, work: Work, *, visible: Visible = len, render: Render | None = None
+    ) -> Generation:
         """The running generation of this step, or a new one: never two at once."""
         running = self._running.get(key)
         if running is not None and not running.ended:
             running.touch()
             return running
         gen = Generation(
-            key, grace_s=self._grace_s, on_abandon=self._count_abandon, visible=visible
+            key,
+            grace_s=self._grace_s,
+            on_abandon=self._count_abandon,
+            visible=visible,
+            render=render,
         )
         self._running[key] = gen
         self.started += 1
@@ -312,6 +350,15 @@ class Generations:
             gen.cancel_scope.cancel()
 
 
+def _remember(
+    frames: dict[tuple[int, int, int], Event], key: tuple[int, int, int], frame: Event
+) -> None:
+    """Keep this frame's events (keyed version, from, to) for the viewers still to ask."""
+    if any(old[0] != key[0] or old[2] != key[2] for old in frames):
+        frames.clear()  # the text moved on: older frames are never asked for again
+    frames[key] = frame
+
+
 def event_id(version: int, offset: int) -> str:
     return f"{version}.{offset}"
 
@@ -342,6 +389,11 @@ async def follow(
             snapshot = gen.snapshot()
             sent_version, sent = gen.version, gen.shown
             yield snapshot
+        # Every connection starts from all the complete blocks, then gets each block as it ends.
+        blocks = gen.blocks(0)
+        sent_blocks = gen.blocks_end
+        if blocks is not None:
+            yield blocks
         last_frame = time.monotonic()
         while True:
             changed = gen.changed
@@ -352,6 +404,7 @@ async def follow(
                 snapshot = gen.snapshot()
                 sent_version, sent = gen.version, gen.shown
                 yield snapshot
+                sent_blocks = 0
                 last_frame = time.monotonic()
             else:
                 chunk = gen.chunk(sent)
@@ -359,6 +412,10 @@ async def follow(
                     sent = gen.shown
                     yield chunk
                     last_frame = time.monotonic()
+            blocks = gen.blocks(sent_blocks)
+            if blocks is not None:
+                sent_blocks = gen.blocks_end
+                yield blocks
             if gen.ended:
                 if gen.done_html is not None:
                     yield Event("done", gen.done_html)

@@ -159,11 +159,15 @@ class Views:
             running = self.journeys.generations.get((session.id, step.n))
             if running is None:
                 return StepView(step.n, kind, live=True, number=number)
+            # As the stream shows it: the complete blocks formatted, the one being written as
+            # plain text, never a format tail.
+            text, blocks_end, shown = running.text, running.blocks_end, running.shown
             return StepView(
                 step.n,
                 kind,
                 live=True,
-                text=running.text,
+                html=markdown(text[:blocks_end]),
+                text=text[blocks_end:shown],
                 number=number,
                 status=running.status,
                 waiting=waiting(running.status),
