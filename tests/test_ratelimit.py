@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from redis.asyncio import Redis
 
 from server import shared_redis
+from server.app import create_app
 from server.ratelimit import LocalRateLimiter, RateLimiter
 from server.ratelimit_redis import RedisRateLimiter
+from tests import stored
+from tests.databases import Database
 from tests.redis_server import RedisServer, free_port
+from tests.servers import serve_app
+from tests.visitor import CSRF
 
 pytestmark = pytest.mark.anyio
 
@@ -170,3 +178,32 @@ async def test_the_limit_holds_again_when_redis_is_back(
         ]
     finally:
         await client.aclose()
+
+
+# The app: three workers on one Redis and one PostgreSQL, a client going round-robin
+
+
+async def test_three_workers_hold_one_limit_per_client(
+    postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    database = Database("postgres", postgres_url, tmp_path / "data", redis_url)
+    settings = database.settings(limits={"sessions_per_minute_per_client": 4})
+    with ExitStack() as stack:
+        urls = [stack.enter_context(serve_app(create_app(settings))) for _ in range(3)]
+        # One browser: cookies go to 127.0.0.1 whatever the port, and every worker verifies
+        # them with the shared secret, as behind a balancer with no sticky sessions.
+        async with httpx.AsyncClient(timeout=30.0) as browser:
+            home = await browser.get(urls[0] + "/")
+            token = CSRF.search(home.text)
+            assert token is not None
+            statuses = [
+                (
+                    await browser.post(
+                        urls[attempt % 3] + "/sessions",
+                        data={"category": "finance", "csrf_token": token.group(1)},
+                    )
+                ).status_code
+                for attempt in range(9)
+            ]
+    assert statuses == [303] * 4 + [429] * 5  # 4 in all, not 4 per worker
+    assert stored.counts(settings)["sessions"] == 4
