@@ -89,9 +89,14 @@ class Admission:
 
     def observe(self, outcome: str, *, started: float, first_token_s: float | None) -> None:
         """Learn from how one model call attempt ended; a raised limit admits waiters at once."""
+        before = self.slots
         sample = Sample(outcome, started, first_token_s, self.in_use, self.waiting)
         if self.limit.observe(sample):
             self._fill()
+        if self.slots != before:
+            # The queue text says how many calls the model takes at once: say it again.
+            for waiter in self._queue:
+                waiter.on_position(waiter.position)
 
     async def _acquire(self, on_position: Callable[[int], None], *, front: bool = False) -> None:
         if self.paused_reason is not None:

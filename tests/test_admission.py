@@ -631,3 +631,25 @@ async def test_a_call_that_times_out_stepping_back_holds_no_slot() -> None:
             assert (admission.in_use, admission.waiting) == (1, 0)
             holder.leave.set()
     assert (admission.in_use, admission.waiting) == (0, 0)
+
+
+async def test_waiters_hear_their_place_again_when_the_limit_changes() -> None:
+    admission = Admission(AdaptiveLimit(2), queue_timeout_s=LONG_S)
+    holders = [Holder(admission, name) for name in ("a", "b")]
+    waiter = Holder(admission, "waiter")
+    heard: list[int] = []
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for holder in holders:
+                tg.start_soon(holder.run)
+                await holder.entered.wait()
+            tg.start_soon(waiter.run)
+            await waiter.queued.wait()
+            admission.observe("rate_limited", started=0.0, first_token_s=None)
+            heard.append(admission.slots)
+            assert waiter.positions == [0, 0]  # its place, then the same place with the new pace
+            for holder in holders:
+                holder.leave.set()
+            await waiter.entered.wait()
+            waiter.leave.set()
+    assert heard == [1]
