@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import json
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -14,6 +13,7 @@ from typing import Any, ClassVar, Protocol, cast
 import anyio
 import httpx2
 import openai
+import orjson
 
 from server.deadlines import ReadDeadline
 from server.generators.journey import Prompt
@@ -367,8 +367,9 @@ class _Upstream:
 def _parse_event(payload: bytes, attempt: int) -> tuple[str, str | None]:
     """Text and finish reason of one chunk; an empty `choices` (usage, role-only) is no text."""
     try:
-        chunk = json.loads(payload)
-    except ValueError:
+        # orjson, not json: a quarter of the time per chunk, which matters once per network read.
+        chunk = orjson.loads(payload)
+    except ValueError:  # orjson.JSONDecodeError is a ValueError
         raise MalformedChunk("a chunk that is not JSON", attempts=attempt) from None
     if not isinstance(chunk, dict):
         raise MalformedChunk("a chunk that is not an object", attempts=attempt)
