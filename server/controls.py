@@ -7,10 +7,10 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from server import browser
+from server import browser, htmx
 from server.errors import Problem
 from server.forms import answer_text, form
 from server.guards import limit, refuse_when_short_of_memory
@@ -162,6 +162,25 @@ async def revoke_share(request: Request) -> Response:
     return go_to(request, f"/s/{session.id}/report#share")
 
 
+async def feedback(request: Request) -> Response:
+    """ "This doesn't fit me" on a finished report: stored once per journey, counted in /metrics."""
+    svc = services(request)
+    session = await owned_session(request)
+    data = await form(request)
+    report = await svc.store.step(session.id, session.report_step)
+    if report is None or report.status != "done":
+        raise Problem(
+            409, "The report is not ready", "Say what you think of it once it is written."
+        )
+    if await svc.store.add_feedback(session.id):
+        svc.metrics.report_feedback.inc()
+    if not htmx.details(request).request:
+        where = "/report" if data.get("back") == "report" else ""
+        return go_to(request, f"/s/{session.id}{where}#feedback-{session.id}")
+    view = {"session": session, "feedback": True}
+    return HTMLResponse(svc.views.render("_feedback.html", view=view))
+
+
 async def privacy(request: Request) -> Response:
     return page(request, "privacy.html")
 
@@ -181,4 +200,5 @@ def routes() -> list[Route]:
         Route("/s/{sid}/delete", delete, methods=["POST"]),
         Route("/s/{sid}/share", new_share, methods=["POST"]),
         Route("/s/{sid}/share/revoke", revoke_share, methods=["POST"]),
+        Route("/s/{sid}/feedback", feedback, methods=["POST"]),
     ]

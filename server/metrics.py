@@ -84,6 +84,11 @@ class Metrics:
         )
         for name in ("sessions", "answers"):
             self.ratelimit_unavailable.labels(name)
+        self.report_feedback = Counter(
+            "crossroads_report_feedback_total",
+            "Reports their reader marked as not fitting them.",
+            registry=r,
+        )
         self._gauges: dict[str, Gauge] = {}
 
     def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:

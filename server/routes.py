@@ -191,7 +191,10 @@ async def shared_report(request: Request) -> Response:
     if session is None:
         raise Problem(404, "Report not found", "This share link does not exist or was revoked.")
     view = await _finished_report(request, session, owner=False)
-    return page(request, "report.html", view=view, shared=True)
+    response = page(request, "report.html", view=view, shared=True)
+    # A shared report is for the people given its link, not for search engines.
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    return response
 
 
 async def healthz(request: Request) -> Response:

@@ -47,6 +47,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (session_id, n)
         )""",
     ),
+    # 2: "this report doesn't fit me", at most once per journey, gone with the journey.
+    (
+        """CREATE TABLE IF NOT EXISTS report_feedback (
+            session_id TEXT PRIMARY KEY REFERENCES sessions (id) ON DELETE CASCADE,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+    ),
 )
 
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"

@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 
 import anyio
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Send
 
 from server.services import Services
@@ -31,11 +31,18 @@ def sse(svc: Services, events: AsyncGenerator[Event]) -> FrameResponse:
     return FrameResponse(
         _counted(svc, events),
         ping=svc.settings.stream.heartbeat_s,
+        # A named event as well as the comment: the page counts heartbeats to tell a silent,
+        # dead connection from a step that is only waiting (browsers never see comments).
+        ping_message_factory=_heartbeat,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         # Lets a live stream send its goodbye status when the server stops.
         shutdown_event=anyio.Event(),
         shutdown_grace_period=SHUTDOWN_GRACE_S,
     )
+
+
+def _heartbeat() -> ServerSentEvent:
+    return ServerSentEvent(comment="ping", event="heartbeat")
 
 
 async def _counted(svc: Services, events: AsyncGenerator[Event]) -> AsyncIterator[bytes]:

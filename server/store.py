@@ -53,7 +53,7 @@ class Store(Protocol):
     async def create_session(
         self, *, owner: str, category: str, seed: int, questions_total: int
     ) -> Session:
-        """A new session with a share id and its scenario step open."""
+        """A new session, not shared (sharing is opt-in), with its scenario step open."""
         ...
 
     async def session(self, session_id: str) -> Session | None: ...
@@ -125,6 +125,14 @@ class Store(Protocol):
 
     async def set_share(self, session_id: str, share_id: str | None) -> None:
         """A new share link, or None to revoke it."""
+        ...
+
+    async def add_feedback(self, session_id: str) -> bool:
+        """Record "this report doesn't fit me" once per journey; False if it already was."""
+        ...
+
+    async def has_feedback(self, session_id: str) -> bool:
+        """Whether the owner said the report does not fit them."""
         ...
 
     async def delete_session(self, session_id: str) -> None:

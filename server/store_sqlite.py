@@ -39,7 +39,8 @@ class SQLiteStore:
             category=category,
             seed=seed,
             questions_total=questions_total,
-            share_id=secrets.token_urlsafe(18),
+            # Sharing is opt-in: no link opens a journey until its owner makes one.
+            share_id=None,
             created_at=now,
             updated_at=now,
         )
@@ -289,6 +290,23 @@ class SQLiteStore:
             )
         )
         self._sessions.pop(session_id, None)  # a read meanwhile may have remembered the old row
+
+    async def add_feedback(self, session_id: str) -> bool:
+        row = await self._run(
+            lambda db: db.execute(
+                "INSERT INTO report_feedback VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING 1",
+                (session_id, time.time()),
+            ).fetchone()
+        )
+        return row is not None
+
+    async def has_feedback(self, session_id: str) -> bool:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT 1 FROM report_feedback WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        )
+        return row is not None
 
     async def delete_session(self, session_id: str) -> None:
         """The session with its steps and answers (they cascade)."""

@@ -63,6 +63,7 @@ class SessionView:
     title: str
     category: Category | None = None
     steps: list[StepView] = field(default_factory=list)
+    feedback: bool = False  # the owner said the report does not fit them
 
     @property
     def answered(self) -> int:
@@ -140,6 +141,8 @@ class Views:
         view = SessionView(session, category.title if category else session.category, category)
         for step in steps:
             view.steps.append(await self._step_view(session, step, answers))
+        if view.finished:
+            view.feedback = await store.has_feedback(session.id)
         return view
 
     async def _step_view(self, session: Session, step: Step, answers: dict[int, str]) -> StepView:

@@ -54,7 +54,9 @@ async def parse(
     event, data, ident = "message", list[str](), None
     async for line in lines:
         if line == "":
-            if data or event != "message":
+            if event == "heartbeat":
+                pass  # its comment line was counted; the name is for browsers
+            elif data or event != "message":
                 stream.events.append(Received(event, "\n".join(data), ident, time.monotonic()))
                 if stop_after is not None and len(stream.events) >= stop_after:
                     return

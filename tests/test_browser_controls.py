@@ -260,6 +260,11 @@ def test_revoking_a_share_link(
         answer_all(page, 1)
         page.get_by_role("link", name="Open the report page").click()
         link = page.locator("a.share-link")
+        # Sharing is off until the owner asks for a link.
+        expect(page.locator("#share")).to_contain_text("Sharing is off")
+        expect(link).to_have_count(0)
+        page.get_by_role("button", name="Make a share link").click()
+        expect(link).to_be_visible()
         old = link.get_attribute("href")
         assert old is not None and old.startswith("/r/")
         shot(page, "report-shared")
@@ -298,7 +303,9 @@ def test_the_privacy_page_is_linked_from_every_page(
         page = context.new_page()
         sid = start(page, base, "Ethics")
         answer_all(page, 1)
-        share = page.locator("#step-2 a[href^='/r/']").get_attribute("href")
+        expect(page.locator("#step-2 a[href^='/r/']")).to_have_count(0)  # sharing is opt-in
+        page.locator("#step-2").get_by_role("button", name="Make a share link").click()
+        share = page.locator("a.share-link").get_attribute("href")
         outsider = browser.new_context()
         try:
             stranger = outsider.new_page()

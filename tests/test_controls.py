@@ -40,6 +40,21 @@ def share_of(page: httpx.Response) -> str | None:
     return match.group(1) if match else None
 
 
+async def make_share(visitor: Visitor, sid: str) -> str:
+    """Sharing is opt-in: the owner asks for a link on the report page, as a person would."""
+    made = await visitor.http.post(f"/s/{sid}/share", data={"csrf_token": visitor.token})
+    assert made.status_code == 303
+    share = share_of(await visitor.http.get(f"/s/{sid}/report"))
+    assert share is not None
+    return share
+
+
+def share_id(settings: Settings, sid: str) -> str | None:
+    session = stored.session(settings, sid)
+    assert session is not None
+    return session.share_id
+
+
 @pytest.fixture
 def settings(make_settings: SettingsFactory) -> Settings:
     return make_settings(journey={"questions_per_session": 1})
@@ -300,9 +315,7 @@ async def test_deleting_a_journey_removes_everything_after_a_confirmation(
             async with Visitor(url) as visitor, Visitor(url) as stranger:
                 sid = await finished_journey(visitor, "finance", 1)
                 keep = await finished_journey(visitor, "finance", 1)
-                report = await visitor.http.get(f"/s/{sid}/report")
-                share = share_of(report)
-                assert share is not None
+                share = await make_share(visitor, sid)
                 assert stored.cached_for(settings, sid) >= 3  # scenario, question, report
                 before = stored.stored(settings, sid)
                 kept = stored.stored(settings, keep)
@@ -379,8 +392,7 @@ async def test_deleting_a_running_journey_stops_its_step(make_settings: Settings
 async def test_revoking_and_replacing_the_share_link(base_url: str, settings: Settings) -> None:
     async with Visitor(base_url) as visitor, Visitor(base_url) as stranger:
         sid = await finished_journey(visitor, "career", 1)
-        old = share_of(await visitor.http.get(f"/s/{sid}/report"))
-        assert old is not None
+        old = await make_share(visitor, sid)
         assert (await stranger.http.get(f"/r/{old}")).status_code == 200
 
         await stranger.home()
@@ -424,6 +436,86 @@ async def test_revoking_and_replacing_the_share_link(base_url: str, settings: Se
         assert stored.stored(settings, sid)["steps"] == before["steps"]
 
 
+async def test_sharing_is_off_until_the_owner_asks_and_shared_pages_are_not_indexed(
+    base_url: str, settings: Settings
+) -> None:
+    async with Visitor(base_url) as visitor, Visitor(base_url) as stranger:
+        sid = await finished_journey(visitor, "health", 1)
+        assert share_id(settings, sid) is None
+        report = await visitor.http.get(f"/s/{sid}/report")
+        journey = await visitor.http.get(f"/s/{sid}")
+        for page in (report, journey):
+            assert "/r/" not in page.text and "Make a share link" in page.text
+        assert "Anyone with this link" not in report.text and "Sharing is off" in report.text
+        assert 'name="robots"' not in report.text  # the owner's own page is not a shared one
+
+        share = await make_share(visitor, sid)
+        shared = await stranger.http.get(f"/r/{share}")
+        assert shared.status_code == 200
+        assert shared.headers["x-robots-tag"] == "noindex, nofollow"
+        assert '<meta name="robots" content="noindex, nofollow">' in shared.text
+        owner_report = await visitor.http.get(f"/s/{sid}/report")
+        assert "Anyone with this link can read this report" in owner_report.text
+        assert 'data-copy="#share-link"' in owner_report.text
+        privacy = await stranger.http.get("/privacy")
+        assert "Sharing is off unless you turn it on" in privacy.text
+        assert "ask search engines not to index" in privacy.text
+
+
+async def test_this_doesnt_fit_me_is_stored_once_and_counted(
+    base_url: str, settings: Settings
+) -> None:
+    def counted(metrics: httpx.Response) -> float:
+        line = next(
+            line
+            for line in metrics.text.splitlines()
+            if line.startswith("crossroads_report_feedback_total ")
+        )
+        return float(line.split()[1])
+
+    def said(sid: str) -> bool:
+        return stored.run(settings, lambda store: store.has_feedback(sid))
+
+    async with Visitor(base_url) as visitor, Visitor(base_url) as stranger:
+        unfinished = await visitor.start("career")
+        early = await visitor.http.post(
+            f"/s/{unfinished}/feedback", data={"csrf_token": visitor.token}
+        )
+        assert early.status_code == 409 and not said(unfinished)
+        sid = await finished_journey(visitor, "career", 1)
+        before = counted(await visitor.http.get("/metrics"))
+        journey = await visitor.http.get(f"/s/{sid}")
+        assert "This doesn't fit me" in journey.text
+        await stranger.home()
+        other = await stranger.http.post(f"/s/{sid}/feedback", data={"csrf_token": stranger.token})
+        assert other.status_code == 404
+        forged = await visitor.http.post(f"/s/{sid}/feedback", data={"csrf_token": "x"})
+        assert forged.status_code == 403
+        assert not said(sid)
+
+        answer = await visitor.http.post(
+            f"/s/{sid}/feedback",
+            data={"csrf_token": visitor.token},
+            headers=htmx_form("#page-error"),
+        )
+        assert answer.status_code == 200 and "does not fit you" in answer.text
+        plain = await visitor.http.post(
+            f"/s/{sid}/feedback", data={"csrf_token": visitor.token, "back": "report"}
+        )
+        assert plain.status_code == 303
+        assert plain.headers["location"] == f"/s/{sid}/report#feedback-{sid}"
+        assert said(sid)
+        assert counted(await visitor.http.get("/metrics")) == before + 1  # once per journey
+        for path in (f"/s/{sid}", f"/s/{sid}/report"):
+            shown = await visitor.http.get(path)
+            assert "does not fit you" in shown.text and "This doesn't fit me" not in shown.text
+        share = await make_share(visitor, sid)
+        main = (await stranger.http.get(f"/r/{share}")).text.split("<main", 1)[1]
+        assert "/feedback" not in main and "does not fit you" not in main  # the owner's only
+        deleted = await visitor.http.post(f"/s/{sid}/delete", data={"csrf_token": visitor.token})
+        assert deleted.status_code == 303 and not said(sid)
+
+
 # Privacy.
 
 
@@ -432,7 +524,7 @@ async def test_the_privacy_page_is_linked_from_every_page(
 ) -> None:
     async with Visitor(base_url) as visitor, Visitor(base_url) as stranger:
         sid = await finished_journey(visitor, "ethics", 1)
-        share = share_of(await visitor.http.get(f"/s/{sid}/report"))
+        share = await make_share(visitor, sid)
         pages = {
             "home": await visitor.http.get("/"),
             "session": await visitor.http.get(f"/s/{sid}"),
@@ -485,8 +577,8 @@ async def test_reports_carry_the_advice_line_and_their_areas_resources(
         sid = await visitor.start(category)
         report = await visitor.finish(sid, 1)
         done = report.events[-1].data
+        share = await make_share(visitor, sid)
         page = await visitor.http.get(f"/s/{sid}/report")
-        share = share_of(page)
         shared = await stranger.http.get(f"/r/{share}")
         markdown = await visitor.http.get(f"/s/{sid}/report.md")
     resources = settings.categories[category].resources
@@ -638,10 +730,12 @@ async def test_an_unfinished_shared_report_reveals_nothing(
 ) -> None:
     async with Visitor(base_url) as visitor:
         sid = await visitor.start("career")
-    session = stored.session(settings, sid)
-    assert session is not None
-    share_id = session.share_id
+        # Sharing is opt-in: the owner turns it on before the report is written.
+        made = await visitor.http.post(f"/s/{sid}/share", data={"csrf_token": visitor.token})
+        assert made.status_code == 303
+    link = share_id(settings, sid)
+    assert link is not None
     async with Visitor(base_url) as stranger:
-        response = await stranger.http.get(f"/r/{share_id}")
+        response = await stranger.http.get(f"/r/{link}")
     assert response.status_code == 404
     assert sid not in response.text

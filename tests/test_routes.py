@@ -142,8 +142,11 @@ async def test_answers_open_the_next_step_and_the_journey_ends_in_a_report(base_
         assert report.names()[-1] == "done"
         done = report.events[-1].data
         assert 'data-step-kind="report"' in done and "<svg" in done
-        page = await visitor.http.get(f"/s/{sid}/report")
         markdown = await visitor.http.get(f"/s/{sid}/report.md")
+        # Sharing is opt-in: the owner makes the link first.
+        made = await visitor.http.post(f"/s/{sid}/share", data={"csrf_token": visitor.token})
+        assert made.status_code == 303
+        page = await visitor.http.get(f"/s/{sid}/report")
         share = re.search(r'href="(/r/[\w-]+)"', page.text)
     assert page.status_code == 200 and "trust matters" in page.text
     assert "How each score was given" in page.text  # the transparent rule, per dimension

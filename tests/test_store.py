@@ -33,7 +33,8 @@ async def test_creating_a_session_opens_its_scenario(store: Store) -> None:
     steps = await store.steps(sid)
     assert [(s.n, s.kind, s.status, s.version) for s in steps] == [(0, "scenario", "open", 0)]
     session = await store.session(sid)
-    assert session is not None and session.share_id and session.report_step == 3
+    assert session is not None and session.report_step == 3
+    assert session.share_id is None  # sharing is off until the owner asks for a link
 
 
 async def test_every_generation_gets_a_new_version_that_survives_a_reopen(
@@ -129,11 +130,10 @@ async def test_old_sessions_expire_with_everything_they_hold(database: Database)
 
 async def test_share_links_can_be_revoked_and_replaced(store: Store) -> None:
     sid = await new_session(store)
-    session = await store.session(sid)
-    assert session is not None and session.share_id is not None
-    assert (await store.session_by_share(session.share_id)) is not None
+    await store.set_share(sid, "first-link")
+    assert (await store.session_by_share("first-link")) is not None
     await store.set_share(sid, None)
-    assert await store.session_by_share(session.share_id) is None
+    assert await store.session_by_share("first-link") is None
     await store.set_share(sid, "new-link")
     assert (await store.session_by_share("new-link")) is not None
 

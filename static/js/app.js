@@ -1,5 +1,6 @@
-// Applies the step streams' named SSE events (htmx 4 dispatches them as DOM events),
-// keeps typed answers as drafts until they are saved, and keeps the progress line current.
+// Applies the step streams' named SSE events (htmx 4 dispatches them as DOM events) and tells
+// the truth about each stream's connection: connecting, queued, writing, reconnecting, back,
+// fell back, failed. What happens around the stream (forms, focus, scrolling) is in ui.js.
 (function () {
   "use strict";
 
@@ -19,16 +20,185 @@
     return decoder.value;
   }
 
+  // ---- Connection state -------------------------------------------------------------------
+  // The server says what it is doing (status events); the page adds what only the browser
+  // knows: that the connection dropped or went silent, and that it came back.
+
+  var RESTARTING = /restarting/i;
+  var BACK_SHOWN_MS = 4000;
+  var RETRY_MAX_MS = 30000;
+  var conns = new WeakMap();
+
+  function conn(root) {
+    var c = conns.get(root);
+    if (!c) {
+      var beat = parseFloat(root.getAttribute("data-heartbeat-s"));
+      c = {
+        heartbeatMs: (beat > 0 ? beat : 5) * 1000,
+        server: null, // the last status the server sent
+        lost: false, // between a drop (or silence) and the next message
+        back: null, // timer that ends the "back" note
+        silence: null, // timer: 2 heartbeats without a word means the line is dead
+        failures: 0, // failed first connections in a row, for the retry delay
+      };
+      conns.set(root, c);
+    }
+    return c;
+  }
+
+  // What a server status means to a person, and the state name CSS and tests key on.
+  function describe(status) {
+    if (!status || status === "connecting") return { state: "connecting", text: "Connecting…" };
+    if (status === "writing") return { state: "writing", text: "Writing…" };
+    var queued = /^queued:\s*(.*)$/i.exec(status);
+    if (queued) {
+      return { state: "queued", text: "Waiting for the model (" + queued[1] + ")" };
+    }
+    if (/asking again/i.test(status)) return { state: "retrying", text: status };
+    if (/^using /i.test(status)) {
+      return {
+        state: "fell-back",
+        text: "The model did not come through, so this is " + status.replace(/^using /i, "") + " instead",
+      };
+    }
+    if (RESTARTING.test(status)) return { state: "reconnecting", text: "The server is restarting; reconnecting by itself…" };
+    return { state: "writing", text: status.charAt(0).toUpperCase() + status.slice(1) };
+  }
+
+  function render(root) {
+    var c = conn(root);
+    var shown;
+    if (c.lost) {
+      shown = {
+        state: "reconnecting",
+        text: "Connection lost. Reconnecting… (the text so far is kept)",
+      };
+    } else {
+      shown = describe(c.server);
+      if (c.back && shown.state !== "reconnecting") {
+        shown = { state: "back", text: "Connected again. " + shown.text };
+      }
+    }
+    if (root.getAttribute("data-state") !== shown.state) root.setAttribute("data-state", shown.state);
+    var el = part(root, "status-text");
+    if (el && el.textContent !== shown.text) el.textContent = shown.text;
+  }
+
+  function listen(root) {
+    var c = conn(root);
+    clearTimeout(c.silence);
+    c.silence = setTimeout(function () { silent(root); }, 2 * c.heartbeatMs);
+  }
+
+  function heard(root) {
+    // Any message (heartbeats included) proves the line is alive.
+    var c = conn(root);
+    listen(root);
+    c.failures = 0;
+    if (c.lost) {
+      c.lost = false;
+      clearTimeout(c.back);
+      c.back = setTimeout(function () {
+        c.back = null;
+        if (root.isConnected) render(root);
+      }, BACK_SHOWN_MS);
+    }
+  }
+
+  function lose(root) {
+    var c = conn(root);
+    if (c.lost) return;
+    c.lost = true;
+    clearTimeout(c.back);
+    c.back = null;
+    render(root);
+  }
+
+  // Two heartbeats of silence: the connection is dead even if no error was raised (a stalled
+  // proxy). Say so, and make the stream reconnect (it resumes after the last event it had).
+  function silent(root) {
+    if (!root.isConnected) return;
+    lose(root);
+    var sse = root._htmx && root._htmx.sse;
+    if (sse && sse.reader) {
+      sse.reader.cancel();
+    } else if (sse && sse.delayCanceller) {
+      sse.delayCanceller();
+    } else {
+      var pending = firstRequests.get(root);
+      if (pending && pending.request && pending.request.abort) pending.request.abort();
+    }
+    listen(root);
+  }
+
+  // The first connection is an ordinary htmx request; keep it so silence can abort it.
+  var firstRequests = new WeakMap();
+  document.addEventListener("htmx:before:request", function (event) {
+    var root = streamRoot(event);
+    if (!root) return;
+    firstRequests.set(root, event.detail && event.detail.ctx);
+    listen(root);
+  });
+
+  // A first connection that never became a stream: try again with a growing pause (the
+  // extension only retries streams that were once open). A 4xx means it never will work.
+  document.addEventListener("htmx:finally:request", function (event) {
+    var root = streamRoot(event);
+    if (!root || !root.isConnected || (root._htmx && root._htmx.sse)) return;
+    var ctx = event.detail && event.detail.ctx;
+    var status = ctx && ctx.response && ctx.response.status;
+    var c = conn(root);
+    if (status >= 400 && status < 500) {
+      clearTimeout(c.silence);
+      root.setAttribute("data-state", "failed");
+      var el = part(root, "status-text");
+      if (el) el.textContent = "This step cannot be shown here any more. Reload the page to see where the journey is.";
+      return;
+    }
+    lose(root);
+    c.failures += 1;
+    var delay = Math.min(RETRY_MAX_MS, 500 * Math.pow(2, c.failures - 1));
+    setTimeout(function () { reconnectFromScratch(root); }, delay);
+  });
+
+  function reconnectFromScratch(root) {
+    if (!root.isConnected || (root._htmx && root._htmx.sse)) return;
+    // A fresh copy of the element connects as the page did on load; the text so far stays.
+    var copy = root.cloneNode(true);
+    conns.set(copy, conn(root));
+    root.replaceWith(copy);
+    htmx.process(copy);
+  }
+
+  document.addEventListener("htmx:sse:error", function (event) {
+    var root = streamRoot(event);
+    if (root) lose(root);
+  });
+
+  document.addEventListener("htmx:sse:before:message", function (event) {
+    var root = streamRoot(event);
+    if (!root) return;
+    heard(root);
+    render(root);
+  });
+
+  document.addEventListener("htmx:sse:close", function (event) {
+    var root = streamRoot(event);
+    if (root) clearTimeout(conn(root).silence);
+  });
+
   document.addEventListener("status", function (event) {
     var root = streamRoot(event);
     if (!root) return;
-    var el = part(root, "status-text");
-    if (el) el.textContent = event.detail.data;
+    conn(root).server = event.detail.data;
+    render(root);
     // While the step waits (queued, or the model is asked again), the person may take the
     // prepared text instead: the same two marks as server/attempts.py's waiting().
     var prepared = part(root, "prepared");
     if (prepared) prepared.hidden = !/^queued:|asking again/.test(event.detail.data);
   });
+
+  // ---- Text -------------------------------------------------------------------------------
 
   // The text as streamed; what is shown leaves out the machine-readable tail (a question's
   // quick replies, a report's score lines), which `done` then renders as buttons and a chart.
@@ -45,6 +215,7 @@
     var tail = TAILS[root.getAttribute("data-step-kind")];
     var cut = tail ? text.search(tail) : -1;
     el.textContent = cut >= 0 ? text.slice(0, cut) : text;
+    document.dispatchEvent(new CustomEvent("crossroads:text", { detail: { root: root } }));
   }
 
   document.addEventListener("snapshot", function (event) {
@@ -64,91 +235,14 @@
   document.addEventListener("done", function (event) {
     var root = streamRoot(event);
     if (!root) return;
+    clearTimeout(conn(root).silence);
     var hadFocus = root.contains(document.activeElement);
     var template = document.createElement("template");
     template.innerHTML = event.detail.data;
     var fresh = Array.prototype.slice.call(template.content.children);
     root.replaceWith(template.content);
-    fresh.forEach(function (el) {
-      htmx.process(el);
-      restoreDrafts(el);
-    });
-    updateProgress();
-    var field = fresh.length && fresh[0].querySelector("textarea");
-    if (field && (hadFocus || document.activeElement === document.body)) field.focus({ preventScroll: true });
-  });
-
-  function updateProgress() {
-    var progress = document.getElementById("progress");
-    var steps = document.querySelectorAll("[data-step][data-progress]");
-    if (progress && steps.length) progress.textContent = steps[steps.length - 1].getAttribute("data-progress");
-  }
-
-  // Drafts: what a person types survives a reload or an error until the answer is saved.
-  function draftKey(form) {
-    return "crossroads-draft-" + form.getAttribute("data-draft");
-  }
-
-  function restoreDrafts(scope) {
-    var forms = scope.querySelectorAll ? scope.querySelectorAll("form[data-draft]") : [];
-    Array.prototype.forEach.call(forms, function (form) {
-      var field = form.querySelector("textarea");
-      var saved = window.localStorage && localStorage.getItem(draftKey(form));
-      if (field && saved && !field.value) field.value = saved;
-    });
-  }
-
-  document.addEventListener("input", function (event) {
-    var form = event.target.form;
-    if (form && form.hasAttribute("data-draft") && window.localStorage) {
-      localStorage.setItem(draftKey(form), event.target.value);
-    }
-  });
-
-  // Deleting a journey also forgets the drafts this browser kept for it.
-  document.addEventListener("submit", function (event) {
-    var form = event.target;
-    var sid = form && form.getAttribute && form.getAttribute("data-forget-drafts");
-    if (!sid || !window.localStorage) return;
-    var prefix = "crossroads-draft-" + sid + "-";
-    for (var i = localStorage.length - 1; i >= 0; i--) {
-      var key = localStorage.key(i);
-      if (key && key.indexOf(prefix) === 0) localStorage.removeItem(key);
-    }
-  });
-
-  document.addEventListener("htmx:after:swap", function () {
-    updateProgress();
-  });
-
-  // A saved answer's draft is no longer needed; the step is replaced by the server's answer.
-  document.addEventListener("htmx:after:request", function (event) {
-    var source = event.target;
-    var ctx = event.detail && event.detail.ctx;
-    var ok = ctx && ctx.response && ctx.response.status < 400;
-    if (!ok || !source || !source.closest) return;
-    var step = source.closest("[data-step]");
-    if (!step) return;
-    Array.prototype.forEach.call(step.querySelectorAll("form[data-draft]"), function (form) {
-      if (window.localStorage) localStorage.removeItem(draftKey(form));
-    });
-  });
-
-  // Buttons of a form in flight are disabled, so a double click sends one answer.
-  document.addEventListener("htmx:before:request", function (event) {
-    var form = event.target;
-    if (form && form.tagName === "FORM") {
-      Array.prototype.forEach.call(form.querySelectorAll("button"), function (b) { b.disabled = true; });
-    }
-  });
-  document.addEventListener("htmx:after:request", function (event) {
-    var form = event.target;
-    if (form && form.tagName === "FORM" && form.isConnected) {
-      Array.prototype.forEach.call(form.querySelectorAll("button"), function (b) { b.disabled = false; });
-    }
-  });
-
-  document.addEventListener("DOMContentLoaded", function () {
-    restoreDrafts(document);
+    fresh.forEach(function (el) { htmx.process(el); });
+    // ui.js restores drafts, moves focus and scrolls.
+    document.dispatchEvent(new CustomEvent("crossroads:done", { detail: { fresh: fresh, hadFocus: hadFocus } }));
   });
 })();
