@@ -24,6 +24,7 @@ class Stream:
     status: int
     events: list[Received] = field(default_factory=list)
     comments: list[float] = field(default_factory=list)
+    heartbeats: list[float] = field(default_factory=list)  # named `heartbeat` events
     started: float = 0.0
     ended: float = 0.0
 
@@ -55,7 +56,8 @@ async def parse(
     async for line in lines:
         if line == "":
             if event == "heartbeat":
-                pass  # its comment line was counted; the name is for browsers
+                # Its comment line was counted too; the name is what a browser can see.
+                stream.heartbeats.append(time.monotonic())
             elif data or event != "message":
                 stream.events.append(Received(event, "\n".join(data), ident, time.monotonic()))
                 if stop_after is not None and len(stream.events) >= stop_after:

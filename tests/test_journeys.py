@@ -143,6 +143,9 @@ async def test_heartbeats_keep_a_waiting_stream_alive(make_settings: SettingsFac
     # text arrived (a ping every 0.5 s over a 2.5 s wait; counted, not timed).
     first_text = next(e.at for e in stream.events if e.event in ("snapshot", "chunk") and e.data)
     assert len([at for at in stream.comments if at < first_text]) >= 2
+    # Each heartbeat is also a named event: browsers never see comments, and the page tells
+    # a silent dead connection from a waiting one by counting heartbeats.
+    assert len(stream.heartbeats) == len(stream.comments)
     assert 'data-source="model"' in stream.events[-1].data
 
 
