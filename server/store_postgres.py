@@ -60,7 +60,8 @@ class PostgresStore:
             category=category,
             seed=seed,
             questions_total=questions_total,
-            share_id=secrets.token_urlsafe(18),
+            # Sharing is opt-in: no link opens a journey until its owner makes one.
+            share_id=None,
             created_at=now,
             updated_at=now,
         )
@@ -251,6 +252,16 @@ class PostgresStore:
             await conn.execute(
                 "UPDATE sessions SET share_id = %s WHERE id = %s", (share_id, session_id)
             )
+
+    async def add_feedback(self, session_id: str) -> bool:
+        sql = (
+            "INSERT INTO report_feedback VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1 AS one"
+        )
+        return await self._db.one(sql, (session_id, self._clock())) is not None
+
+    async def has_feedback(self, session_id: str) -> bool:
+        sql = "SELECT 1 AS one FROM report_feedback WHERE session_id = %s"
+        return await self._db.one(sql, (session_id,)) is not None
 
     async def delete_session(self, session_id: str) -> None:
         async with self._db.connection() as conn:

@@ -292,7 +292,7 @@ class SQLiteStore:
         self._sessions.pop(session_id, None)  # a read meanwhile may have remembered the old row
 
     async def add_feedback(self, session_id: str) -> bool:
-        row = await self._run(
+        row = await self._db.run(
             lambda db: db.execute(
                 "INSERT INTO report_feedback VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING 1",
                 (session_id, time.time()),
@@ -301,7 +301,7 @@ class SQLiteStore:
         return row is not None
 
     async def has_feedback(self, session_id: str) -> bool:
-        row = await self._run(
+        row = await self._db.run(
             lambda db: db.execute(
                 "SELECT 1 FROM report_feedback WHERE session_id = ?", (session_id,)
             ).fetchone()

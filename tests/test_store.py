@@ -366,3 +366,14 @@ async def test_an_unanswered_journey_is_found_and_expires_after_its_own_days(
     assert await store.expire(30, untouched_days=0) == 1
     assert await store.session(untouched) is None
     assert await store.session(answered) is not None
+
+
+async def test_report_feedback_is_kept_once_and_goes_with_its_journey(store: Store) -> None:
+    sid = await new_session(store)
+    other = await new_session(store)
+    assert not await store.has_feedback(sid)
+    assert await store.add_feedback(sid) is True
+    assert await store.add_feedback(sid) is False  # said once per journey, counted once
+    assert await store.has_feedback(sid) and not await store.has_feedback(other)
+    await store.delete_session(sid)
+    assert not await store.has_feedback(sid)
