@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -11,7 +12,10 @@ import pytest
 from server import checks
 from server.app import create_app
 from server.generators import question, report, scenario
+from server.generators.bank import load_bank
 from server.generators.journey import Exchange, Journey, Prompt
+from server.generators.offline import OfflineWriter
+from server.settings import load
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
@@ -212,3 +216,35 @@ async def test_a_checked_step_says_what_happened(
         else "Model step failed its checks"
     )
     assert expected in events
+
+
+# The token caps
+
+
+def test_the_token_caps_fit_the_offline_writers_longest_steps() -> None:
+    """A normal answer fits its cap. Measured with the real model's tokenizer (SmolLM2, via
+    llama.cpp's /extras/tokenize) over 24 offline journeys: scenario max 270 tokens, question
+    max 91, report max 562. Here the conservative 3 characters a token stands in for it."""
+    settings = load(environ={})
+    defaults = settings.llm
+    caps = {
+        "scenario": defaults.max_tokens_scenario,
+        "question": defaults.max_tokens_question,
+        "report": defaults.max_tokens_report,
+    }
+    writer = OfflineWriter(load_bank())
+    longest = dict.fromkeys(caps, 0)
+    for n, category in enumerate(sorted(settings.categories)):
+        dims = settings.categories[category].dimensions
+        base = Journey(category, category.title(), dims, seed=n, questions_total=5)
+        scene = writer.write(base, "scenario")
+        exchanges: tuple[Exchange, ...] = ()
+        for _ in range(5):
+            asked = writer.write(replace(base, scenario=scene, exchanges=exchanges), "question")
+            longest["question"] = max(longest["question"], len(asked))
+            exchanges += (Exchange(asked, "I would wait a week, because I am not sure yet. " * 6),)
+        written = writer.write(replace(base, scenario=scene, exchanges=exchanges), "report")
+        longest["scenario"] = max(longest["scenario"], len(scene))
+        longest["report"] = max(longest["report"], len(written))
+    for kind, chars in longest.items():
+        assert chars / 3 <= caps[kind], (kind, chars, caps[kind])

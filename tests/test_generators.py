@@ -151,6 +151,28 @@ def test_scenario_prompt_varies_by_seed_and_repeats_for_the_same_seed() -> None:
         assert len({v[part] for v in variations}) > 3
 
 
+def test_scenario_prompt_never_carries_the_seed() -> None:
+    """A small model copied "Variation seed 1234567" into its story; the seed now only picks
+    the variation, and the cache key carries the session instead."""
+    _, user = roles(scenario.build(journey(seed=9876543), 450))
+    assert "9876543" not in user and "seed" not in user.lower()
+
+
+def test_question_prompt_shows_the_exact_format_and_it_parses() -> None:
+    _, user = roles(question.build(journey(1), 2, 200))
+    assert question.EXAMPLE in user
+    example = question.parse(question.EXAMPLE)
+    assert example.text.endswith("?") and len(example.replies) == 3
+
+
+def test_report_prompt_is_a_skeleton_the_parser_reads() -> None:
+    _, user = roles(report.build(journey(4), 6, 1100))
+    skeleton = user[user.index("## Summary") :]
+    parsed = report.parse(skeleton.replace("<0-10>", "5"), DIMENSIONS)
+    assert parsed.scores == dict.fromkeys(DIMENSIONS, 5)
+    assert "## Scores" not in parsed.markdown
+
+
 def test_scenario_prompt_names_the_category_and_its_dimensions() -> None:
     _, user = roles(scenario.build(journey(), 450))
     assert "'Money'" in user

@@ -19,6 +19,13 @@ class Question:
     replies: tuple[str, ...]
 
 
+# The exact format, shown once: small models follow an example far better than a description.
+EXAMPLE = (
+    "What would you tell Sam before the meeting, and why?\n\n"
+    f"{REPLIES_HEADING}\n- I'd tell him today\n- I'd wait until I know more\n- I'd ask a friend first"
+)
+
+
 def build(journey: Journey, step: int, max_tokens: int) -> Prompt:
     number = len(journey.exchanges) + 1
     focus = journey.dimensions[(number - 1) % len(journey.dimensions)]
@@ -32,10 +39,11 @@ def build(journey: Journey, step: int, max_tokens: int) -> Prompt:
         f"{transcript(journey)}\n\n"
         f"Write follow-up question {number} of {journey.questions_total}. {reacting}"
         f"Probe the dimension {focus!r}. One or two sentences, open-ended, second person, "
-        "no preamble.\n"
+        "ending with a question mark, no preamble.\n"
         f"Then a blank line, the line {REPLIES_HEADING!r}, and 2 to 4 short first-person "
         "replies the person might give, one per line starting with '- ', each under 60 "
-        "characters and taking different stances."
+        "characters and taking different stances.\n"
+        f"The format, for a different story:\n{EXAMPLE}"
     )
     return chat_prompt("question", journey, user, max_tokens, step)
 

@@ -20,17 +20,28 @@ class Report:
     reasons: dict[str, str] = field(default_factory=dict)
 
 
+# What each section holds, shown in place: small models fill a skeleton far better than they
+# follow a description of one.
+_SKELETON = {
+    "Summary": "Two or three sentences on how they decide, quoting one answer word for word.",
+    "Your decision style": "One sentence naming their style.",
+    "Strengths": "- A strength, with the answer that shows it",
+    "Blind spots": "- A blind spot, said kindly",
+    "Suggestions": "- A concrete, reflective habit to try",
+}
+
+
 def build(journey: Journey, step: int, max_tokens: int) -> Prompt:
-    headings = "\n".join(f"## {name}" for name in SECTIONS)
+    sections = "\n".join(f"## {name}\n{_SKELETON[name]}" for name in SECTIONS)
     dims = "\n".join(f"- {dim}: <0-10> - <one short reason>" for dim in journey.dimensions)
     user = (
         f"{transcript(journey)}\n\n"
-        "Write the person's report in Markdown with exactly these sections, in order:\n"
-        f"{headings}\n## {SCORES_HEADING}\n"
-        "Quote at least three of their answers word for word (in quotation marks). "
-        "Strengths, blind spots and suggestions are bullet lists; suggestions are concrete, "
-        "reflective habits, not instructions. Under Scores, one line per dimension exactly "
-        f"like this:\n{dims}"
+        "Write the person's report in Markdown, with exactly these sections in this order, "
+        "replacing each line under a heading with your own words:\n"
+        f"{sections}\n## {SCORES_HEADING}\n{dims}\n"
+        "Quote at least three of their answers word for word (in quotation marks). Under "
+        f"{SCORES_HEADING}, one line per dimension exactly as shown, with a whole number from "
+        "0 to 10 and a short reason."
     )
     return chat_prompt("report", journey, user, max_tokens, step)
 

@@ -59,9 +59,9 @@ def build(journey: Journey, max_tokens: int) -> Prompt:
         "and balanced: no option is obviously right. End with the decision the reader faces, "
         "without asking them questions and without giving advice.\n"
         f"It should let a reader reveal: {', '.join(journey.dimensions)}.\n"
-        # The seed makes every session's request distinct, so the response cache only ever
-        # answers a request made again for the same session (a regeneration, a replay).
-        f"Variation seed {journey.seed}: invent names and details freely; never mention the seed."
+        "Invent the names and details."
+        # No seed in the prompt: models copied it into the story. The persona, stakes and
+        # setting vary by seed, and the response cache is keyed by session (cache.py).
     )
     return chat_prompt("scenario", journey, user, max_tokens, 0)
 
