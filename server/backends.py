@@ -51,15 +51,15 @@ async def open_backends(settings: Settings, metrics: Metrics | None = None) -> B
         return metrics.ratelimit_unavailable.labels(limit).inc if metrics else lambda: None
 
     return Backends(
-        cache=RedisCache(redis.client, default_ttl_s=ttl_s, pool_ttl_s=ttl_s),
+        cache=RedisCache(redis, default_ttl_s=ttl_s, pool_ttl_s=ttl_s),
         session_limit=RedisRateLimiter(
-            redis.client,
+            redis,
             limits.sessions_per_minute_per_client,
             name="sessions",
             on_unavailable=unavailable("sessions"),
         ),
         answer_limit=RedisRateLimiter(
-            redis.client,
+            redis,
             limits.answers_per_minute_per_client,
             name="answers",
             on_unavailable=unavailable("answers"),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server.cache import POOL_SIZE, REFRESH_ONE_IN
+from server.shared_redis import SharedRedis
 
 PREFIX = "crossroads:"
 DAY_S = 86400.0
@@ -76,7 +76,7 @@ class RedisCache:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: SharedRedis,
         *,
         default_ttl_s: float = 30 * DAY_S,
         pool_ttl_s: float = 30 * DAY_S,
@@ -87,15 +87,15 @@ class RedisCache:
         self._pool_ttl_ms = int(pool_ttl_s * 1000)
         self._refresh_one_in = pool_refresh_one_in
         self._random = random.Random()
-        self._put = redis.register_script(PUT)
-        self._add_to_pool = redis.register_script(ADD_TO_POOL)
-        self._forget = redis.register_script(FORGET)
-        self._entries_of = redis.register_script(ENTRIES_OF)
+        self._put = redis.client.register_script(PUT)
+        self._add_to_pool = redis.client.register_script(ADD_TO_POOL)
+        self._forget = redis.client.register_script(FORGET)
+        self._entries_of = redis.client.register_script(ENTRIES_OF)
         self.hits = 0
         self.misses = 0
 
     async def get(self, key: str) -> str | None:
-        value = await self._redis.get(_entry(key))
+        value = await self._redis.call(lambda: self._redis.client.get(_entry(key)))
         if isinstance(value, str):
             self.hits += 1
             return value
@@ -104,43 +104,47 @@ class RedisCache:
 
     async def recent(self, key: str) -> str | None:
         try:
-            value = await self._redis.get(_entry(key))
+            value = await self._redis.call(lambda: self._redis.client.get(_entry(key)))
         except (RedisError, OSError):
             return None
         return value if isinstance(value, str) else None
 
     async def put(self, key: str, text: str, *, tag: str, expire_s: float | None = None) -> None:
         ttl_ms = self._default_ttl_ms if expire_s is None else max(1, int(expire_s * 1000))
-        await self._put(keys=[_entry(key), _index(tag)], args=[text, ttl_ms])
+        await self._redis.call(
+            lambda: self._put(keys=[_entry(key), _index(tag)], args=[text, ttl_ms])
+        )
 
     async def add_to_pool(self, category: str, session_id: str, text: str) -> None:
         # The draw is made here, the decision in the script: only Redis knows if the pool is full.
         refresh = self._random.randrange(self._refresh_one_in) == 0
-        await self._add_to_pool(
-            keys=_pool(category),
-            args=[session_id, text, POOL_SIZE, "1" if refresh else "0", self._pool_ttl_ms],
-        )
+        args: list[str | int] = [
+            session_id,
+            text,
+            POOL_SIZE,
+            "1" if refresh else "0",
+            self._pool_ttl_ms,
+        ]
+        await self._redis.call(lambda: self._add_to_pool(keys=_pool(category), args=args))
 
     async def from_pool(self, category: str, session_id: str) -> str | None:
-        texts = await self._redis.hgetall(_pool(category)[1])
+        texts = await self._redis.call(lambda: self._redis.client.hgetall(_pool(category)[1]))
         others = [str(text) for owner, text in texts.items() if owner != session_id]
         return self._random.choice(others) if others else None
 
     async def forget(self, session_id: str, category: str) -> int:
-        removed = await self._forget(keys=[_index(session_id), *_pool(category)], args=[session_id])
-        return int(removed)
+        keys = [_index(session_id), *_pool(category)]
+        return int(await self._redis.call(lambda: self._forget(keys=keys, args=[session_id])))
 
     async def entries_of(self, session_id: str) -> int:
-        return int(await self._entries_of(keys=[_index(session_id)]))
+        keys = [_index(session_id)]
+        return int(await self._redis.call(lambda: self._entries_of(keys=keys)))
 
     def trim(self) -> None:
         """Nothing to let go of: this process holds no entries."""
 
     async def ping(self) -> bool:
-        try:
-            return bool(await self._redis.ping())
-        except (RedisError, OSError):
-            return False
+        return await self._redis.ping()
 
     async def close(self) -> None:
         """The Redis client is the worker's, shared with the other Redis users; not closed here."""

@@ -6,11 +6,9 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from server import logs
 from server.ratelimit import WINDOW_S
+from server.shared_redis import UNAVAILABLE, SharedRedis
 
 # One script, so that reading the window and counting a request are one atomic step on Redis's
 # own clock (no worker's clock, no race between two workers that both see room for one more).
@@ -41,7 +39,7 @@ class RedisRateLimiter:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: SharedRedis,
         per_minute: int,
         *,
         name: str,
@@ -51,7 +49,8 @@ class RedisRateLimiter:
         self.per_minute = per_minute
         self._window_ms = int(window_s * 1000)
         self._prefix = f"crossroads:ratelimit:{name}:"
-        self._script = redis.register_script(SLIDING_WINDOW)
+        self._redis = redis
+        self._script = redis.client.register_script(SLIDING_WINDOW)
         self._on_unavailable = on_unavailable
         self._unavailable = False
         self._name = name
@@ -60,11 +59,13 @@ class RedisRateLimiter:
         if self.per_minute == 0:
             return None
         try:
-            wait_ms = await self._script(
-                keys=[self._prefix + client],
-                args=[self.per_minute, self._window_ms, uuid.uuid4().hex],
+            wait_ms = await self._redis.call(
+                lambda: self._script(
+                    keys=[self._prefix + client],
+                    args=[self.per_minute, self._window_ms, uuid.uuid4().hex],
+                )
             )
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             self._on_unavailable()
             if not self._unavailable:
                 self._unavailable = True

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.records import Unreachable
 
+T = TypeVar("T")
+
 # Every call is bounded: a Redis that hangs costs a request at most this long, then the caller
 # falls back (a rate limit allows, the cache misses). One quick retry rides over a dropped
-# connection (a Redis restart) without turning an outage into a pile of waiting requests.
+# connection (a Redis restart); a timeout is not retried, since a Redis that hangs once will
+# hang again.
 SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 2.0
 HEALTH_CHECK_S = 30
+# After a call fails for want of Redis, calls are not tried for this long: a hung or
+# partitioned Redis costs one request SOCKET_TIMEOUT_S now and then, not every request.
+PAUSE_S = 5.0
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class RedisUnreachable(Unreachable):
@@ -38,7 +50,9 @@ def client(url: str) -> Redis:
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         health_check_interval=HEALTH_CHECK_S,
-        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
+        retry=Retry(
+            ExponentialBackoff(cap=0.1, base=0.01), 1, supported_errors=(RedisConnectionError,)
+        ),
     )
 
 
@@ -54,20 +68,56 @@ async def connect(url: str) -> Redis:
     return redis
 
 
-class SharedRedis:
-    """The worker's one client (and connection pool) for everything it keeps in Redis."""
+class RedisPaused(RedisConnectionError):
+    """Not tried: Redis failed a moment ago (SharedRedis.PAUSE_S). A ConnectionError, so every
+    caller treats it as Redis being away."""
 
-    def __init__(self, client: Redis) -> None:
+
+class SharedRedis:
+    """The worker's one client (and connection pool) for everything it keeps in Redis, and what
+    it learned of Redis's reachability: after a failure, calls fail at once for `pause_s`. This
+    memory decides nothing about the data, only whether to wait on Redis now."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        pause_s: float = PAUSE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client
+        self.calls = 0  # calls that reached the client (the tests read it)
+        self._pause_s = pause_s
+        self._clock = clock
+        self._paused_until = 0.0
 
     @classmethod
     async def connect(cls, url: str) -> SharedRedis:
         return cls(await connect(url))
 
-    async def ping(self) -> bool:
-        """Whether Redis answers now (readiness)."""
+    @property
+    def paused(self) -> bool:
+        return self._clock() < self._paused_until
+
+    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """`operation` on the client, unless Redis failed within the pause (RedisPaused)."""
+        if self.paused:
+            raise RedisPaused("Redis failed a moment ago; not tried")
+        self.calls += 1
         try:
-            return bool(await self.client.ping())
+            result = await operation()
+        except UNAVAILABLE:
+            self._paused_until = self._clock() + self._pause_s
+            raise
+        self._paused_until = 0.0
+        return result
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now (readiness): always tried, pause or not; an answer ends
+        the pause at once."""
+        self._paused_until = 0.0
+        try:
+            return bool(await self.call(self.client.ping))
         except (RedisError, OSError):
             return False
 

@@ -26,6 +26,7 @@ from server.generators.journey import Exchange, Journey, Prompt
 from server.generators.offline import OfflineWriter
 from server.metrics import Metrics
 from server.settings import Settings
+from server.shared_redis import SharedRedis
 from server.steps import StepWriter
 from server.store import Finished, Session, Store
 from server.streaming import Generation, Generations
@@ -125,7 +126,7 @@ async def make_cache(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
             made.append(DiskCache(tmp_path / "cache", size_mb=3, **options))
         else:
             clients.append(shared_redis.client(request.getfixturevalue("redis_url")))
-            made.append(RedisCache(clients[-1], **options))
+            made.append(RedisCache(SharedRedis(clients[-1]), **options))
         return made[-1]
 
     yield make
@@ -242,7 +243,7 @@ async def test_the_size_limit_is_given_to_diskcache(tmp_path: Path) -> None:
 async def workers(redis_url: str) -> AsyncIterator[tuple[Redis, RedisCache, RedisCache]]:
     """Two workers' caches on one Redis, and a client to look at the keys."""
     clients = [shared_redis.client(redis_url) for _ in range(3)]
-    yield clients[0], RedisCache(clients[1]), RedisCache(clients[2])
+    yield clients[0], RedisCache(SharedRedis(clients[1])), RedisCache(SharedRedis(clients[2]))
     for client in clients:
         await client.aclose()
 
@@ -291,7 +292,7 @@ async def test_an_unreachable_redis_fails_loudly_but_recent_and_ping_do_not(
     redis_server: RedisServer, redis_url: str
 ) -> None:
     client = shared_redis.client(redis_url)
-    cache = RedisCache(client)
+    cache = RedisCache(SharedRedis(client))
     try:
         await cache.put("response:a", "text", tag="s1")
         redis_server.stop()

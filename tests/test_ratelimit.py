@@ -17,6 +17,7 @@ from server import shared_redis
 from server.app import create_app
 from server.ratelimit import LocalRateLimiter, RateLimiter
 from server.ratelimit_redis import RedisRateLimiter
+from server.shared_redis import SharedRedis
 from tests import stored
 from tests.databases import Database
 from tests.redis_server import RedisServer, free_port
@@ -37,7 +38,7 @@ async def make_limiter(request: pytest.FixtureRequest) -> AsyncIterator[Make]:
         if request.param == "local":
             return LocalRateLimiter(per_minute, **options)
         clients.append(shared_redis.client(request.getfixturevalue("redis_url")))
-        return RedisRateLimiter(clients[-1], per_minute, name="test", **options)
+        return RedisRateLimiter(SharedRedis(clients[-1]), per_minute, name="test", **options)
 
     yield make
     for client in clients:
@@ -101,15 +102,15 @@ def test_the_local_window_follows_its_clock() -> None:
 
 
 @pytest.fixture
-async def redis_clients(redis_url: str) -> AsyncIterator[list[Redis]]:
+async def redis_clients(redis_url: str) -> AsyncIterator[list[SharedRedis]]:
     """Three clients, each with its own connection pool: three workers' views of one Redis."""
-    clients = [shared_redis.client(redis_url) for _ in range(3)]
+    clients = [SharedRedis(shared_redis.client(redis_url)) for _ in range(3)]
     yield clients
     for client in clients:
-        await client.aclose()
+        await client.close()
 
 
-async def test_the_limit_holds_across_workers(redis_clients: list[Redis]) -> None:
+async def test_the_limit_holds_across_workers(redis_clients: list[SharedRedis]) -> None:
     workers = [RedisRateLimiter(c, 5, name="sessions") for c in redis_clients]
     allowed: list[int] = []
 
@@ -123,7 +124,7 @@ async def test_the_limit_holds_across_workers(redis_clients: list[Redis]) -> Non
     assert len(allowed) == 5  # not 5 per worker: one atomic window
 
 
-async def test_actions_are_counted_apart(redis_clients: list[Redis]) -> None:
+async def test_actions_are_counted_apart(redis_clients: list[SharedRedis]) -> None:
     sessions = RedisRateLimiter(redis_clients[0], 1, name="sessions")
     answers = RedisRateLimiter(redis_clients[1], 1, name="answers")
     assert await sessions.check("a") is None
@@ -132,28 +133,30 @@ async def test_actions_are_counted_apart(redis_clients: list[Redis]) -> None:
 
 
 async def test_a_clients_window_expires_with_its_last_request(
-    redis_clients: list[Redis],
+    redis_clients: list[SharedRedis],
 ) -> None:
     limiter = RedisRateLimiter(redis_clients[0], 3, name="sessions")
     await limiter.check("1.2.3.4")
-    keys = await redis_clients[0].keys("*")
+    look = redis_clients[1].client
+    keys = await look.keys("*")
     assert keys == ["crossroads:ratelimit:sessions:1.2.3.4"]
-    assert 0 < await redis_clients[0].pttl(keys[0]) <= 60_000
+    assert 0 < await look.pttl(keys[0]) <= 60_000
 
 
 async def test_an_unreachable_redis_allows_counts_and_logs_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    nothing_there = shared_redis.client(f"redis://127.0.0.1:{free_port()}/0")
+    nothing_there = SharedRedis(shared_redis.client(f"redis://127.0.0.1:{free_port()}/0"))
     unavailable: list[int] = []
     limiter = RedisRateLimiter(
         nothing_there, 1, name="sessions", on_unavailable=lambda: unavailable.append(1)
     )
     with caplog.at_level(logging.INFO, logger="crossroads"):
         results = [await limiter.check("a") for _ in range(3)]
-    await nothing_there.aclose()
+    await nothing_there.close()
     assert results == [None, None, None]  # allowed: never a 500, never everyone refused
     assert len(unavailable) == 3
+    assert nothing_there.calls == 1  # then paused: the next two did not wait on Redis
     warnings = [r for r in caplog.records if "not enforced" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
 
@@ -161,15 +164,20 @@ async def test_an_unreachable_redis_allows_counts_and_logs_once(
 async def test_the_limit_holds_again_when_redis_is_back(
     redis_server: RedisServer, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = shared_redis.client(redis_url)
-    limiter = RedisRateLimiter(client, 1, name="sessions")
+    now = [0.0]
+    redis = SharedRedis(shared_redis.client(redis_url), clock=lambda: now[0])
+    limiter = RedisRateLimiter(redis, 1, name="sessions")
     try:
         assert await limiter.check("a") is None
         redis_server.stop()
         with caplog.at_level(logging.INFO, logger="crossroads"):
             assert await limiter.check("a") is None  # allowed while Redis is away
             redis_server.start()  # empty again, as after a crash
-            assert await limiter.check("a") is None  # the window starts afresh
+            calls = redis.calls
+            assert await limiter.check("a") is None  # within the pause: not tried yet
+            assert redis.calls == calls
+            now[0] += shared_redis.PAUSE_S
+            assert await limiter.check("a") is None  # tried again: the window starts afresh
             assert await limiter.check("a") is not None  # and holds, on the same client
         events = [r.getMessage() for r in caplog.records]
         assert events == [
@@ -177,7 +185,7 @@ async def test_the_limit_holds_again_when_redis_is_back(
             "Rate limit enforced again: Redis answers",
         ]
     finally:
-        await client.aclose()
+        await redis.close()
 
 
 # The app: three workers on one Redis and one PostgreSQL, a client going round-robin
