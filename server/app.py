@@ -34,7 +34,7 @@ from server.pages import is_stream_path, problem_response
 from server.services import Services
 from server.settings import Settings, secret_key
 from server.steps import StepWriter
-from server.store import Conflict, Session, Store, open_store
+from server.store import Conflict, Store, open_store
 from server.streaming import Generations
 from server.views import Views
 from server.watchdog import Thresholds, Watchdog, process_rss_mb
@@ -101,18 +101,7 @@ def create_app(
                     store=store,
                     metrics=metrics,
                 )
-                views: Views
-
-                async def render_done(session: Session, n: int) -> str:
-                    return await views.done_html(session, n)
-
-                journeys = Journeys(
-                    settings,
-                    store=store,
-                    generations=generations,
-                    writer=writer,
-                    render_done=render_done,
-                )
+                journeys = Journeys(settings, store=store, generations=generations, writer=writer)
                 views = Views(settings, journeys, bank_writer, identity)
 
                 def trim_memory() -> None:

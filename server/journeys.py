@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import anyio
 
@@ -24,7 +24,6 @@ from server.store import Conflict, Session, Step, Store
 from server.streaming import Generation, Generations, Visible
 from server.watchdog import Level
 
-RenderDone = Callable[[Session, int], Awaitable[str]]
 # How long taking the prepared text waits for it to be written, so the answer shows it.
 PREPARED_WAIT_S = 5.0
 # For a session whose category was removed from the settings after it started.
@@ -51,13 +50,11 @@ class Journeys:
         store: Store,
         generations: Generations,
         writer: StepWriter,
-        render_done: RenderDone,
     ) -> None:
         self.settings = settings
         self.store = store
         self.generations = generations
         self.writer = writer
-        self.render_done = render_done
 
     def kind_of(self, session: Session, n: int) -> StepKind:
         if n == 0:
@@ -121,7 +118,7 @@ class Journeys:
         partial = running.text if running is not None and not running.ended else ""
         stopped = await self.store.stop_step(session.id, n, partial)
         if stopped and running is not None and not running.ended:
-            running.finish(await self.render_done(session, n))
+            running.finish()
             running.cancel_scope.cancel()
         return stopped
 
@@ -149,7 +146,7 @@ class Journeys:
         seed gives the writers a new variation, and the cache forgets what it held for the
         session, so the step is not served the same text again."""
         await self.store.rewind(session.id, n, seed=_new_seed())
-        await self._leave_steps_after(session, n - 1)
+        self._leave_steps_after(session, n - 1)
         await self.writer.cache.forget(session.id, session.category)
         fresh = await self.store.session(session.id)
         assert fresh is not None
@@ -161,14 +158,14 @@ class Journeys:
         if not 1 <= n <= session.questions_total:
             raise Conflict(f"step {n} is not a question")
         await self.store.rewind(session.id, n, answer=text)
-        await self._leave_steps_after(session, n)
+        self._leave_steps_after(session, n)
         self.start(session, n + 1)
 
-    async def _leave_steps_after(self, session: Session, n: int) -> None:
+    def _leave_steps_after(self, session: Session, n: int) -> None:
         """Running generations of steps after n end; their viewers get what the step is now."""
         for gen in self.generations.all():
             if gen.key[0] == session.id and gen.key[1] > n and not gen.ended:
-                gen.finish(await self.render_done(session, gen.key[1]))
+                gen.finish()
                 gen.cancel_scope.cancel()
 
     async def untouched(self, owner: str, category: str) -> Session | None:
@@ -181,7 +178,7 @@ class Journeys:
         """Remove the session, its steps, answers, cached entries and share link; its viewers
         get an empty `done` (the step leaves their page) rather than a reconnect loop."""
         await self.store.delete_session(session.id)
-        await self._leave_steps_after(session, -1)
+        self._leave_steps_after(session, -1)
         try:
             await self.writer.cache.forget(session.id, session.category)
         except Exception:
@@ -245,11 +242,10 @@ class Journeys:
                 )
             except Conflict:
                 # Stopped or deleted meanwhile: the viewers get what the step is now.
-                with anyio.CancelScope(shield=True):
-                    await self._finish_as_it_stands(gen, session, n)
+                self._finish_as_it_stands(gen)
                 return
             finished = True
-            gen.finish(await self.render_done(session, n))
+            gen.finish()
             if nxt is not None:
                 self.start(session, nxt)
         except Exception:
@@ -260,18 +256,17 @@ class Journeys:
             with anyio.CancelScope(shield=True):
                 stopped = await self.store.stop_step(session.id, n)
                 finished = stopped
-                await self._finish_as_it_stands(gen, session, n)
+                self._finish_as_it_stands(gen)
         finally:
             if not finished:
                 with anyio.CancelScope(shield=True):
                     await self.store.release(session.id, n, gen.version)
 
-    async def _finish_as_it_stands(self, gen: Generation, session: Session, n: int) -> None:
+    @staticmethod
+    def _finish_as_it_stands(gen: Generation) -> None:
+        """The viewers get what the step is now (its element is rendered as they need it)."""
         if not gen.ended:
-            try:
-                gen.finish(await self.render_done(session, n))
-            except Exception:
-                logs.log.exception("Step could not be rendered")
+            gen.finish()
 
 
 def _new_seed() -> int:

@@ -128,7 +128,13 @@ async def stream(request: Request) -> Response:
         events = finished_events(state, found.version, found.text, done_html, visible=visible)
         return sse(svc, _replay(events))
     frame_s = svc.settings.stream.frame_ms / 1000
-    return sse(svc, follow(found, request.headers.get("last-event-id"), frame_s=frame_s))
+
+    async def done() -> str:
+        # The step's element as the store has it now, for the stream's last event.
+        return await svc.views.done_html(session, n)
+
+    last_event_id = request.headers.get("last-event-id")
+    return sse(svc, follow(found, last_event_id, frame_s=frame_s, done=done))
 
 
 async def _replay(events: list[Event]) -> AsyncGenerator[Event]:

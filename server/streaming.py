@@ -25,6 +25,8 @@ RESTARTING = "the server is restarting; this page reconnects by itself"
 Visible = Callable[[str], int]
 # Complete Markdown blocks to safe HTML: a step whose blocks are shown formatted while it streams.
 Render = Callable[[str], str]
+# The step's element for the `done` event, rendered from the store by the web layer.
+Done = Callable[[], Awaitable[str]]
 _LINES = re.compile(r"\r\n|\r|\n")
 
 
@@ -63,7 +65,9 @@ class Generation:
         self.key = key
         self.version = 0
         self.status = "connecting"
-        self.done_html: str | None = None
+        self.finished = False  # reached what the page shows for good: done, stopped, deleted
+        self._done: Event | None = None
+        self._done_lock = anyio.Lock()
         self.ended = False  # finished, abandoned or shut down: no more changes
         self.released = False  # the server is stopping: viewers say goodbye and reconnect later
         self.viewers = 0
@@ -135,9 +139,22 @@ class Generation:
         self.shed_reason = reason
         self.model_scope.cancel()
 
-    def finish(self, done_html: str) -> None:
-        self.done_html = done_html
+    def finish(self, done_html: str | None = None) -> None:
+        """The step is what the store now says (written, stopped or gone): every viewer gets
+        its `done` element and the stream ends. The element is `done_html` when the writer
+        has it; else the web layer renders it from the store (follow's `done`)."""
+        self.finished = True
+        if done_html is not None:
+            self._done = Event("done", done_html)
         self._end()
+
+    async def done_frame(self, render: Done | None) -> Event | None:
+        """The `done` event, rendered for the first viewer that needs it and shared with the
+        others; None if nobody can render it."""
+        async with self._done_lock:
+            if self._done is None and render is not None:
+                self._done = Event("done", await render())
+        return self._done
 
     def _end(self) -> None:
         self.ended = True
@@ -374,7 +391,7 @@ def parse_event_id(value: str | None) -> tuple[int, int] | None:
 
 
 async def follow(
-    gen: Generation, last_event_id: str | None, *, frame_s: float
+    gen: Generation, last_event_id: str | None, *, frame_s: float, done: Done | None = None
 ) -> AsyncGenerator[Event]:
     """Status at once, then a snapshot (or only the missing text on a resume), then coalesced chunks."""
     gen.join()
@@ -417,8 +434,9 @@ async def follow(
                 sent_blocks = gen.blocks_end
                 yield blocks
             if gen.ended:
-                if gen.done_html is not None:
-                    yield Event("done", gen.done_html)
+                finished = await gen.done_frame(done) if gen.finished else None
+                if finished is not None:
+                    yield finished
                 return
             if gen.released:
                 yield Event("status", RESTARTING)

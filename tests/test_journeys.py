@@ -23,7 +23,6 @@ from server.logs import JsonFormatter
 from server.metrics import Metrics
 from server.settings import Settings
 from server.steps import StepWriter
-from server.store import Session
 from server.store_sqlite import SQLiteStore
 from server.streaming import Generations, follow
 from tests import stored
@@ -265,25 +264,20 @@ async def test_a_step_that_cannot_be_recorded_stops_with_done_instead_of_looping
         metrics=Metrics(),
     )
 
-    async def render_done(session: Session, n: int) -> str:
-        step = await store.step(session.id, n)
-        return f'<section id="step-{n}" data-status="{step.status if step else "gone"}"></section>'
+    async def render_done() -> str:
+        # The web layer's part: the step's element as the store has it when the stream ends.
+        step = await store.step(session.id, 0)
+        return f'<section id="step-0" data-status="{step.status if step else "gone"}"></section>'
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             generations = Generations(tg, grace_s=60)
-            journeys = Journeys(
-                settings,
-                store=store,
-                generations=generations,
-                writer=writer,
-                render_done=render_done,
-            )
+            journeys = Journeys(settings, store=store, generations=generations, writer=writer)
             session = await store.create_session(
                 owner="o", category="finance", seed=3, questions_total=1
             )
             gen = journeys.start(session, 0)
-            events = [event async for event in follow(gen, None, frame_s=0)]
+            events = [event async for event in follow(gen, None, frame_s=0, done=render_done)]
     assert events[-1].event == "done"  # the browser is told, instead of reconnecting forever
     assert 'data-status="stopped"' in events[-1].data  # with "write it again" to offer
     step = await store.step(session.id, 0)

@@ -248,7 +248,7 @@ async def test_a_generation_nobody_watches_is_cancelled_after_the_grace_period()
         with anyio.fail_after(5):
             await script.cancelled.wait()
         await anyio.wait_all_tasks_blocked()
-        assert gen.ended and gen.done_html is None
+        assert gen.ended and not gen.finished
         assert generations.get(("s", 0)) is None
         assert generations.abandoned == 1
 
@@ -309,7 +309,7 @@ async def test_a_failing_generation_ends_alone_and_the_others_go_on(
     good = generations.start(("s", 1), free_running)
     bad_events = await collect(follow(bad, None, frame_s=0))
     good_events = await collect(follow(good, None, frame_s=0))
-    assert bad.ended and bad.done_html is None
+    assert bad.ended and not bad.finished
     assert "done" not in [e.event for e in bad_events]  # the browser reconnects and retries
     assert good_events[-1].event == "done"
     again = generations.start(("s", 0), free_running)
