@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server import controls, logs, routes
 from server.admission import Admission
 from server.backends import open_backends
+from server.broker import Broker
 from server.browser import BrowserCookie
 from server.capacity import AdaptiveLimit
 from server.errors import Problem, as_problem
@@ -212,7 +213,7 @@ def _identity(scope: Scope) -> Identity:
 
 
 def _gauges(
-    metrics: Metrics, generations: Generations, admission: Admission, watchdog: Watchdog
+    metrics: Metrics, generations: Broker, admission: Admission, watchdog: Watchdog
 ) -> None:
     metrics.gauge("crossroads_viewers", "Viewers of running generations.", generations.viewers)
     metrics.gauge(
@@ -258,7 +259,7 @@ async def _expire_old_sessions(store: Store, ttl_days: int) -> None:
         await anyio.sleep(EXPIRY_INTERVAL_S)
 
 
-async def _release_on_shutdown(generations: Generations) -> None:
+async def _release_on_shutdown(generations: Broker) -> None:
     """On SIGTERM uvicorn waits for open streams; tell them to say goodbye and end, so the
     browsers reconnect to the restarted server instead of being cut off."""
     while not AppStatus.should_exit:  # noqa: ASYNC110 - a flag set by a signal handler, no event to wait on

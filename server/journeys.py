@@ -11,6 +11,7 @@ import anyio
 
 from server import logs
 from server.admission import Admission
+from server.broker import Broker
 from server.generators import question as question_gen
 from server.generators import report as report_gen
 from server.generators import scenario as scenario_gen
@@ -21,7 +22,7 @@ from server.render import markdown
 from server.settings import Category, Settings
 from server.steps import PREPARED, StepWriter
 from server.store import Conflict, Session, Step, Store
-from server.streaming import Generation, Generations, Visible
+from server.streaming import Generation, Visible
 from server.watchdog import Level
 
 # How long taking the prepared text waits for it to be written, so the answer shows it.
@@ -48,7 +49,7 @@ class Journeys:
         settings: Settings,
         *,
         store: Store,
-        generations: Generations,
+        generations: Broker,
         writer: StepWriter,
     ) -> None:
         self.settings = settings
@@ -282,7 +283,7 @@ class LoadShedder:
 
     def __init__(
         self,
-        generations: Generations,
+        generations: Broker,
         admission: Admission,
         *,
         trim: Callable[[], None] = lambda: None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.admission import Admission
+from server.broker import Broker
 from server.cache import ResponseCache
 from server.identity import Identity
 from server.journeys import Journeys
@@ -13,7 +14,6 @@ from server.ratelimit import RateLimiter
 from server.settings import Settings
 from server.shared_redis import SharedRedis
 from server.store import Store
-from server.streaming import Generations
 from server.views import Views
 from server.watchdog import Watchdog
 
@@ -24,7 +24,7 @@ class Services:
     store: Store
     cache: ResponseCache
     identity: Identity
-    generations: Generations
+    generations: Broker
     admission: Admission
     journeys: Journeys
     views: Views

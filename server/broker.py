@@ -1,0 +1,42 @@
+"""The generation broker: what the app asks of the generations it runs, whichever process
+writes them. `streaming.Generations` is the embedded implementation (one process)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from server.streaming import Generation, Key, Render, Visible, Work
+
+
+class Broker(Protocol):
+    """Single flight per (session, step): one generation writes a step, any number of viewers
+    follow it (`streaming.follow` reads a Generation: the embedded one itself, or a local mirror
+    of one written elsewhere). Every method is cheap and never blocks."""
+
+    abandoned: int  # generations cancelled after their last viewer left (a metric)
+
+    def start(
+        self, key: Key, work: Work, *, visible: Visible = len, render: Render | None = None
+    ) -> Generation:
+        """The running generation of this step, or a new one running `work`: never two."""
+        ...
+
+    def get(self, key: Key) -> Generation | None:
+        """The running generation of this step, if any."""
+        ...
+
+    def all(self) -> list[Generation]:
+        """Every running generation (to stop a session's, or to shed under memory pressure)."""
+        ...
+
+    def viewers(self) -> int:
+        """Open streams on running generations."""
+        ...
+
+    def __len__(self) -> int:
+        """How many generations run."""
+        ...
+
+    def release_viewers(self) -> None:
+        """The server is stopping: every stream sends a last status and ends."""
+        ...
