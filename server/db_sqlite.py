@@ -24,10 +24,12 @@ class SQLiteDatabase:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
+        # First: switching a new file to WAL needs its lock too, and a second process starting
+        # at the same moment must wait for it rather than fail with "database is locked".
+        self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
         _migrate(self._db)
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(1)

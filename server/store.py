@@ -33,8 +33,9 @@ __all__ = [
 class Store(Protocol):
     """What every backend keeps, with the same meaning. Every write is committed before the call
     returns (an answer is durable before its response is sent). A step's `version` is its fencing
-    token: a write naming a version that is no longer the step's changes nothing and raises
-    Conflict, as does any write that does not fit the stored state."""
+    token: a write naming a version that is no longer the step's changes nothing (finish_step
+    raises Conflict, release leaves the step be); any other write that does not fit the stored
+    state raises Conflict."""
 
     async def ping(self) -> bool:
         """Whether the database answers (readiness)."""

@@ -3,12 +3,14 @@ with an empty Redis (distributed), parametrized, and `store` a store opened on i
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio.to_thread
 import pytest
 
 from server.backends import Backends, open_backends
@@ -34,7 +36,11 @@ class Database:
     async def open(self, *, clock: Callable[[], float] = time.time) -> Store:
         if self.backend == "postgres":
             return await PostgresStore.connect(self.where, clock=clock)
-        return SQLiteStore(Path(self.where), clock=clock)
+        # On a thread, as a second process would: opening migrates, and stores opened at once
+        # must really race for the file.
+        return await anyio.to_thread.run_sync(
+            functools.partial(SQLiteStore, Path(self.where), clock=clock)
+        )
 
     def settings(self, **sections: dict[str, Any]) -> Settings:
         """Test settings (conftest's short deadlines) for an app that keeps its sessions here;
