@@ -183,3 +183,40 @@ async def test_once_the_model_writes_the_button_leaves_the_step_alone(
     assert taken.status_code == 303
     assert 'data-source="model"' in stream.events[-1].data
     assert CHOSE not in stream.events[-1].data
+
+
+async def test_a_person_in_the_queue_can_take_the_prepared_text_too(
+    make_settings: SettingsFactory, upstream: tuple[FakeUpstream, str]
+) -> None:
+    fake, url = upstream
+    # The first scenario holds the only slot (no first token for 30 s); the second waits.
+    fake.responder = first_scenario(Script(chunks=WORDS, first_delay_s=30))
+    settings = settings_for(
+        make_settings,
+        url,
+        max_concurrent_ai_requests=1,
+        adaptive_concurrency=False,
+        queue_timeout_s=20.0,
+        first_token_timeout_s=20.0,
+    )
+    with serve_app(create_app(settings)) as base:
+        async with Visitor(base) as visitor:
+            holder = await visitor.start("finance")
+            await fake.wait_for(lambda f: f.open_streams == 1)
+            sid = await visitor.start("career")
+            queued = re.compile(r"queued: you are next; the model is writing 1 answer at a time")
+            page = await wait_for_page(visitor, sid, queued)
+            form = re.search(r'<form[^>]*action="[^"]*/steps/0/fallback"[^>]*>', page)
+            assert form is not None and " hidden" not in form.group(0)
+            with anyio.fail_after(10):
+                taken = await visitor.http.post(
+                    f"/s/{sid}/steps/0/fallback", data={"csrf_token": visitor.token}
+                )
+                stream = await visitor.stream(sid, 0)
+            # The holder's step is left alone.
+            holder_page = (await visitor.http.get(f"/s/{holder}")).text
+    assert taken.status_code == 303
+    done = stream.events[-1].data
+    assert 'data-source="offline"' in done and CHOSE in done
+    assert scenario_requests(fake) == 1  # the one holding the slot; the queued one never asked
+    assert 'id="step-0"' in holder_page and "is-live" in holder_page
