@@ -6,9 +6,9 @@ import logging
 
 from server import logs
 from server.admission import Admission, Slot
-from server.llm import Attempt
 from server.metrics import Metrics
 from server.streaming import Generation
+from server.watch import Attempt
 
 # What the status line says while the next attempt waits (the wait is the upstream's fault,
 # never the person's), by the reason the last one failed.

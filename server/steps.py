@@ -12,12 +12,13 @@ from server.admission import Admission, NotAdmitted
 from server.attempts import StepWatcher
 from server.cache import ResponseCache, request_key
 from server.generators.journey import Prompt, StepKind
-from server.llm import UNWATCHED, Model, ModelError, OfflineModel, Watcher
+from server.llm import Model, ModelError, OfflineModel
 from server.metrics import Metrics
 from server.reasons import CAUSES, FailureReason
 from server.settings import Settings
 from server.store import Finished, Session, Store
 from server.streaming import Generation
+from server.watch import UNWATCHED, Watcher
 
 PREPARED: FailureReason = "chose_prepared"  # the person took the prepared text
 SERVED_BY = {

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from server import llm, shared_redis
+from server import llm, shared_redis, watch
 from server.admission import Admission
 from server.app import create_app
 from server.cache import POOL_SIZE, ResponseCache, normalize, request_key
@@ -324,7 +324,7 @@ class WritingModel:
         self.calls = 0
 
     async def stream(
-        self, prompt: Prompt, *, deadline: float, watcher: llm.Watcher = llm.UNWATCHED
+        self, prompt: Prompt, *, deadline: float, watcher: watch.Watcher = watch.UNWATCHED
     ) -> AsyncGenerator[llm.Delta]:
         self.calls += 1
         for chunk in self.chunks[:-1]:
@@ -343,7 +343,7 @@ class FailingModel:
         self.calls = 0
 
     async def stream(
-        self, prompt: Prompt, *, deadline: float, watcher: llm.Watcher = llm.UNWATCHED
+        self, prompt: Prompt, *, deadline: float, watcher: watch.Watcher = watch.UNWATCHED
     ) -> AsyncGenerator[llm.Delta]:
         self.calls += 1
         if self.meanwhile is not None:
@@ -551,7 +551,7 @@ class BrokenModel:
     name = "fake"
 
     async def stream(
-        self, prompt: Prompt, *, deadline: float, watcher: llm.Watcher = llm.UNWATCHED
+        self, prompt: Prompt, *, deadline: float, watcher: watch.Watcher = watch.UNWATCHED
     ) -> AsyncGenerator[llm.Delta]:
         yield llm.Delta("You stand ")
         raise RuntimeError("a bug in the model layer")

@@ -11,7 +11,7 @@ import anyio
 import httpx2
 import pytest
 
-from server import llm
+from server import llm, watch
 from server.generators import scenario
 from server.generators.bank import load_bank
 from server.generators.journey import Journey, Prompt
@@ -400,13 +400,13 @@ class Heard:
     """A watcher that records each attempt and each wait before a retry."""
 
     def __init__(self) -> None:
-        self.attempts: list[llm.Attempt] = []
+        self.attempts: list[watch.Attempt] = []
         self.retried_after: list[int] = []
 
-    def ended(self, attempt: llm.Attempt) -> None:
+    def ended(self, attempt: watch.Attempt) -> None:
         self.attempts.append(attempt)
 
-    async def before_retry(self, attempt: llm.Attempt) -> None:
+    async def before_retry(self, attempt: watch.Attempt) -> None:
         self.retried_after.append(attempt.number)
 
 
