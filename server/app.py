@@ -35,7 +35,7 @@ from server.pages import is_stream_path, problem_response
 from server.services import Services
 from server.settings import Settings, secret_key
 from server.steps import StepWriter
-from server.store import Conflict, Store, open_store
+from server.store import Conflict, Store, Unavailable, open_store
 from server.streaming import Generations
 from server.views import Views
 from server.watchdog import Thresholds, Watchdog, process_rss_mb
@@ -152,7 +152,9 @@ def create_app(
     async def on_error(request: Request, exc: Exception) -> Response:
         """The one error path: whatever was raised becomes a Problem, rendered by status."""
         problem = as_problem(request, exc)
-        if problem.status >= 500 and not isinstance(exc, Problem):
+        if isinstance(exc, Unavailable):
+            logs.event(logging.ERROR, "Database unavailable", path=request.url.path, error=str(exc))
+        elif problem.status >= 500 and not isinstance(exc, Problem):
             logs.log.exception("Unhandled error", extra={"fields": {"path": request.url.path}})
         metrics.rejected.labels(str(problem.status)).inc()
         response = problem_response(request, problem)
@@ -201,7 +203,8 @@ def create_app(
             ),
         ],
         exception_handlers={
-            error: on_error for error in (Problem, NotOpen, Conflict, HTTPException, Exception)
+            error: on_error
+            for error in (Problem, NotOpen, Conflict, Unavailable, HTTPException, Exception)
         },
         lifespan=lifespan,
     )

@@ -6,7 +6,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from server.journeys import NotOpen
-from server.store import Conflict
+from server.store import Conflict, Unavailable
 
 
 class Problem(Exception):
@@ -30,6 +30,7 @@ class Problem(Exception):
         self.back_url = back_url
 
 
+DATABASE_RETRY_S = 5
 _HTTP_TITLES = {404: "Page not found", 405: "Method not allowed"}
 _HTTP_MESSAGES = {
     404: "There is nothing at this address.",
@@ -53,6 +54,14 @@ def as_problem(request: Request, exc: Exception) -> Problem:
             "This question is not open",
             "It was already answered, or it has not been asked yet. Reload to see where you are.",
             back_url=f"/s/{sid}" if sid else None,
+        )
+    if isinstance(exc, Unavailable):
+        # The database is away: nothing was saved, and the form keeps what was typed.
+        return Problem(
+            503,
+            "Crossroads cannot reach its database",
+            "What you just sent was not saved; it is still here. Please send it again shortly.",
+            retry_after=DATABASE_RETRY_S,
         )
     if isinstance(exc, HTTPException):
         return Problem(

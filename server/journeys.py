@@ -22,7 +22,7 @@ from server.render import markdown
 from server.settings import Category, Settings
 from server.steps import PREPARED, StepWriter
 from server.store import Conflict, Session, Step, Store
-from server.streaming import Generation, Visible
+from server.streaming import Generation, Render, Visible
 from server.watchdog import Level
 
 # How long taking the prepared text waits for it to be written, so the answer shows it.
@@ -93,13 +93,24 @@ class Journeys:
             lambda gen: self._run(gen, session, n),
             visible=self.visible(session, n),
             # Complete Markdown blocks go out rendered and sanitized, once per step.
-            render=markdown,
+            render=self.render(session, n),
         )
 
     def visible(self, session: Session, n: int) -> Visible:
         """What of the step's text may be shown: never a quick-reply tail or score lines."""
         kind = self.kind_of(session, n)
         return lambda text: live_end(kind, text)
+
+    def render(self, session: Session, n: int) -> Render:
+        """The blocks of a step's live text as its final rendering will show them: a scenario's
+        leading title line, which the finished scenario drops, is never shown."""
+        if self.kind_of(session, n) != "scenario":
+            return lambda blocks, since: markdown(blocks)
+
+        def scenario(blocks: str, since: int) -> str:
+            return markdown(scenario_gen.parse(blocks) if since == 0 else blocks)
+
+        return scenario
 
     async def answer(self, session: Session, n: int, text: str) -> None:
         """Commit the answer, open the next step and start writing it."""

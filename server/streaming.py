@@ -23,8 +23,9 @@ Key = tuple[str, int]
 RESTARTING = "the server is restarting; this page reconnects by itself"
 # How much of a text may be shown live (a count of leading code points); the whole by default.
 Visible = Callable[[str], int]
-# Complete Markdown blocks to safe HTML: a step whose blocks are shown formatted while it streams.
-Render = Callable[[str], str]
+# Complete Markdown blocks (and the offset they start at) to safe HTML: a step whose blocks are
+# shown formatted while it streams.
+Render = Callable[[str, int], str]
 # The step's element for the `done` event, rendered from the store by the web layer.
 Done = Callable[[], Awaitable[str]]
 _LINES = re.compile(r"\r\n|\r|\n")
@@ -220,7 +221,8 @@ class Generation:
         key = (self.version, since, end)
         frame = self._block_frames.get(key)
         if frame is None:
-            frame = Event("blocks", f"{since} {end}\n{self.render(self.text[since:end])}")
+            rendered = self.render(self.text[since:end], since)
+            frame = Event("blocks", f"{since} {end}\n{rendered}")
             _remember(self._block_frames, key, frame)
         return frame
 

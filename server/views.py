@@ -55,6 +55,7 @@ class StepView:
     number: int = 0  # the question's number, 1-based
     status: str = "connecting"
     waiting: bool = False  # queued or between attempts: the prepared text can be taken now
+    blocks_end: int = 0  # a live step: where the text shown formatted (`html`) ends
 
 
 @dataclass
@@ -169,8 +170,9 @@ class Views:
                 step.n,
                 kind,
                 live=True,
-                html=markdown(text[:blocks_end]),
+                html=Markup(running.render(text[:blocks_end], 0)) if running.render else Markup(),
                 text=text[blocks_end:shown],
+                blocks_end=blocks_end,
                 number=number,
                 status=running.status,
                 waiting=waiting(running.status),

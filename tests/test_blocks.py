@@ -96,7 +96,7 @@ async def test_viewers_get_each_block_formatted_once_it_is_complete(
             gen.append(piece)
         gen.finish("<section id='step-0'>done</section>")
 
-    gen = generations.start(("s", 0), work, render=markdown)
+    gen = generations.start(("s", 0), work, render=lambda blocks, since: markdown(blocks))
     early: list[Event] = []
     late: list[Event] = []
 

@@ -199,37 +199,85 @@
   });
 
   // ---- Text -------------------------------------------------------------------------------
+  // The server sends only what may be shown (never a quick-reply tail or score lines): the text
+  // as `snapshot` and `chunk` (escaped; ids are offsets into it), and each complete Markdown
+  // block as `blocks`, rendered and sanitized once on the server. The page shows the blocks
+  // formatted and the rest of the text, the block still being written, as plain text.
 
-  // The text as streamed; what is shown leaves out the machine-readable tail (a question's
-  // quick replies, a report's score lines), which `done` then renders as buttons and a chart.
-  var streamed = new WeakMap();
-  // The same patterns as server/generators/formats.py LIVE_TAILS (a test keeps them equal):
-  // the text from their first match on is a reply or score tail, or could still become one.
-  var TAILS = {
-    question: /(?:^|\n)(?:[ \t]*(?:#{1,6}[ \t]*)?[*_]{0,3}[ \t]*(?:\d{1,2}[.)][ \t]*)?[*_]{0,3}[ \t]*(?:(?:suggested|possible|example|sample|answer|quick|short|reply|here|some|your|are)[ \t]+){0,4}(?:responses|replies|answers|options|choices)(?:[ \t]+out[ \t]+of[ \t]+10)?(?:[ \t]*\([^)\n]{0,40}\))?[ \t]*[*_]{0,3}[ \t]*:?[ \t]*[*_]{0,3}[ \t]*:?[ \t]*(?:\n|(?![\s\S]))|(?:(?=[ \t]*(?:[-*+\u2022]|\d{1,2}[.)]|[a-d][.)]|\([1-9a-d]\))[ \t]+[^\n]*\n)[^\n]*\n|[ \t]*\n)*(?=(?:[ \t]*(?:[-*+\u2022]|\d{1,2}[.)]|[a-d][.)]|\([1-9a-d]\))[ \t]+[^\n]*|(?:[ \t]*(?:(?:[-*+\u2022]|\d{1,2}[.)]|[a-d][.)]|\([1-9a-d]\))|\d{1,2}|\()(?:[ \t][^\n]*)?|[ \t]*(?:#{1,6}[ \t]*)?[*_]{0,3}[ \t]*(?:\d{1,2}[.)]?[ \t]*)?[*_]{0,3}[ \t]*(?:(?:suggested|responses|possible|example|replies|answers|options|choices|sample|answer|quick|short|reply|here|some|your|are)[ \t]+){0,4}(?:(?:responses|replies|answers|options|choices)(?:[ \t]*\([^)\n]{0,40}\)?)?[ \t]*[*_]{0,3}[ \t]*:?[ \t]*[*_]{0,3}[ \t]*|(?:a(?:(?:n(?:s(?:w(?:e(?:r(?:s)?)?)?)?)?|r(?:e)?))?|c(?:h(?:o(?:i(?:c(?:e(?:s)?)?)?)?)?)?|e(?:x(?:a(?:m(?:p(?:l(?:e)?)?)?)?)?)?|h(?:e(?:r(?:e)?)?)?|o(?:p(?:t(?:i(?:o(?:n(?:s)?)?)?)?)?)?|p(?:o(?:s(?:s(?:i(?:b(?:l(?:e)?)?)?)?)?)?)?|q(?:u(?:i(?:c(?:k)?)?)?)?|r(?:e(?:(?:p(?:l(?:(?:i(?:e(?:s)?)?|y))?)?|s(?:p(?:o(?:n(?:s(?:e(?:s)?)?)?)?)?)?))?)?|s(?:(?:a(?:m(?:p(?:l(?:e)?)?)?)?|h(?:o(?:r(?:t)?)?)?|o(?:m(?:e)?)?|u(?:g(?:g(?:e(?:s(?:t(?:e(?:d)?)?)?)?)?)?)?))?|y(?:o(?:u(?:r)?)?)?))?))(?![\s\S]))[^\n]*(?![\s\S]))/i,
-    report: /(?:^|\n)(?:[ \t]*(?:#{1,6}[ \t]*)?[*_]{0,3}[ \t]*(?:\d{1,2}[.)][ \t]*)?[*_]{0,3}[ \t]*(?:(?:dimension|final|your|the|my)[ \t]+){0,4}(?:scorecard|ratings|scores|rating|score)(?:[ \t]+out[ \t]+of[ \t]+10)?(?:[ \t]*\([^)\n]{0,40}\))?[ \t]*[*_]{0,3}[ \t]*:?[ \t]*[*_]{0,3}[ \t]*:?[ \t]*(?:\n|(?![\s\S]))|(?:(?=(?:[ \t]*(?:(?:[-*+\u2022]|\d{1,2}[.)]|[a-d][.)]|\([1-9a-d]\))[ \t]+)?(?:#{1,6}[ \t]*)?[*_]{0,2}[A-Za-z][A-Za-z'&\/-]*(?:[ \t]+[A-Za-z][A-Za-z'&\/-]*){0,3}[*_]{0,2}:?[*_]{0,2}(?:[ \t]*[:=\u2013\u2014-]|[ \t]*\(|[ \t]+(?=\d))[ \t]*[*_]{0,2}[ \t]*\d{1,2}(?:\.\d)?(?!\d)(?:[ \t]*\/[ \t]*10|[ \t]+out[ \t]+of[ \t]+10)?[*_)]{0,3}(?:[ \t]*[-:,.;(\u2013\u2014][^\n]*)?[ \t]*|[ \t]*\|[^\n]*)\n)[^\n]*\n|[ \t]*\n)*(?=(?:(?:[ \t]*(?:(?:[-*+\u2022]|\d{1,2}[.)]|[a-d][.)]|\([1-9a-d]\))[ \t]+)?(?:#{1,6}[ \t]*)?[*_]{0,2}[A-Za-z][A-Za-z'&\/-]*(?:[ \t]+[A-Za-z][A-Za-z'&\/-]*){0,3}[*_]{0,2}:?[*_]{0,2}(?:[ \t]*[:=\u2013\u2014-]|[ \t]*\(|[ \t]+(?=\d))[ \t]*[*_]{0,2}[ \t]*\d{1,2}(?:\.\d)?(?!\d)(?:[ \t]*\/[ \t]*10|[ \t]+out[ \t]+of[ \t]+10)?[*_)]{0,3}(?:[ \t]*[-:,.;(\u2013\u2014][^\n]*)?[ \t]*|[ \t]*\|[^\n]*)|(?:[ \t]*\|[^\n]*|[ \t]*(?:(?:[-*+\u2022]|\d{1,2}[.)]|[a-d][.)]|\([1-9a-d]\))[ \t]+)?(?:#{1,6}[ \t]*)?[*_]{0,2}(?:[A-Za-z][A-Za-z'&\/-]*(?:[ \t]+[A-Za-z][A-Za-z'&\/-]*){0,3}[ \t]*)?[*_]{0,2}:?[*_]{0,2}(?:(?:[ \t]*[:=\u2013\u2014-]|[ \t]*\(|[ \t]+(?=\d))[ \t]*[*_]{0,2}[ \t]*(?:\d{1,2}(?:\.\d)?(?!\d)(?:[ \t]*\/[ \t]*(?:1|10)?|[ \t]+(?:o|ou|out(?:[ \t]+(?:o|of(?:[ \t]+(?:1|10)?)?)?)?))?[*_)]{0,3})?)?|[ \t]*(?:#{1,6}[ \t]*)?[*_]{0,3}[ \t]*(?:\d{1,2}[.)]?[ \t]*)?[*_]{0,3}[ \t]*(?:(?:dimension|scorecard|ratings|scores|rating|final|score|your|the|my)[ \t]+){0,4}(?:(?:scorecard|ratings|scores|rating|score)(?:[ \t]*\([^)\n]{0,40}\)?)?[ \t]*[*_]{0,3}[ \t]*:?[ \t]*[*_]{0,3}[ \t]*|(?:d(?:i(?:m(?:e(?:n(?:s(?:i(?:o(?:n)?)?)?)?)?)?)?)?|f(?:i(?:n(?:a(?:l)?)?)?)?|m(?:y)?|r(?:a(?:t(?:i(?:n(?:g(?:s)?)?)?)?)?)?|s(?:c(?:o(?:r(?:e(?:(?:c(?:a(?:r(?:d)?)?)?|s))?)?)?)?)?|t(?:h(?:e)?)?|y(?:o(?:u(?:r)?)?)?))?))(?![\s\S]))[^\n]*(?![\s\S]))/i,
-  };
+  var texts = new WeakMap(); // root -> { text: all the text so far, blocksEnd: where blocks end }
 
-  function show(root, el, text) {
-    streamed.set(el, text);
-    var tail = TAILS[root.getAttribute("data-step-kind")];
-    var cut = tail ? text.search(tail) : -1;
-    el.textContent = cut >= 0 ? text.slice(0, cut) : text;
+  function textOf(root) {
+    var state = texts.get(root);
+    if (!state) {
+      // Until the first snapshot: what the page was rendered with.
+      var blocks = part(root, "blocks");
+      var end = blocks ? parseInt(blocks.getAttribute("data-end"), 10) || 0 : 0;
+      state = { text: "", blocksEnd: end };
+      texts.set(root, state);
+    }
+    return state;
+  }
+
+  function showTail(root) {
+    var state = textOf(root);
+    var tail = part(root, "tail");
+    var rest = state.text.slice(state.blocksEnd).replace(/^\s+/, "");
+    if (tail && tail.textContent !== rest) tail.textContent = rest;
     document.dispatchEvent(new CustomEvent("crossroads:text", { detail: { root: root } }));
+  }
+
+  // Blocks rendered one by one split a list in two; joined here they are the list the final
+  // rendering has, so nothing jumps at `done`.
+  function joinLists(container) {
+    var child = container.firstElementChild;
+    while (child) {
+      var next = child.nextElementSibling;
+      if (next && next.tagName === child.tagName && (child.tagName === "UL" || child.tagName === "OL")) {
+        while (next.firstChild) child.appendChild(next.firstChild);
+        next.remove();
+      } else {
+        child = next;
+      }
+    }
   }
 
   document.addEventListener("snapshot", function (event) {
     var root = streamRoot(event);
     if (!root) return;
-    var el = part(root, "text");
-    if (el) show(root, el, unescapeText(event.detail.data));
+    textOf(root).text = unescapeText(event.detail.data);
+    showTail(root);
   });
 
   document.addEventListener("chunk", function (event) {
     var root = streamRoot(event);
     if (!root) return;
-    var el = part(root, "text");
-    if (el) show(root, el, (streamed.has(el) ? streamed.get(el) : el.textContent) + unescapeText(event.detail.data));
+    textOf(root).text += unescapeText(event.detail.data);
+    showTail(root);
+  });
+
+  // "<start> <end>" then the blocks' HTML: all blocks from 0 (on every connection; a page that
+  // has them already keeps what it shows, so nothing is announced twice), or the next ones.
+  document.addEventListener("blocks", function (event) {
+    var root = streamRoot(event);
+    var container = root && part(root, "blocks");
+    if (!container) return;
+    var data = event.detail.data;
+    var cut = data.indexOf("\n");
+    var range = data.slice(0, cut).split(" ");
+    var start = parseInt(range[0], 10), end = parseInt(range[1], 10);
+    var state = textOf(root);
+    var template = document.createElement("template");
+    template.innerHTML = data.slice(cut + 1);
+    if (start === 0 && end !== state.blocksEnd) {
+      container.replaceChildren(template.content);
+    } else if (start === state.blocksEnd && start > 0) {
+      container.appendChild(template.content);
+    } else if (!(start === 0 && end === state.blocksEnd)) {
+      return; // out of step: the next connection starts from 0 again
+    }
+    joinLists(container);
+    state.blocksEnd = end;
+    showTail(root);
   });
 
   document.addEventListener("done", function (event) {
