@@ -221,7 +221,8 @@
   function showTail(root) {
     var state = textOf(root);
     var tail = part(root, "tail");
-    var rest = state.text.slice(state.blocksEnd).replace(/^\s+/, "");
+    // Plain text, without the Markdown marks that the block will turn into bold or a heading.
+    var rest = state.text.slice(state.blocksEnd).replace(/^\s+/, "").replace(/\*\*|__/g, "").replace(/^#{1,6}[ \t]+/, "");
     if (tail && tail.textContent !== rest) tail.textContent = rest;
     document.dispatchEvent(new CustomEvent("crossroads:text", { detail: { root: root } }));
   }
