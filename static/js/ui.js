@@ -109,25 +109,40 @@
     flight.drafts.forEach(function (key) { store.removeItem(key); });
   });
 
+  function failed(form, title) {
+    var slot = slotFor(form);
+    if (!slot) return;
+    var message = document.createElement("p");
+    message.className = "error-message";
+    var strong = document.createElement("strong");
+    strong.textContent = title;
+    message.appendChild(strong);
+    message.appendChild(document.createTextNode(
+      isAnswer(form)
+        ? " Your answer was not sent. It is still here and kept in this browser; send it again in a moment."
+        : " Nothing was changed. Try again in a moment."
+    ));
+    slot.replaceChildren(message);
+  }
+
   // No response at all (network cut, server gone): say what did and did not happen.
   document.addEventListener("htmx:error", function (event) {
     var form = event.target;
     if (!form || form.tagName !== "FORM") return;
     var ctx = event.detail && event.detail.ctx;
-    if (ctx && ctx.response) return; // the server answered: its own message is in the slot
-    var slot = slotFor(form);
-    if (!slot) return;
-    var message = document.createElement("p");
-    message.className = "error-message";
-    var title = document.createElement("strong");
-    title.textContent = "Could not reach Crossroads.";
-    message.appendChild(title);
-    message.appendChild(document.createTextNode(
-      isAnswer(form)
-        ? " Your answer was not sent. It is still here and kept in this browser; check the connection and send it again."
-        : " Nothing was changed. Check the connection and try again."
-    ));
-    slot.replaceChildren(message);
+    if (ctx && ctx.response) return; // the server answered: see below
+    failed(form, "Could not reach Crossroads.");
+  });
+
+  // An error page that is not ours (a proxy's 502, say) must never replace the form: our
+  // own errors name their slot (HX-Retarget); anything else is said in the slot instead.
+  document.addEventListener("htmx:before:swap", function (event) {
+    var form = event.target;
+    var ctx = event.detail && event.detail.ctx;
+    if (!form || form.tagName !== "FORM" || !ctx || !ctx.response) return;
+    if (ctx.response.status < 400 || (ctx.hx && ctx.hx.retarget)) return;
+    event.preventDefault();
+    failed(form, "Crossroads could not answer just now (error " + ctx.response.status + ").");
   });
 
   function afterSent(form, flight) {
