@@ -128,10 +128,14 @@ def trim(prompt: Prompt, text: str) -> str:
         kept = shorter
 
 
+_QUOTED = re.compile(r"\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d")
+
+
 def unusable(prompt: Prompt, text: str) -> str | None:
     """Why a trimmed step is no longer a step worth showing, or None when it still is."""
     if prompt.kind == "question":
-        asked = question_gen.parse(text).text
+        # A "?" inside a quotation ("He said, \"You know what?\"") does not ask the person.
+        asked = _QUOTED.sub(" ", question_gen.parse(text).text)
         return None if "?" in asked else "no question is left"
     words = len(_words(text))
     if prompt.kind == "scenario":

@@ -120,6 +120,11 @@ def test_a_question_with_no_question_left_after_trimming_falls_back() -> None:
     assert "no question" in verdict.detail
 
 
+def test_a_question_mark_inside_a_quotation_does_not_make_a_question() -> None:
+    text = 'Anna smiled. She said, "You know what? I am proud of you." Then she left the ro'
+    assert checks.check(question_prompt(), text, "length").reason == "token_cap"
+
+
 def test_a_report_cut_after_its_sections_keeps_them_without_a_hanging_heading() -> None:
     body = (
         "## Summary\nYou talk before you act, and you said \u201cI would talk to her first, "
