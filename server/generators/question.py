@@ -20,8 +20,9 @@ class Question:
 
 
 # The exact format, shown once: small models follow an example far better than a description.
+# No names in it: SmolLM2-135M carried the example's "Sam" into its questions.
 EXAMPLE = (
-    "What would you tell Sam before the meeting, and why?\n\n"
+    "What would you tell your friend before the meeting, and why?\n\n"
     f"{REPLIES_HEADING}\n- I'd tell him today\n- I'd wait until I know more\n- I'd ask a friend first"
 )
 
