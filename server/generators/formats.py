@@ -54,17 +54,11 @@ _TRAIL = (
 # The same trail while it is still being written ("Quick replies (pick", "**Scores*").
 _TRAIL_PREFIX = rf"(?:{_SP}*\([^)\n]{{0,40}}\)?)?{_SP}*[*_]{{0,3}}{_SP}*:?{_SP}*[*_]{{0,3}}{_SP}*"
 
-_REPLY_WORDS: tuple[str, ...] = (
-    "here",
-    "are",
-    "some",
-    "quick",
-    "possible",
-    "suggested",
-    "sample",
-    "example",
-)
-_REPLY_WORDS += ("short", "your", "answer", "reply")
+# The words a reply or score heading is made of: qualifiers, then one noun.
+_REPLY_WORDS = (
+    "here", "are", "some", "quick", "possible", "suggested", "sample", "example",
+    "short", "your", "answer", "reply",
+)  # fmt: skip
 _REPLY_NOUNS = ("replies", "answers", "responses", "options", "choices")
 _SCORE_WORDS = ("your", "the", "dimension", "final", "my")
 _SCORE_NOUNS = ("scores", "score", "ratings", "rating", "scorecard")
