@@ -1,12 +1,14 @@
-"""Debian's Chromium for the browser tests: its flags, a page probe, and the shared fixtures."""
+"""Debian's Chromium for the browser tests: its flags, a page probe, the shared fixtures and
+what every browser test does: start a journey, check that no content-security rule was broken."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -55,3 +57,16 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     ctx.add_init_script(PROBE)
     yield ctx
     ctx.close()
+
+
+def start(page: Page, base: str, category: str) -> str:
+    """Start a journey from the home page by its card's title; the new session's id."""
+    page.goto(base + "/")
+    page.get_by_role("button", name=re.compile(category)).click()
+    page.wait_for_url(re.compile(r"/s/[\w-]+$"))
+    return page.url.rsplit("/", 1)[1]
+
+
+def assert_no_violations(page: Page) -> None:
+    """No content-security-policy violation since the page loaded (the probe records them)."""
+    assert page.evaluate("window.__violations") == []

@@ -1,14 +1,19 @@
-"""Shared fixtures: a clean environment, the asyncio backend, settings built in code."""
+"""Shared fixtures: a clean environment, the asyncio backend, settings built in code, the app and
+the fake upstream served over real sockets."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
+from server.app import create_app
 from server.settings import Settings, load
+from tests.fake_upstream import FakeUpstream, serve
+from tests.servers import inherited, serve_app
 
 SettingsFactory = Callable[..., Settings]
 # The browser tests' fixtures (module-scoped Chromium, a context with the page probe), a
@@ -20,10 +25,8 @@ pytest_plugins = ["tests.chromium", "tests.pg", "tests.databases", "tests.redis_
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never inherit an API key or CROSSROADS_* overrides from the shell."""
-    import os
-
     for name in list(os.environ):
-        if name == "OPENAI_API_KEY" or name.startswith("CROSSROADS_"):
+        if not inherited(name):
             monkeypatch.delenv(name)
 
 
@@ -62,3 +65,25 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
         return load(environ={}, overrides=overrides)
 
     return make
+
+
+@pytest.fixture
+def base_url(settings: Settings) -> Iterator[str]:
+    """The app built from the test module's own `settings` fixture, under a real uvicorn."""
+    with serve_app(create_app(settings)) as url:
+        yield url
+
+
+class Upstream(NamedTuple):
+    fake: FakeUpstream
+    url: str
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    """The fake OpenAI upstream on a real socket. Script it per test (`fake.default`,
+    `fake.script(...)`, `fake.responder`), or override this fixture in a module to set a
+    default for all its tests: `def upstream(upstream: Upstream) -> Upstream`."""
+    fake = FakeUpstream()
+    with serve(fake) as url:
+        yield Upstream(fake, url)

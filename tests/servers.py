@@ -71,12 +71,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def inherited(name: str) -> bool:
+    """Whether a variable of the developer's shell may reach a test: never an API key or a
+    CROSSROADS_* override."""
+    return name != "OPENAI_API_KEY" and not name.startswith("CROSSROADS_")
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k != "OPENAI_API_KEY" and not k.startswith("CROSSROADS_")
-    }
+    """The shell's environment without what `inherited` keeps out, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if inherited(k)}
     env.update(extra)
     return env
 

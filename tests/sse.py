@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -50,7 +50,11 @@ class Stream:
 
 
 async def parse(
-    lines: AsyncIterator[str], stream: Stream, *, stop_after: int | None = None
+    lines: AsyncIterator[str],
+    stream: Stream,
+    *,
+    stop_after: int | None = None,
+    until: Callable[[Stream], bool] | None = None,
 ) -> None:
     event, data, ident = "message", list[str](), None
     async for line in lines:
@@ -61,6 +65,8 @@ async def parse(
             elif data or event != "message":
                 stream.events.append(Received(event, "\n".join(data), ident, time.monotonic()))
                 if stop_after is not None and len(stream.events) >= stop_after:
+                    return
+                if until is not None and until(stream):
                     return
             event, data, ident = "message", [], None
         elif line.startswith(":"):
@@ -82,13 +88,15 @@ async def read(
     *,
     last_event_id: str | None = None,
     stop_after: int | None = None,
+    until: Callable[[Stream], bool] | None = None,
 ) -> Stream:
-    """Read a stream to its end (or `stop_after` events), recording when each line arrived."""
+    """Read a stream to its end (or `stop_after` events, or until `until(stream)` holds),
+    recording when each line arrived."""
     headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
     stream = Stream(status=0, started=time.monotonic())
     async with client.stream("GET", url, headers=headers) as response:
         stream.status = response.status_code
         if response.status_code == 200:
-            await parse(response.aiter_lines(), stream, stop_after=stop_after)
+            await parse(response.aiter_lines(), stream, stop_after=stop_after, until=until)
     stream.ended = time.monotonic()
     return stream

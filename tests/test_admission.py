@@ -6,7 +6,6 @@ import contextlib
 import itertools
 import random
 import re
-from collections.abc import Iterator
 
 import anyio
 import httpx
@@ -16,8 +15,9 @@ from anyio.abc import TaskStatus
 from server.admission import Admission, NotAdmitted
 from server.app import create_app
 from server.capacity import AdaptiveLimit
-from tests.conftest import SettingsFactory
-from tests.fake_upstream import FakeUpstream, Script, serve
+from tests.conftest import SettingsFactory, Upstream
+from tests.fake_upstream import Script
+from tests.scrape import scrape, value, when_idle
 from tests.servers import serve_app
 from tests.sse import Stream
 from tests.visitor import Visitor
@@ -388,21 +388,14 @@ SOURCE = re.compile(r'data-source="(\w+)"')
 
 
 @pytest.fixture
-def slow_upstream() -> Iterator[tuple[FakeUpstream, str]]:
+def slow_upstream(upstream: Upstream) -> Upstream:
     # Each stream lasts about a second: ten of them cannot all get through two slots in time.
-    upstream = FakeUpstream(Script(chunks=SLOW_CHUNKS, chunk_delay_s=0.1))
-    with serve(upstream) as url:
-        yield upstream, url
-
-
-def gauge(metrics: str, name: str) -> float:
-    match = re.search(rf"^{name} (\S+)$", metrics, re.M)
-    assert match, f"{name} missing from /metrics"
-    return float(match.group(1))
+    upstream.fake.default = Script(chunks=SLOW_CHUNKS, chunk_delay_s=0.1)
+    return upstream
 
 
 async def test_two_slots_serve_ten_sessions_with_queue_positions_and_fallbacks(
-    make_settings: SettingsFactory, slow_upstream: tuple[FakeUpstream, str]
+    make_settings: SettingsFactory, slow_upstream: Upstream
 ) -> None:
     upstream, upstream_url = slow_upstream
     settings = make_settings(
@@ -442,13 +435,10 @@ async def test_two_slots_serve_ten_sessions_with_queue_positions_and_fallbacks(
 
                 # Each finished scenario opened question 1, which also queues for the model:
                 # wait until every generation has ended.
-                metrics = ""
-                while not metrics or gauge(metrics, "crossroads_generations_running") > 0:
-                    await anyio.sleep(0.05)
-                    metrics = (await visitor.http.get("/metrics")).text
+                metrics = await when_idle(visitor.http)
                 await upstream.wait_for(lambda f: f.open_streams == 0)
-            assert gauge(metrics, "crossroads_slots_in_use") == 0
-            assert gauge(metrics, "crossroads_queue_depth") == 0
+            assert value(metrics, "crossroads_slots_in_use") == 0
+            assert value(metrics, "crossroads_queue_depth") == 0
 
     assert upstream.max_open_streams == 2
     assert len(streams) == 10
@@ -481,10 +471,10 @@ async def test_two_slots_serve_ten_sessions_with_queue_positions_and_fallbacks(
 async def test_metrics_show_free_slots_when_the_app_is_idle(make_settings: SettingsFactory) -> None:
     with serve_app(create_app(make_settings())) as url:
         async with httpx.AsyncClient(base_url=url) as client:
-            metrics = (await client.get("/metrics")).text
-    assert gauge(metrics, "crossroads_slots_in_use") == 0
-    assert gauge(metrics, "crossroads_queue_depth") == 0
-    assert gauge(metrics, "crossroads_slots_total") == 4
+            metrics = await scrape(client)
+    assert value(metrics, "crossroads_slots_in_use") == 0
+    assert value(metrics, "crossroads_queue_depth") == 0
+    assert value(metrics, "crossroads_slots_total") == 4
 
 
 async def test_a_crowd_leaving_together_renumbers_each_waiter_once() -> None:

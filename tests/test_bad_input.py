@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import anyio
 import httpx
 import pytest
 
-from server.app import create_app
 from server.settings import Settings
 from tests import stored
 from tests.conftest import SettingsFactory
-from tests.servers import serve_app
 from tests.visitor import Visitor, htmx_form
 
 pytestmark = pytest.mark.anyio
@@ -21,12 +19,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def settings(make_settings: SettingsFactory) -> Settings:
     return make_settings(journey={"questions_per_session": 3}, limits={"max_body_bytes": 4096})
-
-
-@pytest.fixture
-def base_url(settings: Settings) -> Iterator[str]:
-    with serve_app(create_app(settings)) as url:
-        yield url
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, expect
 
 from server.app import create_app
+from tests.chromium import assert_no_violations, start
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
@@ -21,30 +22,25 @@ def words(text: str) -> list[str]:
     return text.split()
 
 
-def start(page: Page, base: str, category: str) -> str:
-    page.goto(base + "/")
-    page.get_by_role("button", name=re.compile(category)).click()
-    page.wait_for_url(re.compile(r"/s/[\w-]+$"))
-    return page.url.rsplit("/", 1)[1]
-
-
-def assert_no_violations(page: Page) -> None:
-    assert page.evaluate("window.__violations") == []
-
-
 WORDS = [f"word{i}" for i in range(60)]
 HELD = " ".join(WORDS[:5])
 
 
 @contextmanager
 def held_model(make_settings: SettingsFactory) -> Iterator[tuple[Script, str]]:
-    """The app on a model that holds its stream after five words until `script.release` is set
-    (deadlines far off meanwhile); yields the script and the app's URL."""
+    """The app on a model that holds its stream after five words until `script.release` is set;
+    yields the script and the app's URL. Every deadline is far off: a fallback on a busy machine
+    would replace the model's text."""
     script = Script(chunks=[f"{word} " for word in WORDS], hold_after=5)
     with serve(FakeUpstream(script)) as upstream_url:
         settings = make_settings(
             llm={"base_url": upstream_url},
-            limits={"chunk_timeout_s": 60.0, "worker_time_limit_s": 120.0, "max_attempts": 1},
+            limits={
+                "first_token_timeout_s": 60.0,
+                "chunk_timeout_s": 60.0,
+                "worker_time_limit_s": 120.0,
+                "max_attempts": 1,
+            },
             stream={"abandon_grace_s": 30.0},
         )
         with serve_app(create_app(settings)) as base:

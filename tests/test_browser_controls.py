@@ -18,6 +18,7 @@ from playwright.sync_api import (
 
 from server.app import create_app
 from server.settings import Resource
+from tests.chromium import assert_no_violations, start
 from tests.conftest import SettingsFactory
 from tests.servers import serve_app
 from tests.stored import step_status, stored
@@ -54,13 +55,6 @@ def shot(tmp_path: Path) -> Shots:
     return Shots(directory)
 
 
-def start(page: Page, base: str, category: str) -> str:
-    page.goto(base + "/")
-    page.get_by_role("button", name=re.compile(category)).click()
-    page.wait_for_url(re.compile(r"/s/[\w-]+$"))
-    return page.url.rsplit("/", 1)[1]
-
-
 def answer_all(page: Page, questions: int) -> None:
     """Answer every question with its first quick reply (or a few words), up to the report."""
     for n in range(1, questions + 1):
@@ -73,10 +67,6 @@ def answer_all(page: Page, questions: int) -> None:
             step.get_by_role("button", name="Send answer").click()
         expect(page.locator(f"#step-{n} .answer blockquote")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator(f"#step-{questions + 1}.is-done")).to_be_visible(timeout=WAIT_MS)
-
-
-def no_violations(page: Page) -> None:
-    assert page.evaluate("window.__violations") == []
 
 
 def draft(page: Page, sid: str, n: int) -> str | None:
@@ -116,7 +106,7 @@ def test_stop_writing_then_write_it_again(
         expect(page.locator("#step-1")).to_be_visible(timeout=WAIT_MS)
         assert step_status(settings, sid, 0) == "done"
         shot(page, "written-again")
-        no_violations(page)
+        assert_no_violations(page)
     assert errors == []
 
 
@@ -175,7 +165,7 @@ def test_a_draft_survives_a_reload_and_is_cleared_once_sent(
         expect(page.locator("#answer-1")).to_have_count(0)
         expect(page.locator("#answer-2")).to_have_value("")
         shot(page, "draft-cleared")
-        no_violations(page)
+        assert_no_violations(page)
     assert errors == []
 
 
@@ -207,7 +197,7 @@ def test_a_draft_survives_a_rate_limit_error(
         shot(page, "rate-limited")
         page.reload()
         expect(page.locator("#answer-2")).to_have_value(typed)
-        no_violations(page)
+        assert_no_violations(page)
     assert errors == []
 
 
@@ -366,7 +356,7 @@ def test_the_advice_line_and_resources_appear_on_the_right_reports(
                 expect(page.get_by_role("link", name="https://findahelpline.com")).to_be_visible()
             shot(page, f"{category}-report-page")
         assert len(settings.categories["health"].resources) == 3
-        no_violations(page)
+        assert_no_violations(page)
     assert errors == []
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import diskcache
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -31,9 +30,11 @@ from server.steps import StepWriter
 from server.store import Finished, Session, Store
 from server.streaming import Generation, Generations
 from tests import stored
+from tests.conftest import Upstream
 from tests.databases import Database
-from tests.fake_upstream import FakeUpstream, Script, serve
+from tests.fake_upstream import FakeUpstream, Script
 from tests.redis_server import RedisServer
+from tests.scrape import sample
 from tests.servers import serve_app
 from tests.visitor import Visitor
 
@@ -398,11 +399,7 @@ class Rig:
 
     def metric(self, name: str, **labels: str) -> float:
         """A sample of the exported text, as a scrape would read it (0 when absent)."""
-        for family in text_string_to_metric_families(self.metrics.render().decode()):
-            for sample in family.samples:
-                if sample.name == name and sample.labels == labels:
-                    return sample.value
-        return 0.0
+        return sample(self.metrics.render().decode(), name, **labels) or 0.0
 
     def fallbacks(self, reason: str, tier: str) -> float:
         return self.metric("crossroads_fallbacks_total", reason=reason, tier=tier)
@@ -606,10 +603,9 @@ SCENARIO_CHUNKS = [f"w{i} " for i in range(150)]
 
 
 @pytest.fixture
-def fake() -> Iterator[tuple[FakeUpstream, str]]:
-    upstream = FakeUpstream(Script(chunks=SCENARIO_CHUNKS))
-    with serve(upstream) as url:
-        yield upstream, url
+def fake(upstream: Upstream) -> Upstream:
+    upstream.fake.default = Script(chunks=SCENARIO_CHUNKS)
+    return upstream
 
 
 def scenario_requests(upstream: FakeUpstream) -> int:
@@ -617,7 +613,7 @@ def scenario_requests(upstream: FakeUpstream) -> int:
 
 
 async def test_a_step_written_again_after_a_restart_comes_from_the_cache(
-    database: Database, fake: tuple[FakeUpstream, str]
+    database: Database, fake: Upstream
 ) -> None:
     upstream, upstream_url = fake
     settings = database.settings(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,8 +14,8 @@ from server.app import create_app
 from server.logs import JsonFormatter
 from server.metrics import Metrics
 from server.settings import Settings, load
-from tests.conftest import SettingsFactory, fast_limits
-from tests.fake_upstream import FakeUpstream, Script, serve
+from tests.conftest import SettingsFactory, Upstream, fast_limits
+from tests.fake_upstream import Script
 from tests.servers import serve_app
 from tests.visitor import Visitor
 
@@ -93,13 +92,6 @@ async def test_metrics_expose_every_family_after_an_offline_step(
     assert value(lookups, "_total", result="miss") == 0
 
 
-@pytest.fixture
-def upstream() -> Iterator[tuple[FakeUpstream, str]]:
-    fake = FakeUpstream()
-    with serve(fake) as url:
-        yield fake, url
-
-
 def live_settings(tmp_path: Any, upstream_url: str, environ: dict[str, str]) -> Settings:
     return load(
         environ=environ,
@@ -115,7 +107,7 @@ def live_settings(tmp_path: Any, upstream_url: str, environ: dict[str, str]) -> 
 
 
 async def test_a_live_journey_counts_model_steps_fallbacks_and_cache_lookups(
-    tmp_path: Any, upstream: tuple[FakeUpstream, str]
+    tmp_path: Any, upstream: Upstream
 ) -> None:
     fake, upstream_url = upstream
     fake.script(Script(status=500))  # the scenario: the model fails, the step falls back
@@ -145,7 +137,7 @@ async def test_a_live_journey_counts_model_steps_fallbacks_and_cache_lookups(
 
 
 async def test_no_secret_appears_in_probes_pages_or_logs(
-    tmp_path: Any, upstream: tuple[FakeUpstream, str], caplog: pytest.LogCaptureFixture
+    tmp_path: Any, upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake, upstream_url = upstream
     caplog.set_level(logging.DEBUG)

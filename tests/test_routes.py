@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -20,12 +19,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def settings(make_settings: SettingsFactory) -> Settings:
     return make_settings(journey={"questions_per_session": 2})
-
-
-@pytest.fixture
-def base_url(settings: Settings) -> Iterator[str]:
-    with serve_app(create_app(settings)) as url:
-        yield url
 
 
 async def test_home_lists_the_categories_and_sets_a_safe_cookie(

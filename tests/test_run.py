@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,28 +16,16 @@ import run
 from server import logs, schema
 from server.settings import ServerSettings, load
 from tests.pg import free_port
+from tests.servers import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's OPENAI_API_KEY or CROSSROADS_* variables."""
-    for name in list(os.environ):
-        if name == "OPENAI_API_KEY" or name.startswith("CROSSROADS_"):
-            monkeypatch.delenv(name)
-
-
 def run_py(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {
-        name: value
-        for name, value in os.environ.items()
-        if name != "OPENAI_API_KEY" and not name.startswith("CROSSROADS_")
-    }
     return subprocess.run(
         [sys.executable, "run.py", *args],
         cwd=ROOT,
-        env={**clean, **(env or {})},
+        env=clean_env(**(env or {})),
         capture_output=True,
         text=True,
         timeout=60,

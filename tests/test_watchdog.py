@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -15,8 +14,8 @@ import pytest
 from server.app import create_app
 from server.logs import JsonFormatter
 from server.watchdog import RELEASE_EVERY, Level, Thresholds, Watchdog, decide, heap_trimmer
-from tests.conftest import SettingsFactory
-from tests.fake_upstream import FakeUpstream, Script, serve
+from tests.conftest import SettingsFactory, Upstream
+from tests.fake_upstream import Script
 from tests.servers import serve_app
 from tests.visitor import Visitor, htmx_form
 
@@ -245,10 +244,9 @@ async def test_a_failing_reading_does_not_stop_the_watchdog(
 
 
 @pytest.fixture
-def upstream() -> Iterator[tuple[FakeUpstream, str]]:
-    fake = FakeUpstream(Script(chunks=SCENARIO))
-    with serve(fake) as url:
-        yield fake, url
+def upstream(upstream: Upstream) -> Upstream:
+    upstream.fake.default = Script(chunks=SCENARIO)
+    return upstream
 
 
 async def wait_for_level(http: httpx.AsyncClient, level: Level) -> httpx.Response:
@@ -270,7 +268,7 @@ async def wait_for_samples(probe: MemoryProbe, count: int) -> None:
 
 async def test_the_app_sheds_at_soft_cancels_at_hard_and_recovers(
     make_settings: SettingsFactory,
-    upstream: tuple[FakeUpstream, str],
+    upstream: Upstream,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake, upstream_url = upstream
