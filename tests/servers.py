@@ -71,10 +71,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# make's own state when the tests run under `make test`: a `make` a test runs would think
+# itself recursive and print "Entering/Leaving directory" lines.
+MAKE_STATE = frozenset({"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"})
+
+
 def inherited(name: str) -> bool:
-    """Whether a variable of the developer's shell may reach a test: never an API key or a
-    CROSSROADS_* override."""
-    return name != "OPENAI_API_KEY" and not name.startswith("CROSSROADS_")
+    """Whether a variable of the developer's shell may reach a test: never an API key, a
+    CROSSROADS_* override or make's recursion state."""
+    return (
+        name != "OPENAI_API_KEY" and not name.startswith("CROSSROADS_") and name not in MAKE_STATE
+    )
 
 
 def clean_env(**extra: str) -> dict[str, str]:
