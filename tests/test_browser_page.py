@@ -385,3 +385,27 @@ def test_every_control_is_at_least_24_px_on_a_phone(fast: str, browser: Browser)
         assert page.evaluate(TARGETS) == []
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_score_chart_is_readable_light_and_dark(
+    fast: str, browser: Browser, scheme: str
+) -> None:
+    ctx = new_context(browser, color_scheme=scheme, viewport=DESKTOP)
+    try:
+        page = ctx.new_page()
+        start(page, fast, "Health")
+        for n in (1, 2):
+            step = page.locator(f"#step-{n}.is-done")
+            expect(step.locator(".reply").first).to_be_visible(timeout=WAIT_MS)
+            step.locator(".reply").first.click()
+        expect(page.locator("#step-3.is-done .score-chart")).to_be_visible(timeout=WAIT_MS)
+        card = style(page, "#step-3", "background-color")
+        track = style(page, "#step-3 .chart-track", "fill")
+        for text in ("chart-label", "chart-value", "chart-none"):
+            if page.locator(f"#step-3 .{text}").count():
+                fill = style(page, f"#step-3 .{text}", "fill")
+                behind = track if text == "chart-none" else card
+                assert contrast(page, fill, behind) >= 4.5, (text, fill, behind)
+    finally:
+        ctx.close()
