@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import httpx2
+import openai
 import pytest
 
 from server import llm, watch
@@ -54,11 +55,12 @@ def model_for(
     settings: Settings,
     transport: httpx2.AsyncBaseTransport | None,
     sleeps: Sleeps | None = None,
+    client: openai.AsyncOpenAI | None = None,
     **kw: Any,
 ) -> llm.OpenAIModel:
-    client = llm.build_client(settings, transport)
+    """The model under test; pass `client` (from llm.build_client) to close it afterwards."""
     return llm.OpenAIModel(
-        client,
+        client or llm.build_client(settings, transport),
         name=settings.llm.model,
         deadlines=llm.Deadlines.from_settings(settings),
         max_tokens_param=kw.pop("max_tokens_param", settings.llm.max_tokens_param),
@@ -286,10 +288,11 @@ async def test_nothing_listening_is_a_connection_error_after_retries(settings: S
         update={"llm": settings.llm.model_copy(update={"base_url": f"http://127.0.0.1:{port}/v1"})}
     )
     sleeps = Sleeps()
-    model = model_for(real, None, sleeps)
+    client = llm.build_client(real)
+    model = model_for(real, None, sleeps, client=client)
     with pytest.raises(llm.ConnectionFailed) as caught:
         await run(model)
-    await model._client.close()
+    await client.close()
     assert caught.value.attempts == 3
     assert len(sleeps.waits) == 2
 
@@ -302,12 +305,12 @@ async def test_over_real_http_the_first_token_deadline_closes_the_connection(
         real = settings.model_copy(
             update={"llm": settings.llm.model_copy(update={"base_url": url})}
         )
-        model = model_for(real, None)
+        client = llm.build_client(real)
+        model = model_for(real, None, client=client)
         with pytest.raises(llm.FirstTokenTimeout):
             await run(model)
         await fake.wait_for(lambda f: f.client_closed == 3 and f.open_streams == 0, timeout=10)
-        await model._client.close()
-        await model._client.close()
+        await client.close()
 
 
 async def test_over_real_http_a_stall_mid_stream_closes_the_connection(
@@ -318,11 +321,12 @@ async def test_over_real_http_a_stall_mid_stream_closes_the_connection(
         real = settings.model_copy(
             update={"llm": settings.llm.model_copy(update={"base_url": url})}
         )
-        model = model_for(real, None)
+        client = llm.build_client(real)
+        model = model_for(real, None, client=client)
         with pytest.raises(llm.ChunkTimeout):
             await run(model)
         await fake.wait_for(lambda f: f.client_closed == 1 and f.open_streams == 0, timeout=10)
-        await model._client.close()
+        await client.close()
 
 
 async def test_a_consumer_that_leaves_closes_the_upstream(
