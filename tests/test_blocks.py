@@ -13,7 +13,8 @@ import pytest
 
 from server.blocks import complete_end
 from server.render import markdown
-from server.streaming import Event, Generation, Generations, follow
+from server.streaming import Event, Generation, Generations
+from server.viewing import follow
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,7 @@ ONLY_IN_NAMED: dict[str, str] = {"redis": "_redis"}
 # always import its own modules (the generators import each other).
 NEVER: dict[str, frozenset[str]] = {
     "server.streaming": frozenset({"starlette", "sse_starlette"}),
+    "server.viewing": frozenset({"starlette", "sse_starlette"}),
     # The journey ends a step with what the store holds; the web layer renders the element.
     "server.journeys": frozenset(
         {"starlette", "sse_starlette", "jinja2", "server.views", "server.routes", "server.pages"}

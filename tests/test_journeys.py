@@ -23,7 +23,8 @@ from server.metrics import Metrics
 from server.settings import Settings
 from server.steps import StepWriter
 from server.store_sqlite import SQLiteStore
-from server.streaming import Generations, follow
+from server.streaming import Generations
+from server.viewing import follow
 from tests import stored
 from tests.conftest import SettingsFactory, Upstream
 from tests.fake_upstream import FakeUpstream, Script, serve

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from server.streaming import Event, Generation, Generations, follow, parse_event_id
+from server.streaming import Event, Generation, Generations, parse_event_id
+from server.viewing import follow
 
 pytestmark = pytest.mark.anyio
 

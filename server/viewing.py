@@ -1,0 +1,88 @@
+"""What one viewer's stream sends: status at once, a snapshot (or only the missing text on a
+resume), coalesced frames, then done; and the events of a step that has finished."""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from collections.abc import AsyncGenerator
+
+from server.streaming import Done, Event, Generation, Visible, event_id, parse_event_id
+
+RESTARTING = "the server is restarting; this page reconnects by itself"
+
+
+async def follow(
+    gen: Generation, last_event_id: str | None, *, frame_s: float, done: Done | None = None
+) -> AsyncGenerator[Event]:
+    """Status at once, then a snapshot (or only the missing text on a resume), then coalesced chunks."""
+    gen.join()
+    try:
+        yield Event("status", gen.status)
+        sent_status = gen.status
+        await gen.ready.wait()
+        resume = parse_event_id(last_event_id)
+        if resume is not None and resume[0] == gen.version and resume[1] <= gen.shown:
+            sent_version, sent = resume
+        else:
+            snapshot = gen.snapshot()
+            sent_version, sent = gen.version, gen.shown
+            yield snapshot
+        # Every connection starts from all the complete blocks, then gets each block as it ends.
+        blocks = gen.blocks(0)
+        sent_blocks = gen.blocks_end
+        if blocks is not None:
+            yield blocks
+        last_frame = time.monotonic()
+        while True:
+            changed = gen.changed
+            if gen.status != sent_status:
+                sent_status = gen.status
+                yield Event("status", gen.status)
+            if gen.version != sent_version:
+                snapshot = gen.snapshot()
+                sent_version, sent = gen.version, gen.shown
+                yield snapshot
+                sent_blocks = 0
+                last_frame = time.monotonic()
+            else:
+                chunk = gen.chunk(sent)
+                if chunk is not None:
+                    sent = gen.shown
+                    yield chunk
+                    last_frame = time.monotonic()
+            blocks = gen.blocks(sent_blocks)
+            if blocks is not None:
+                sent_blocks = gen.blocks_end
+                yield blocks
+            if gen.ended:
+                finished = await gen.done_frame(done) if gen.finished else None
+                if finished is not None:
+                    yield finished
+                return
+            if gen.released:
+                yield Event("status", RESTARTING)
+                return
+            await changed.wait()
+            # Coalescing: at most one text frame per frame_s; the first text goes out at once,
+            # and so does the end (a `done` never waits for a frame). Frames fall on a grid of
+            # frame_s, so the viewers of one generation wake together and share its frames.
+            if frame_s > 0 and sent > 0 and not gen.ended:
+                due = math.ceil((last_frame + frame_s) / frame_s) * frame_s
+                if due > time.monotonic():
+                    await gen.tick(due).wait()
+    finally:
+        gen.leave()
+
+
+def finished_events(
+    status: str, version: int, text: str, done_html: str, *, visible: Visible = len
+) -> list[Event]:
+    """What a stream on a finished step sends: status, snapshot, done."""
+    end = min(max(visible(text), 0), len(text))
+    return [
+        Event("status", status),
+        Event("snapshot", html.escape(text[:end]), event_id(version, end)),
+        Event("done", done_html),
+    ]
