@@ -28,6 +28,7 @@ class _Waiter:
     granted: bool = False
     refused: FailureReason | None = None
     position: int = -1
+    returning: bool = False  # stepped back from a slot it held: waits ahead of newcomers
 
 
 class Slot:
@@ -104,7 +105,9 @@ class Admission:
         if self.in_use < self.slots and not self._queue:
             self.in_use += 1
             return
-        waiter = _Waiter(on_position, position=0 if front else len(self._queue))
+        # Those who step back keep their order among themselves, ahead of everyone else.
+        ahead = sum(1 for waiter in self._queue if waiter.returning) if front else self.waiting
+        waiter = _Waiter(on_position, position=ahead, returning=front)
         self._queue.insert(waiter.position, waiter)
         on_position(waiter.position)
         if front:

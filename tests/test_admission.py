@@ -643,3 +643,41 @@ async def test_waiters_hear_their_place_again_when_the_limit_changes() -> None:
             await waiter.entered.wait()
             waiter.leave.set()
     assert heard == [1]
+
+
+async def test_calls_that_step_back_keep_their_order_ahead_of_newcomers() -> None:
+    admission = Admission(AdaptiveLimit(3), queue_timeout_s=LONG_S)
+    holder = Holder(admission, "holder")
+    newcomer = Holder(admission, "newcomer")
+    order: list[str] = []
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(holder.run)
+            await holder.entered.wait()
+            stepping_back = [anyio.Event(), anyio.Event()]
+
+            async def retrying(name: str, index: int) -> None:
+                async with admission.slot() as slot:
+                    await stepping_back[index].wait()
+                    await slot.recheck()
+                    order.append(name)
+
+            tg.start_soon(retrying, "first", 0)
+            tg.start_soon(retrying, "second", 1)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(newcomer.run)
+            await newcomer.queued.wait()
+            admission.observe("incomplete_stream", started=0.0, first_token_s=None)
+            assert admission.slots == 1
+            stepping_back[0].set()
+            await anyio.wait_all_tasks_blocked()
+            stepping_back[1].set()
+            await anyio.wait_all_tasks_blocked()
+            await anyio.lowlevel.checkpoint()  # the renumbering is a callback
+            assert admission.waiting == 3
+            assert newcomer.positions[-1] == 2
+            holder.leave.set()
+            await newcomer.entered.wait()
+            newcomer.leave.set()
+    assert order == ["first", "second"]
+    assert (admission.in_use, admission.waiting) == (0, 0)
