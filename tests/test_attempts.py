@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 WORDS = [f"word{i} " for i in range(12)]
 RETRY_WAIT = "asking again (2 of 3)"
 CHOSE = "You chose not to wait for the model"
-SHOWN = re.compile(r'data-role="text"[^>]*>\s*word0')
+SHOWN = re.compile(r'data-role="text"[\s\S]*?word0')
 
 
 @pytest.fixture
