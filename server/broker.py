@@ -37,6 +37,11 @@ class Broker(Protocol):
         """How many generations run."""
         ...
 
+    def end(self, session_id: str, n: int, *, following: bool = False) -> None:
+        """The store changed step n (and every later step, if `following`): stopped, rewound
+        or deleted. Its generation ends wherever it runs; viewers get what the store holds."""
+        ...
+
     def release_viewers(self) -> None:
         """The server is stopping: every stream sends a last status and ends."""
         ...

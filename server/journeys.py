@@ -129,9 +129,8 @@ class Journeys:
         running = self.generations.get((session.id, n))
         partial = running.text if running is not None and not running.ended else ""
         stopped = await self.store.stop_step(session.id, n, partial)
-        if stopped and running is not None and not running.ended:
-            running.finish()
-            running.cancel_scope.cancel()
+        if stopped:
+            self.generations.end(session.id, n)
         return stopped
 
     async def take_prepared(self, session: Session, n: int) -> bool:
@@ -175,10 +174,7 @@ class Journeys:
 
     def _leave_steps_after(self, session: Session, n: int) -> None:
         """Running generations of steps after n end; their viewers get what the step is now."""
-        for gen in self.generations.all():
-            if gen.key[0] == session.id and gen.key[1] > n and not gen.ended:
-                gen.finish()
-                gen.cancel_scope.cancel()
+        self.generations.end(session.id, n + 1, following=True)
 
     async def untouched(self, owner: str, category: str) -> Session | None:
         """A journey in this area that the owner started lately and never answered: picking the
