@@ -36,7 +36,6 @@ from server.services import Services
 from server.settings import Settings, secret_key
 from server.steps import StepWriter
 from server.store import Conflict, Store, Unavailable, open_store
-from server.streaming import Generations
 from server.views import Views
 from server.watchdog import Thresholds, Watchdog, process_rss_mb
 
@@ -90,9 +89,7 @@ def create_app(
         admission = Admission(learned, queue_timeout_s=limits.queue_timeout_s)
         try:
             async with anyio.create_task_group() as tg:
-                generations = Generations(
-                    tg, grace_s=settings.stream.abandon_grace_s, on_abandon=metrics.abandoned.inc
-                )
+                generations = backends.broker(tg, store, settings, metrics.abandoned.inc)
                 writer = StepWriter(
                     settings,
                     model=chosen,

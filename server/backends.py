@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from anyio.abc import TaskGroup
+
 from server import shared_redis
+from server.broker import Broker
+from server.broker_redis import RedisBroker
 from server.cache import ResponseCache
 from server.cache_disk import DiskCache
 from server.cache_redis import RedisCache
@@ -13,8 +17,12 @@ from server.metrics import Metrics
 from server.ratelimit import LocalRateLimiter, RateLimiter
 from server.ratelimit_redis import RedisRateLimiter
 from server.settings import Settings
+from server.store import Store
+from server.streaming import Generations
 
 DAY_S = 86400.0
+# A live step's stream outlives the longest a step may run by this factor (then it expires).
+LIVE_TTL_FACTOR = 4
 
 
 @dataclass
@@ -26,6 +34,31 @@ class Backends:
     session_limit: RateLimiter
     answer_limit: RateLimiter
     redis: shared_redis.SharedRedis | None = None
+
+    def broker(
+        self,
+        task_group: TaskGroup,
+        store: Store,
+        settings: Settings,
+        on_abandon: Callable[[], None] = lambda: None,
+    ) -> Broker:
+        """The generation broker, running in `task_group`: in-process, or across every worker
+        through Redis (its reader and stop listener start here)."""
+        grace_s = settings.stream.abandon_grace_s
+        if self.redis is None:
+            return Generations(task_group, grace_s=grace_s, on_abandon=on_abandon)
+        broker = RedisBroker(
+            task_group,
+            self.redis,
+            store,
+            grace_s=grace_s,
+            lease_s=settings.scale.lease_s,
+            frame_s=settings.stream.frame_ms / 1000,
+            live_ttl_s=LIVE_TTL_FACTOR * settings.limits.worker_time_limit_s,
+            on_abandon=on_abandon,
+        )
+        task_group.start_soon(broker.run, name="generation broker")
+        return broker
 
     async def close(self) -> None:
         await self.cache.close()

@@ -1,0 +1,176 @@
+"""The read side of the distributed broker: the Redis keys of a step, the local mirror of a
+generation written elsewhere, and the worker's one reader task that feeds every mirror."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from server.shared_redis import UNAVAILABLE, SharedRedis
+from server.streaming import Generation, Key
+
+logger = logging.getLogger("crossroads")
+PREFIX = "crossroads:gen:"
+# How long a finished step's stream stays (a viewer that reconnects late still resumes).
+DONE_TTL_S = 300
+# One XREAD blocks this long (below the client's 2 s socket timeout); a stream newly watched
+# is read at once by `watch`, so this only bounds how often an idle worker asks.
+READ_BLOCK_MS = 1000
+# Streams at most this many per XREAD; more are read in turns.
+MAX_STREAMS = 1000
+
+
+@dataclass(frozen=True)
+class StepKeys:
+    """A step's keys: its header hash (the current version), its lease, the "seen" key that
+    workers with viewers refresh, and one stream per version."""
+
+    key: Key
+
+    @property
+    def header(self) -> str:
+        return f"{PREFIX}{self.key[0]}:{self.key[1]}"
+
+    @property
+    def lease(self) -> str:
+        return f"{self.header}:lease"
+
+    @property
+    def seen(self) -> str:
+        return f"{self.header}:seen"
+
+    def stream(self, version: int) -> str:
+        return f"{self.header}:v{version}"
+
+
+class Shared(Generation):
+    """A generation of the distributed broker: written here (`owned`) or mirrored from the
+    stream of the worker that writes it. An owned one has no local grace timer: the owner
+    abandons it when no worker has refreshed its "seen" key for a grace period."""
+
+    owned = False
+    touched = False  # a page view since the last refresh of the "seen" key
+    watched = 0  # the version whose stream this mirror follows (0: none)
+    stale = 0  # a taken-over step's old version: nothing is published or checked under it
+    replacing = False  # the next entry read starts a new version: its text replaces this one's
+
+    def touch(self) -> None:
+        self.touched = True
+        super().touch()
+
+    def _schedule_grace(self) -> None:
+        if not self.owned:
+            super()._schedule_grace()
+
+
+def stop_message(session_id: str, n: int, following: bool) -> str:
+    return f"{session_id} {n} {int(following)}"
+
+
+def parse_stop(data: object) -> tuple[str, int, bool] | None:
+    parts = str(data).split()
+    if len(parts) != 3 or not parts[1].lstrip("-").isdigit():
+        return None
+    return parts[0], int(parts[1]), parts[2] == "1"
+
+
+class Reader:
+    """The worker's one reader: a single XREAD blocks on the streams of every mirror here
+    (never one blocking connection per viewer) and applies each entry to its mirror."""
+
+    def __init__(self, redis: SharedRedis) -> None:
+        self._redis = redis
+        self._streams: dict[str, tuple[Shared, str]] = {}  # stream key -> (mirror, last id)
+        self._wake = anyio.Event()
+
+    async def watch(self, gen: Shared, keys: StepKeys, version: int) -> None:
+        """Follow `version`'s stream from its start (the mirror gets the whole text so far at
+        once), then through the reader."""
+        self.unwatch(gen)
+        gen.watched = version
+        stream = keys.stream(version)
+        entries: list[tuple[str, dict[str, str]]] = await self._redis.call(
+            lambda: self._redis.client.xrange(stream)  # type: ignore[arg-type,return-value]
+        )
+        text = "".join(fields.get("t", "") for _, fields in entries)
+        if gen.ready.is_set():
+            gen.replace(text, version)
+        else:
+            gen.append(text)
+            gen.start(version)
+        last = "0-0"
+        for entry_id, fields in entries:
+            last = entry_id
+            if not self._apply(gen, keys, fields, text=False):
+                return
+        self._streams[stream] = (gen, last)
+        self._wake.set()
+
+    def unwatch(self, gen: Shared) -> None:
+        if gen.watched:
+            self._streams.pop(StepKeys(gen.key).stream(gen.watched), None)
+            gen.watched = 0
+
+    def _apply(self, gen: Shared, keys: StepKeys, fields: dict[str, str], *, text: bool) -> bool:
+        """One entry on the mirror; False when the mirror follows this stream no longer."""
+        if "s" in fields:
+            gen.set_status(fields["s"])
+        if text and fields.get("t"):
+            gen.append(fields["t"])
+        if "v" in fields:
+            # Replaced under a new version: read the new stream from its start.
+            self._follow_next(gen, keys, int(fields["v"]))
+            return False
+        end = fields.get("e")
+        if end is not None:
+            self.unwatch(gen)
+            gen.finish() if end == "finished" else gen._end()
+            return False
+        return True
+
+    def _follow_next(self, gen: Shared, keys: StepKeys, version: int) -> None:
+        self.unwatch(gen)
+        gen.watched = version
+        self._streams[keys.stream(version)] = (gen, "0-0")
+        gen.replacing = True
+
+    async def run(self) -> None:
+        while True:
+            if not self._streams:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                continue
+            cursor = {
+                stream: last for stream, (_, last) in list(self._streams.items())[:MAX_STREAMS]
+            }
+            try:
+                reply = await self._read(cursor)
+            except UNAVAILABLE:
+                await anyio.sleep(0.5)
+                continue
+            for stream, entries in _streams_of(reply):
+                for entry_id, fields in entries:
+                    watched = self._streams.get(stream)
+                    if watched is None:
+                        break
+                    gen = watched[0]
+                    self._streams[stream] = (gen, entry_id)
+                    if gen.replacing:
+                        # The first entry of a new version holds its whole text so far.
+                        gen.replacing = False
+                        gen.replace(fields.get("t", ""), gen.watched)
+                        fields = {k: v for k, v in fields.items() if k != "t"}
+                    self._apply(gen, StepKeys(gen.key), fields, text=True)
+
+    async def _read(self, cursor: dict[str, str]) -> Any:
+        return await self._redis.call(
+            lambda: self._redis.client.xread(cursor, block=READ_BLOCK_MS)  # type: ignore[arg-type]
+        )
+
+
+def _streams_of(reply: Any) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
+    """XREAD's reply (RESP2, the client's protocol) as (stream, entries)."""
+    return [(stream, entries) for stream, entries in reply or []]

@@ -1,0 +1,274 @@
+"""The distributed broker against real Redis and PostgreSQL: two workers in one test process,
+each a RedisBroker with its own Redis client and store, writing one step between them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import pytest
+from anyio.abc import TaskGroup
+
+from server.broker_redis import RedisBroker
+from server.broker_stream_redis import StepKeys
+from server.records import Finished
+from server.shared_redis import SharedRedis
+from server.store import Conflict, Store
+from server.store_postgres import PostgresStore
+from server.streaming import Event, Generation
+from server.viewing import follow
+
+pytestmark = pytest.mark.anyio
+LEASE_S = 1.0
+
+
+@dataclass
+class Writer:
+    """A step's work that writes what the test feeds it, then finishes the step (what
+    Journeys._run does, without a model): begin under a new version, append, finish fenced."""
+
+    store: Store
+    session_id: str
+    feed: list[str] = field(default_factory=list)
+    fed: anyio.Event = field(default_factory=anyio.Event)
+    shielded: bool = False  # goes on writing though cancelled: a paused process resuming
+    versions: list[int] = field(default_factory=list)
+    conflicts: int = 0
+
+    def give(self, *pieces: str) -> None:
+        self.feed.extend(pieces)
+        self.fed.set()
+
+    async def __call__(self, gen: Generation) -> None:
+        with anyio.CancelScope(shield=self.shielded):
+            version = await self.store.begin_generation(self.session_id, 0)
+            self.versions.append(version)
+            gen.start(version)
+            gen.set_status("writing")
+            while True:
+                while not self.feed:
+                    await self.fed.wait()
+                    self.fed = anyio.Event()
+                piece = self.feed.pop(0)
+                if piece == "<end>":
+                    break
+                gen.append(piece)
+            try:
+                await self.store.finish_step(
+                    self.session_id,
+                    0,
+                    Finished(text=gen.text, source="model", model="test"),
+                    version=gen.version,
+                    open_next=None,
+                )
+            except Conflict:
+                self.conflicts += 1
+                return
+            gen.finish()
+
+
+@dataclass
+class Worker:
+    broker: RedisBroker
+    redis: SharedRedis
+    store: Store
+
+
+@asynccontextmanager
+async def workers(redis_url: str, postgres_url: str, count: int) -> AsyncIterator[list[Worker]]:
+    opened: list[Worker] = []
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(count):
+                redis = await SharedRedis.connect(redis_url)
+                store = await PostgresStore.connect(postgres_url)
+                opened.append(Worker(_broker(tg, redis, store), redis, store))
+            yield opened
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            for worker in opened:
+                await worker.redis.close()
+                await worker.store.close()
+
+
+def _broker(tg: TaskGroup, redis: SharedRedis, store: Store) -> RedisBroker:
+    broker = RedisBroker(
+        tg, redis, store, grace_s=5.0, lease_s=LEASE_S, frame_s=0.02, live_ttl_s=60.0
+    )
+    tg.start_soon(broker.run)
+    return broker
+
+
+async def _session(store: Store) -> str:
+    session = await store.create_session(owner="o", category="c", seed=1, questions_total=3)
+    return session.id
+
+
+async def _done() -> str:
+    return "<p>done</p>"
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    """Poll (the broker's state changes on several tasks); fail_after bounds it."""
+    with anyio.fail_after(5.0):
+        while not predicate():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+async def _read(gen: Generation, last_event_id: str | None, out: list[Event]) -> None:
+    async for event in follow(gen, last_event_id, frame_s=0.02, done=_done):
+        out.append(event)
+
+
+def _text(events: list[Event]) -> str:
+    """What a browser shows: each snapshot replaces the text, each chunk adds to it."""
+    text = ""
+    for event in events:
+        if event.event == "snapshot":
+            text = event.data
+        elif event.event == "chunk":
+            text += event.data
+    return text
+
+
+async def test_a_resume_on_another_worker_gets_exactly_the_missing_text(
+    redis_url: str, postgres_url: str
+) -> None:
+    async with workers(redis_url, postgres_url, 2) as (a, b):
+        sid = await _session(a.store)
+        writer = Writer(a.store, sid)
+        gen_a = a.broker.start((sid, 0), writer)
+        writer.give("Hello ", "there")
+        await _until(lambda: gen_a.text == "Hello there")
+        seen_on_a: list[Event] = []
+        with anyio.move_on_after(0.3):
+            await _read(gen_a, None, seen_on_a)
+        last_id = [e.id for e in seen_on_a if e.id][-1]
+        assert last_id == f"{writer.versions[0]}.11"
+
+        gen_b = b.broker.start((sid, 0), Writer(b.store, sid))
+        assert gen_b is not gen_a
+        resumed: list[Event] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_read, gen_b, last_id, resumed)
+            await _until(lambda: gen_b.viewers == 1)
+            writer.give(", friend", "<end>")
+        text_events = [e for e in resumed if e.event in ("snapshot", "chunk")]
+        assert [e.event for e in text_events] == ["chunk"] * len(text_events)
+        assert "".join(e.data for e in text_events) == ", friend"
+        assert resumed[-1] == Event("done", "<p>done</p>")
+        step = await b.store.step(sid, 0)
+        assert step is not None and step.text == "Hello there, friend"
+
+
+async def test_only_one_reader_blocks_for_every_mirror_on_a_worker(
+    redis_url: str, postgres_url: str
+) -> None:
+    async with workers(redis_url, postgres_url, 2) as (a, b):
+        writers = []
+        for _ in range(3):
+            sid = await _session(a.store)
+            writer = Writer(a.store, sid)
+            a.broker.start((sid, 0), writer)
+            writer.give("text")
+            writers.append(writer)
+        async with anyio.create_task_group() as tg:
+            mirrors = [
+                b.broker.start((w.session_id, 0), Writer(b.store, w.session_id)) for w in writers
+            ]
+            for mirror in mirrors:
+                for _ in range(2):
+                    tg.start_soon(_read, mirror, None, [])
+            await _until(lambda: all(m.text == "text" for m in mirrors))
+            await anyio.sleep(0.3)
+            clients = await b.redis.client.client_list()
+            assert sum(1 for c in clients if c.get("cmd") == "xread") == 1
+            for writer in writers:
+                writer.give("<end>")
+
+
+async def test_a_lost_lease_is_taken_over_under_a_new_version(
+    redis_url: str, postgres_url: str
+) -> None:
+    async with workers(redis_url, postgres_url, 2) as (a, b):
+        sid = await _session(a.store)
+        first = Writer(a.store, sid)
+        gen_a = a.broker.start((sid, 0), first)
+        first.give("The old text")
+        await _until(lambda: gen_a.text == "The old text")
+        second = Writer(b.store, sid)
+        gen_b = b.broker.start((sid, 0), second)
+        seen: list[Event] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_read, gen_b, None, seen)
+            await _until(lambda: gen_b.text == "The old text")
+            # The owner dies: its lease is gone, and nobody renews it.
+            await a.redis.client.delete(StepKeys((sid, 0)).lease)
+            with anyio.fail_after(LEASE_S + 2):
+                await _until(lambda: bool(second.versions))
+            second.give("A new text", "<end>")
+        assert gen_a.ended and not gen_a.finished
+        assert second.versions[0] > first.versions[0]
+        assert _text(seen) == "A new text"
+        snapshots = [e for e in seen if e.event == "snapshot"]
+        assert snapshots[-1].id is not None and snapshots[-1].id.startswith(
+            f"{second.versions[0]}."
+        )
+        assert seen[-1] == Event("done", "<p>done</p>")
+        step = await a.store.step(sid, 0)
+        assert step is not None
+        assert (step.status, step.text, step.version) == ("done", "A new text", second.versions[0])
+
+
+async def test_a_paused_owners_late_writes_change_nothing(
+    redis_url: str, postgres_url: str
+) -> None:
+    async with workers(redis_url, postgres_url, 2) as (a, b):
+        sid = await _session(a.store)
+        paused = Writer(a.store, sid, shielded=True)
+        gen_a = a.broker.start((sid, 0), paused)
+        paused.give("Old ")
+        await _until(lambda: gen_a.text == "Old ")
+        keys = StepKeys((sid, 0))
+        await a.redis.client.delete(keys.lease)
+        taker = Writer(b.store, sid)
+        gen_b = b.broker.start((sid, 0), taker)
+        await _until(lambda: bool(taker.versions))
+        taker.give("New text", "<end>")
+        await _until(lambda: gen_b.ended)
+        old_stream = await a.redis.client.xrange(keys.stream(paused.versions[0]))
+        new_stream = await a.redis.client.xrange(keys.stream(taker.versions[0]))
+        # The paused owner resumes and writes on: nothing of it reaches Redis or the store.
+        paused.give("late words", "<end>")
+        await _until(lambda: paused.conflicts == 1)
+        await anyio.sleep(0.2)
+        assert await a.redis.client.xrange(keys.stream(paused.versions[0])) == old_stream
+        assert await a.redis.client.xrange(keys.stream(taker.versions[0])) == new_stream
+        step = await a.store.step(sid, 0)
+        assert step is not None
+        assert (step.status, step.text, step.version) == ("done", "New text", taker.versions[0])
+
+
+async def test_a_stop_on_another_worker_ends_the_owners_generation_within_a_second(
+    redis_url: str, postgres_url: str
+) -> None:
+    async with workers(redis_url, postgres_url, 2) as (a, b):
+        sid = await _session(a.store)
+        writer = Writer(a.store, sid)
+        gen_a = a.broker.start((sid, 0), writer)
+        writer.give("Half a ")
+        await _until(lambda: gen_a.text == "Half a ")
+        seen: list[Event] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_read, gen_a, None, seen)
+            await _until(lambda: gen_a.viewers == 1)
+            assert await b.store.stop_step(sid, 0, "Half a ")
+            b.broker.end(sid, 0)
+            with anyio.fail_after(1.0):
+                await _until(lambda: gen_a.ended)
+        assert gen_a.finished and seen[-1] == Event("done", "<p>done</p>")
+        step = await a.store.step(sid, 0)
+        assert step is not None and step.status == "stopped"
