@@ -16,9 +16,10 @@ logger = logging.getLogger("crossroads")
 PREFIX = "crossroads:gen:"
 # How long a finished step's stream stays (a viewer that reconnects late still resumes).
 DONE_TTL_S = 300
-# One XREAD blocks this long (below the client's 2 s socket timeout); a stream newly watched
-# is read at once by `watch`, so this only bounds how often an idle worker asks.
-READ_BLOCK_MS = 1000
+# One XREAD blocks this long (below the client's 2 s socket timeout). A stream newly watched
+# is read at once by `watch` and joins the next XREAD: this bounds how late its next entry can
+# be while the other streams are quiet (an idle worker asks four times a second).
+READ_BLOCK_MS = 250
 # Streams at most this many per XREAD; more are read in turns.
 MAX_STREAMS = 1000
 
