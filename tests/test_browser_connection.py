@@ -162,3 +162,43 @@ def test_a_stream_that_cannot_be_opened_is_retried_until_it_opens(
         blocked["on"] = False
         expect(page.locator("#step-0.is-done")).to_be_visible(timeout=WAIT_MS)
         assert "reconnecting" in states(page)
+
+
+def test_a_queued_step_says_its_place_then_writes(
+    make_settings: SettingsFactory, context: BrowserContext
+) -> None:
+    held = Script(hold_after=2)
+    upstream = FakeUpstream(Script())
+    upstream.script(held)  # the first journey's scenario holds the only slot
+    context.add_init_script(STATES)
+    with serve(upstream) as upstream_url:
+        settings = make_settings(
+            llm={"base_url": upstream_url},
+            limits={
+                "max_concurrent_ai_requests": 1,
+                "adaptive_concurrency": False,
+                "queue_timeout_s": 30.0,
+                "first_token_timeout_s": 30.0,
+                "chunk_timeout_s": 30.0,
+                "worker_time_limit_s": 60.0,
+            },
+            stream={"heartbeat_s": HEARTBEAT_S, "abandon_grace_s": 15.0},
+        )
+        with serve_app(create_app(settings)) as base:
+            first = context.new_page()
+            start(first, base, "Money")
+            expect(first.locator("#step-0.is-live")).to_have_attribute(
+                "data-state", "writing", timeout=WAIT_MS
+            )
+            second = context.new_page()
+            start(second, base, "Career")
+            waiting = second.locator("#step-0.is-live")
+            expect(waiting).to_have_attribute("data-state", "queued", timeout=WAIT_MS)
+            expect(waiting.locator("[data-role='status-text']")).to_have_text(
+                re.compile(r"^In the queue: you are next")
+            )
+            held.release.set()
+            expect(second.locator("#step-0.is-done")).to_be_visible(timeout=WAIT_MS)
+            seen = states(second)
+    assert seen.index("queued") < seen.index("writing"), seen
+    assert "reconnecting" not in seen, seen

@@ -261,6 +261,11 @@ def test_copy_buttons_copy_the_report_and_the_share_link(fast: str, browser: Bro
         expect(report.get_by_role("button", name="Copied")).to_be_visible()
         copied = page.evaluate("navigator.clipboard.readText()")
         assert copied.strip() == page.locator("#step-3-text").inner_text().strip()
+        # "This doesn't fit me" is answered in place, and focus stays there.
+        report.get_by_role("button", name="This doesn't fit me").click()
+        note = report.locator(".feedback-note")
+        expect(note).to_contain_text("does not fit you")
+        expect(note).to_be_focused()
         page.goto(f"{fast}/s/{sid}/report")
         page.get_by_role("button", name="Make a share link").click()
         page.get_by_role("button", name="Copy link").click()

@@ -52,7 +52,7 @@
     if (status === "writing") return { state: "writing", text: "Writing…" };
     var queued = /^queued:\s*(.*)$/i.exec(status);
     if (queued) {
-      return { state: "queued", text: "Waiting for the model (" + queued[1] + ")" };
+      return { state: "queued", text: "In the queue: " + queued[1] };
     }
     if (/asking again/i.test(status)) return { state: "retrying", text: status };
     if (/^using /i.test(status)) {

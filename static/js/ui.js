@@ -152,6 +152,12 @@
     // The form that had focus is gone: focus the step that now needs the person's eyes (the
     // next one being written after an answer, else the replaced step itself), never <body>.
     if (form.isConnected && document.activeElement !== document.body) return;
+    // A form answered in place (say, "This doesn't fit me") hands focus to what replaced it.
+    var replaced = form.id && document.getElementById(form.id);
+    if (replaced && replaced !== form) {
+      replaced.focus();
+      return;
+    }
     if (n === null) return;
     var next = document.getElementById("step-" + (Number(n) + 1));
     var target = next && next.classList.contains("is-live") ? next : document.getElementById("step-" + n);
