@@ -76,6 +76,8 @@ def test_a_send_cut_by_the_network_leaves_every_control_working_and_the_answer_k
         expect(slot).not_to_contain_text("saved")
         for button in step.locator("button").all():
             expect(button).to_be_enabled()  # quick replies too
+        # The keyboard user is back on the button they pressed, not thrown to <body>.
+        expect(step.get_by_role("button", name="Send answer")).to_be_focused()
         expect(page.locator("#answer-1")).to_have_value(typed)
         assert stored.stored(settings, sid)["answers"] == []
         # A quick reply cut the same way: also back at once.

@@ -54,7 +54,7 @@
   });
 
   // ---- Requests: buttons are disabled while a form is in flight and always come back -------
-  var inFlight = new WeakMap(); // form -> {buttons, step}
+  var inFlight = new WeakMap(); // request context -> what it disabled, its form and step
 
   function stepOf(el) {
     return el && el.closest ? el.closest("[data-step]") : null;
@@ -76,36 +76,50 @@
     return form.classList.contains("answer-form") || form.classList.contains("reply-form");
   }
 
+  // Keyed by the request's context, the one object that lives from before:request to finally:
+  // by then a form its own response replaced is detached, and htmx fires on the document.
+  function flightOf(event) {
+    var ctx = event.detail && event.detail.ctx;
+    return ctx ? inFlight.get(ctx) : null;
+  }
+
   document.addEventListener("htmx:before:request", function (event) {
     var form = event.target;
-    if (!form || form.tagName !== "FORM") return;
+    var ctx = event.detail && event.detail.ctx;
+    if (!form || form.tagName !== "FORM" || !ctx) return;
     var step = stepOf(form);
     // One answer per question: while one is being sent, every way of answering waits.
     var scope = isAnswer(form) && step ? step : form;
     var buttons = Array.prototype.filter.call(scope.querySelectorAll("button"), function (b) { return !b.disabled; });
-    buttons.forEach(function (b) { b.disabled = true; });
     var drafts = isAnswer(form) && step ? Array.prototype.map.call(step.querySelectorAll("form[data-draft]"), draftKey) : [];
-    inFlight.set(form, { buttons: buttons, drafts: drafts, step: step && step.getAttribute("data-step") });
+    // Disabling the focused button would drop focus to <body>: remember where it was.
+    inFlight.set(ctx, {
+      form: form, buttons: buttons, drafts: drafts, focus: document.activeElement,
+      step: step && step.getAttribute("data-step"),
+    });
+    buttons.forEach(function (b) { b.disabled = true; });
     if (isAnswer(form)) following = true; // the person is acting at the end of the page
   });
 
   document.addEventListener("htmx:finally:request", function (event) {
-    var form = event.target;
-    var flight = form && inFlight.get(form);
+    var flight = flightOf(event);
     if (!flight) return;
-    inFlight.delete(form);
+    inFlight.delete(event.detail.ctx);
     flight.buttons.forEach(function (b) { b.disabled = false; });
-    var ctx = event.detail && event.detail.ctx;
-    var ok = ctx && ctx.response && ctx.response.status < 400;
-    if (ok) afterSent(form, flight);
+    var ctx = event.detail.ctx;
+    if (ctx.response && ctx.response.status < 400) {
+      afterSent(flight.form, flight);
+    } else if (flight.focus && flight.focus.isConnected && document.activeElement === document.body) {
+      flight.focus.focus(); // not sent: the person is back where they were
+    }
   });
 
   // The answer is saved (before it is swapped in): the drafts it came from are not needed.
   document.addEventListener("htmx:after:request", function (event) {
-    var flight = inFlight.get(event.target);
-    var ctx = event.detail && event.detail.ctx;
+    var flight = flightOf(event);
+    var ctx = event.detail.ctx;
     var store = storage();
-    if (!flight || !store || !(ctx && ctx.response && ctx.response.status < 400)) return;
+    if (!flight || !store || !(ctx.response && ctx.response.status < 400)) return;
     flight.drafts.forEach(function (key) { store.removeItem(key); });
   });
 
