@@ -199,6 +199,7 @@ class RedisBroker:
             gen.replace("", gen.version)
             gen.stale = gen.version
         gen.owned = True
+        gen.published = (0, 0)
         gen._cancel_grace()
         self.started += 1
         with contextlib.suppress(*UNAVAILABLE):
@@ -319,6 +320,8 @@ class RedisBroker:
                         self._lost(gen)
                         return
                     sent = len(text)
+                    gen.published = (version, sent)
+                    gen._notify()
                 if ended:
                     return
                 await changed.wait()
@@ -327,6 +330,8 @@ class RedisBroker:
         except UNAVAILABLE:
             # Nobody elsewhere can follow now; this worker's viewers still read the generation.
             logger.warning("Generation not published: Redis is unreachable", exc_info=True)
+            gen.published = None
+            gen._notify()
         finally:
             published.set()
 

@@ -58,6 +58,18 @@ class Shared(Generation):
     stale = 0  # a taken-over step's old version: nothing is published or checked under it
     replacing = False  # the next entry read starts a new version: its text replaces this one's
 
+    # Owned: how much of which version Redis has. Viewers here are shown no more, so that any
+    # event id they hold can be resumed on any worker. None: not limited (Redis is away).
+    published: tuple[int, int] | None = None
+
+    @property
+    def shown(self) -> int:
+        end = super().shown
+        if not self.owned or self.published is None or self.ended:
+            return end
+        version, length = self.published
+        return min(end, length) if version == self.version else 0
+
     def touch(self) -> None:
         self.touched = True
         super().touch()

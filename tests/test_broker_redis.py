@@ -248,7 +248,8 @@ async def test_a_paused_owners_late_writes_change_nothing(
         gen_b = b.broker.start((sid, 0), taker)
         await _until(lambda: bool(taker.versions))
         taker.give("New text", "<end>")
-        await _until(lambda: gen_b.ended)
+        await _until(lambda: b.broker.get((sid, 0)) is None)  # written, published, let go
+        assert gen_b.finished
         old_stream = await a.redis.client.xrange(keys.stream(paused.versions[0]))
         new_stream = await a.redis.client.xrange(keys.stream(taker.versions[0]))
         # The paused owner resumes and writes on: nothing of it reaches Redis or the store.
