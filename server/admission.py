@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
@@ -19,6 +20,39 @@ class NotAdmitted(Exception):
     def __init__(self, reason: FailureReason) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class HeldSlot(Protocol):
+    """What a model call does with the slot it holds: step back between attempts when the
+    learned limit fell below the calls running."""
+
+    async def recheck(self) -> bool: ...
+
+
+class ModelAdmission(Protocol):
+    """What the rest of the app sees of admission: this module's Admission (one process), or
+    admission_redis.RedisAdmission (one budget and one queue for every worker)."""
+
+    limit: AdaptiveLimit
+
+    @property
+    def slots(self) -> int: ...
+
+    @property
+    def in_use(self) -> int: ...
+
+    @property
+    def waiting(self) -> int: ...
+
+    def slot(
+        self, on_position: Callable[[int], None] = ...
+    ) -> AbstractAsyncContextManager[HeldSlot]: ...
+
+    def observe(self, outcome: str, *, started: float, first_token_s: float | None) -> None: ...
+
+    def drain(self, reason: FailureReason) -> None: ...
+
+    def resume(self) -> None: ...
 
 
 @dataclass(eq=False)

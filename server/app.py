@@ -17,11 +17,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import controls, logs, routes
-from server.admission import Admission
+from server.admission import ModelAdmission
 from server.backends import open_backends
 from server.broker import Broker
 from server.browser import BrowserCookie
-from server.capacity import AdaptiveLimit
 from server.errors import Problem, as_problem
 from server.generators.bank import load_bank
 from server.generators.offline import OfflineWriter
@@ -83,12 +82,9 @@ def create_app(
                 temperature=settings.llm.temperature,
             )
         identity = Identity(secret_key(settings))
-        learned = AdaptiveLimit(
-            limits.max_concurrent_ai_requests, adaptive=limits.adaptive_concurrency
-        )
-        admission = Admission(learned, queue_timeout_s=limits.queue_timeout_s)
         try:
             async with anyio.create_task_group() as tg:
+                admission = backends.admission(tg, settings)
                 generations = backends.broker(tg, store, settings, metrics.abandoned.inc)
                 writer = StepWriter(
                     settings,
@@ -213,7 +209,7 @@ def _identity(scope: Scope) -> Identity:
 
 
 def _gauges(
-    metrics: Metrics, generations: Broker, admission: Admission, watchdog: Watchdog
+    metrics: Metrics, generations: Broker, admission: ModelAdmission, watchdog: Watchdog
 ) -> None:
     metrics.gauge("crossroads_viewers", "Viewers of running generations.", generations.viewers)
     metrics.gauge(

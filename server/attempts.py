@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from server import logs
-from server.admission import Admission, Slot
+from server.admission import HeldSlot, ModelAdmission
 from server.metrics import Metrics
 from server.streaming import Generation
 from server.watch import Attempt
@@ -37,7 +37,13 @@ class StepWatcher:
     """Follows the attempts of one step's model call, inside its admission slot."""
 
     def __init__(
-        self, gen: Generation, kind: str, *, admission: Admission, slot: Slot, metrics: Metrics
+        self,
+        gen: Generation,
+        kind: str,
+        *,
+        admission: ModelAdmission,
+        slot: HeldSlot,
+        metrics: Metrics,
     ) -> None:
         self.gen = gen
         self.kind = kind

@@ -1,4 +1,4 @@
-"""What `[scale] backend` chooses besides the store: the response cache and the rate limits."""
+"""What `[scale] backend` chooses besides the store: cache, rate limits, broker, admission."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ from dataclasses import dataclass
 from anyio.abc import TaskGroup
 
 from server import shared_redis
+from server.admission import Admission, ModelAdmission
+from server.admission_redis import RedisAdmission
 from server.broker import Broker
 from server.broker_redis import RedisBroker
 from server.cache import ResponseCache
 from server.cache_disk import DiskCache
 from server.cache_redis import RedisCache
+from server.capacity import AdaptiveLimit
+from server.capacity_redis import RedisLimit
 from server.metrics import Metrics
 from server.ratelimit import LocalRateLimiter, RateLimiter
 from server.ratelimit_redis import RedisRateLimiter
@@ -59,6 +63,25 @@ class Backends:
         )
         task_group.start_soon(broker.run, name="generation broker")
         return broker
+
+    def admission(self, task_group: TaskGroup, settings: Settings) -> ModelAdmission:
+        """Model-call admission: in this process, or one budget and one queue for every worker
+        through Redis (its renewal task starts here)."""
+        limits = settings.limits
+        maximum, adaptive = limits.max_concurrent_ai_requests, limits.adaptive_concurrency
+        if self.redis is None:
+            learned = AdaptiveLimit(maximum, adaptive=adaptive)
+            return Admission(learned, queue_timeout_s=limits.queue_timeout_s)
+        shared = RedisLimit(self.redis, maximum) if adaptive else None
+        admission = RedisAdmission(
+            self.redis,
+            AdaptiveLimit(maximum, adaptive=adaptive, store=shared),
+            queue_timeout_s=limits.queue_timeout_s,
+            lease_s=settings.scale.lease_s,
+            shared_limit=shared,
+        )
+        task_group.start_soon(admission.run, name="admission renewals")
+        return admission
 
     async def close(self) -> None:
         await self.cache.close()

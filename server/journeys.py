@@ -10,7 +10,7 @@ from collections.abc import Callable
 import anyio
 
 from server import logs
-from server.admission import Admission
+from server.admission import ModelAdmission
 from server.broker import Broker
 from server.generators import question as question_gen
 from server.generators import report as report_gen
@@ -291,7 +291,7 @@ class LoadShedder:
     def __init__(
         self,
         generations: Broker,
-        admission: Admission,
+        admission: ModelAdmission,
         *,
         trim: Callable[[], None] = lambda: None,
         shed_fraction: float = 0.5,

@@ -22,8 +22,11 @@ FailureReason = Literal[
     "echoed_prompt",
     "echoed_seed",
     "echoed_labels",
-    # Admission and the memory watchdog (admission.py, journeys.py).
+    # Admission and the memory watchdog (admission*.py, journeys.py).
     "queue_timeout",
+    # The distributed backend's shared queue (Redis) did not answer, or no longer held the
+    # call's slot (admission_redis.py): never admitted on a per-process count instead.
+    "admission_unavailable",
     "memory_soft",
     "memory_hard",
     # The person took the prepared text instead of waiting (journeys.py).
@@ -50,6 +53,7 @@ CAUSES: dict[FailureReason, str] = {
     "echoed_seed": "The model wrote out part of its instructions",
     "echoed_labels": "The model copied the labels around your answers",
     "queue_timeout": "Many people are writing right now",
+    "admission_unavailable": "The server could not reserve a turn with the model",
     "memory_soft": _MEMORY,
     "memory_hard": _MEMORY,
     "chose_prepared": "You chose not to wait for the model",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.admission import Admission
+from server.admission import ModelAdmission
 from server.broker import Broker
 from server.cache import ResponseCache
 from server.identity import Identity
@@ -25,7 +25,7 @@ class Services:
     cache: ResponseCache
     identity: Identity
     generations: Broker
-    admission: Admission
+    admission: ModelAdmission
     journeys: Journeys
     views: Views
     watchdog: Watchdog

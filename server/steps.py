@@ -8,7 +8,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from server import checks, logs
-from server.admission import Admission, NotAdmitted
+from server.admission import ModelAdmission, NotAdmitted
 from server.attempts import StepWatcher
 from server.cache import ResponseCache, request_key
 from server.generators.journey import Prompt, StepKind
@@ -93,7 +93,7 @@ class StepWriter:
         *,
         model: Model,
         offline: OfflineModel,
-        admission: Admission,
+        admission: ModelAdmission,
         cache: ResponseCache,
         store: Store,
         metrics: Metrics,
