@@ -8,6 +8,7 @@ releases its slot."""
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import anyio
 import pytest
@@ -16,10 +17,17 @@ import redis
 from server import shared_redis
 from server.admission import NotAdmitted
 from server.admission_redis import QUEUE, SLOTS, RedisAdmission
+from server.app import create_app
 from server.capacity import AdaptiveLimit
 from server.capacity_redis import RedisLimit
+from server.reasons import CAUSES
 from server.shared_redis import SharedRedis
+from tests import stored
+from tests.databases import Database
+from tests.fake_upstream import FakeUpstream, serve
 from tests.redis_server import RedisServer
+from tests.servers import serve_app
+from tests.visitor import Visitor
 
 pytestmark = pytest.mark.anyio
 
@@ -299,3 +307,34 @@ async def test_the_learned_limit_is_one_value_for_the_deployment(redis_url: str)
             with anyio.fail_after(BOUND_S):
                 await second.entered.wait()
             tg.cancel_scope.cancel()
+
+
+@pytest.fixture
+def distributed(postgres_url: str, redis_url: str, tmp_path: Path) -> Database:
+    return Database("postgres", postgres_url, tmp_path / "data", redis_url)
+
+
+async def test_with_redis_gone_a_step_falls_back_with_an_honest_note_then_calls_resume(
+    distributed: Database, redis_server: RedisServer
+) -> None:
+    with serve(FakeUpstream()) as upstream_url:
+        settings = distributed.settings(
+            llm={"base_url": upstream_url, "model": "fake-model"},
+            journey={"questions_per_session": 1},
+        )
+        with serve_app(create_app(settings)) as url:
+            async with Visitor(url) as visitor:
+                redis_server.stop()
+                refused = await visitor.start()
+                assert (await visitor.stream(refused, 0)).names()[-1] == "done"
+                step = stored.step(settings, refused, 0)
+                assert step is not None and step.reason == "admission_unavailable"
+                assert step.note is not None
+                assert step.note.startswith(CAUSES["admission_unavailable"])
+
+                redis_server.start()  # empty, as after a crash
+                assert (await visitor.http.get("/readyz")).json()["redis"] == "ok"
+                admitted = await visitor.start()
+                assert (await visitor.stream(admitted, 0)).names()[-1] == "done"
+                step = stored.step(settings, admitted, 0)
+                assert step is not None and step.reason is None and step.source == "model"
