@@ -56,3 +56,43 @@ async def test_a_stream_read_on_one_worker_resumes_on_another_with_exactly_the_m
     assert len(cut.text()) == int(offset)
     assert cut.text() + resumed.text(prefix="") == expected
     assert [s.names()[-1] for s in whole] == ["done", "done"]
+
+
+async def test_a_stop_pressed_on_another_worker_ends_the_stream_within_a_second(
+    postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    database = Database("postgres", postgres_url, tmp_path / "data", redis_url)
+    settings = database.settings(offline={"chars_per_s": 100.0})
+    with ExitStack() as stack:
+        first, second = (stack.enter_context(serve_app(create_app(settings))) for _ in range(2))
+        async with Visitor(first) as visitor:
+            sid = await visitor.start()  # the first worker writes the scenario
+            streams: list[sse.Stream] = []
+            ended = anyio.Event()
+
+            async def watch() -> None:
+                streams.append(await visitor.stream(sid, 0))
+                ended.set()
+
+            async with (
+                httpx.AsyncClient(
+                    base_url=second, cookies=visitor.http.cookies, timeout=30.0
+                ) as elsewhere,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(watch)
+                await visitor.stream(sid, 0, until=lambda s: len(s.of("chunk")) >= 2)
+                stop = await elsewhere.post(
+                    f"/s/{sid}/steps/0/stop", data={"csrf_token": visitor.token}
+                )
+                assert stop.status_code == 303
+                # Announced to the owner (its own check of the store comes only at renewal).
+                with anyio.fail_after(1.0):
+                    await ended.wait()
+    assert streams[0].names()[-1] == "done"
+    store = await database.open()
+    try:
+        step = await store.step(sid, 0)
+    finally:
+        await store.close()
+    assert step is not None and step.status == "stopped"
