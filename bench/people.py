@@ -61,17 +61,31 @@ async def journey(
             if 1 <= n <= questions:
                 await asyncio.sleep(rng.uniform(*think_s))
                 opened = clock()
+                text = rng.choice(ANSWERS)
                 if conn.closed:  # the server closes a connection idle past its keep-alive
                     conn = await client.connect()
-                await answer(conn, who, sid, n, rng.choice(ANSWERS))
+                if not await answer(conn, who, sid, n, text):
+                    # Closed as the request went out (keep-alive expiry): a browser sends
+                    # it again on a new connection, and so do we.
+                    conn.close()
+                    conn = await client.connect()
+                    if not await answer(conn, who, sid, n, text):
+                        raise HttpError(f"POST answer {n}: connection closed twice")
         rec["finished"] = client.rel(clock())
     finally:
         conn.close()
 
 
-async def answer(conn: Connection, who: Identity, sid: str, n: int, text: str) -> None:
+async def answer(conn: Connection, who: Identity, sid: str, n: int, text: str) -> bool:
+    """True once answered; False when the connection closed before any answer came."""
     body = form({"answer": text, "csrf_token": who.token})
     headers = {"Cookie": who.cookie, "Content-Type": "application/x-www-form-urlencoded"}
-    response = await conn.exchange("POST", f"/s/{sid}/steps/{n}/answer", headers, body)
+    try:
+        response = await conn.exchange("POST", f"/s/{sid}/steps/{n}/answer", headers, body)
+    except HttpError:
+        return False  # closed before the request could go out
+    if response.status == 0:
+        return False
     if response.status != 303:
         raise HttpError(f"POST answer {n} answered {response.status}")
+    return True
