@@ -135,11 +135,15 @@ async def test_two_slots_for_twelve_calls_over_three_workers(redis_url: str) -> 
             # running; it never waits behind a later arrival on its own worker only.
             assert [call.positions[0] for call in calls[2:]] == list(range(10))
             assert workers[0].waiting == 10 or workers[2].waiting == 10
-            for call in calls:
+            # One slot frees at a time (the next call is in before the one ahead of it leaves),
+            # so the order in which calls enter is the order the line grants them.
+            for done, running in zip(calls, [*calls[1:], None], strict=True):
                 with anyio.fail_after(BOUND_S):
-                    await call.entered.wait()
-                await anyio.sleep(0.05)  # let the others poll while this one runs
-                call.leave.set()
+                    await done.entered.wait()
+                    if running is not None:
+                        await running.entered.wait()
+                await anyio.sleep(0.05)  # let the others poll while these run
+                done.leave.set()
             tg.cancel_scope.cancel()
         assert book.most == 2
         assert book.order == [call.name for call in calls]  # one FIFO across the workers
@@ -154,7 +158,7 @@ async def test_those_past_the_queue_timeout_fall_back(redis_url: str) -> None:
     book = Book()
     async with AsyncExitStack() as stack:
         holders_at = await _worker(stack, redis_url, 2)
-        waiters_at = [await _worker(stack, redis_url, 2, queue_timeout_s=0.5) for _ in range(2)]
+        waiters_at = [await _worker(stack, redis_url, 2, queue_timeout_s=1.0) for _ in range(2)]
         holders = [Call(holders_at, f"holder{i}", book) for i in range(2)]
         waiters = [Call(waiters_at[i % 2], f"waiter{i}", book) for i in range(4)]
         async with anyio.create_task_group() as tg:
@@ -186,8 +190,8 @@ async def test_those_past_the_queue_timeout_fall_back(redis_url: str) -> None:
 async def test_a_dead_workers_slot_returns_after_its_lease(redis_url: str) -> None:
     book = Book()
     async with AsyncExitStack() as stack:
-        dying = await _worker(stack, redis_url, 1, lease_s=1.0)
-        other = await _worker(stack, redis_url, 1, lease_s=1.0)
+        dying = await _worker(stack, redis_url, 1, lease_s=2.0)
+        other = await _worker(stack, redis_url, 1, lease_s=2.0)
         holder = Call(dying, "holder", book)
         waiter = Call(other, "waiter", book)
         async with anyio.create_task_group() as tg:
@@ -204,7 +208,7 @@ async def test_a_dead_workers_slot_returns_after_its_lease(redis_url: str) -> No
             tg.start_soon(waiter.run)
             await waiter.queued.wait()
             assert waiter.positions == [0]
-            await anyio.sleep(1.5)  # past a lease: the renewals keep the holder's slot
+            await anyio.sleep(3.0)  # past a lease: the renewals keep the holder's slot
             assert not waiter.entered.is_set()
             renewals.cancel()  # the worker dies: no renewal, and no release either
             with anyio.fail_after(BOUND_S):
