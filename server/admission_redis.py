@@ -303,9 +303,14 @@ class RedisAdmission:
                     await changed.wait()
                 else:
                     await anyio.sleep_forever()
-            if self._shared_limit is not None:
-                await self._shared_limit.flush()
-            await self.renew()
+            try:
+                if self._shared_limit is not None:
+                    await self._shared_limit.flush()
+                await self.renew()
+            except Exception:
+                # An unforeseen answer (say a script error) must not end the worker's task
+                # group: the slots' leases then lapse, and K still holds.
+                logs.log.exception("Admission renewal failed")
 
     def _nudge(self) -> None:
         """Wake this worker's waiters to ask for their place now."""

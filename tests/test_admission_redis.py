@@ -342,3 +342,27 @@ async def test_with_redis_gone_a_step_falls_back_with_an_honest_note_then_calls_
                 assert (await visitor.stream(admitted, 0)).names()[-1] == "done"
                 step = stored.step(settings, admitted, 0)
                 assert step is not None and step.reason is None and step.source == "model"
+
+
+async def test_a_failed_renewal_does_not_end_the_workers_tasks(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with AsyncExitStack() as stack:
+        worker = await _worker(stack, redis_url, 1, lease_s=0.3)
+        renewed = anyio.Event()
+        failures = [RuntimeError("an unforeseen answer")]
+        real_renew = worker.renew
+
+        async def renew() -> None:
+            if failures:
+                raise failures.pop()
+            await real_renew()
+            renewed.set()
+
+        monkeypatch.setattr(worker, "renew", renew)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            with anyio.fail_after(BOUND_S):
+                await renewed.wait()  # the task lived on past the failure
+            assert not failures
+            tg.cancel_scope.cancel()
