@@ -18,7 +18,7 @@ from server.generators import scenario as scenario_gen
 from server.generators.formats import live_end
 from server.generators.journey import Exchange, Journey, Prompt, StepKind
 from server.reasons import memory_reason
-from server.render import markdown
+from server.render import REPORT_HEADINGS, markdown
 from server.settings import Category, Settings
 from server.steps import PREPARED, StepWriter
 from server.store import Conflict, Session, Step, Store
@@ -104,7 +104,10 @@ class Journeys:
     def render(self, session: Session, n: int) -> Render:
         """The blocks of a step's live text as its final rendering will show them: a scenario's
         leading title line, which the finished scenario drops, is never shown."""
-        if self.kind_of(session, n) != "scenario":
+        kind = self.kind_of(session, n)
+        if kind == "report":
+            return lambda blocks, since: markdown(blocks, top=REPORT_HEADINGS)
+        if kind != "scenario":
             return lambda blocks, since: markdown(blocks)
 
         def scenario(blocks: str, since: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 import nh3
@@ -11,15 +12,24 @@ from markupsafe import Markup
 _MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 _TAGS = {
     "p", "br", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote",
-    "h2", "h3", "h4", "code", "pre", "hr", "a",
+    "h2", "h3", "h4", "h5", "h6", "code", "pre", "hr", "a",
 }  # fmt: skip
 _ATTRIBUTES = {"a": {"href", "title"}}
+# A report's own sections sit under the step's "Your report" heading (h2).
+REPORT_HEADINGS = 3
+_HEADING_TAG = re.compile(r"<(/?)h([1-6])>")
 
 
-def markdown(text: str) -> Markup:
-    """Untrusted Markdown: raw HTML off in the parser, then sanitised; headings demoted below h1."""
+def _level(level: int, top: int) -> int:
+    return min(6, top + max(0, level - 2))
+
+
+def markdown(text: str, *, top: int = 2) -> Markup:
+    """Untrusted Markdown: raw HTML off in the parser, then sanitised. Its headings start at
+    level `top` (a `#` and a `##` both become `h{top}`, deeper ones follow), so they sit below
+    the page's own: a report's sections are h3 under its "Your report" h2."""
     rendered = _MARKDOWN.render(text.replace("\r\n", "\n"))
-    rendered = rendered.replace("<h1>", "<h2>").replace("</h1>", "</h2>")
+    rendered = _HEADING_TAG.sub(lambda tag: f"<{tag[1]}h{_level(int(tag[2]), top)}>", rendered)
     clean = nh3.clean(
         rendered,
         tags=_TAGS,

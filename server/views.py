@@ -15,7 +15,7 @@ from server.generators import report as report_gen
 from server.generators.offline import OfflineWriter
 from server.identity import Identity
 from server.journeys import Journeys
-from server.render import markdown, score_chart
+from server.render import REPORT_HEADINGS, markdown, score_chart
 from server.settings import Category, Settings
 from server.store import Session, Step
 
@@ -155,7 +155,7 @@ class Views:
             if kind == "question":
                 view.html = markdown(question_gen.parse(step.text).text)
             elif kind == "report":
-                view.html = markdown(report_gen.parse(step.text, ()).markdown)
+                view.html = markdown(report_gen.parse(step.text, ()).markdown, top=REPORT_HEADINGS)
             else:
                 view.html = markdown(step.text)
             return view
@@ -196,7 +196,7 @@ class Views:
             view.awaiting_answer = view.answer is None
         else:
             body, view.scores = await self.report_parts(session, step)
-            view.html = markdown(body)
+            view.html = markdown(body, top=REPORT_HEADINGS)
             view.chart = score_chart([(score.label, score.value) for score in view.scores])
             view.scores_note = scores_note(view.scores, step.source)
         return view
