@@ -248,7 +248,12 @@ class RedisBroker:
             if not held:
                 self._lost(gen)
                 return
-            step = await self._store.step(*gen.key)
+            try:
+                step = await self._store.step(*gen.key)
+            except Exception:
+                # The database away for a moment must not end a step that is being written.
+                logger.warning("Step not read at lease renewal", exc_info=True)
+                continue
             if (
                 gen.ready.is_set()
                 and gen.version != gen.stale
@@ -350,9 +355,9 @@ class RedisBroker:
     async def _announce(self, message: str) -> None:
         try:
             await self._redis.call(lambda: self._redis.client.publish(STOP_CHANNEL, message))
-        except UNAVAILABLE:
+        except Exception:
             # The owner reads the store at its next lease renewal.
-            logger.warning("Stop not announced: Redis is unreachable", exc_info=True)
+            logger.warning("Stop not announced to the other workers", exc_info=True)
 
     async def _listen(self) -> None:
         while True:
@@ -364,7 +369,9 @@ class RedisBroker:
                     parsed = parse_stop(message["data"]) if message else None
                     if parsed is not None:
                         self._end_local(*parsed)
-            except UNAVAILABLE:
+            except Exception:
+                # Never the app's task group down: stops still arrive through the store.
+                logger.warning("Stop listener failed; listening again", exc_info=True)
                 await anyio.sleep(1.0)
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1):

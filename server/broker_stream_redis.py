@@ -98,6 +98,7 @@ class Reader:
         self._redis = redis
         self._streams: dict[str, tuple[Shared, str]] = {}  # stream key -> (mirror, last id)
         self._wake = anyio.Event()
+        self._turn = 0  # where the next XREAD starts when more than MAX_STREAMS are watched
 
     async def watch(self, gen: Shared, keys: StepKeys, version: int) -> None:
         """Follow `version`'s stream from its start (the mirror gets the whole text so far at
@@ -156,12 +157,17 @@ class Reader:
                 await self._wake.wait()
                 self._wake = anyio.Event()
                 continue
-            cursor = {
-                stream: last for stream, (_, last) in list(self._streams.items())[:MAX_STREAMS]
-            }
+            streams = list(self._streams.items())
+            self._turn = self._turn % len(streams)
+            turn = streams[self._turn : self._turn + MAX_STREAMS]
+            self._turn += MAX_STREAMS
+            cursor = {stream: last for stream, (_, last) in turn}
             try:
                 reply = await self._read(cursor)
-            except UNAVAILABLE:
+            except Exception as exc:
+                # Never the app's task group down; Redis away is waited out.
+                if not isinstance(exc, UNAVAILABLE):
+                    logger.warning("Stream reader failed; reading again", exc_info=True)
                 await anyio.sleep(0.5)
                 continue
             for stream, entries in _streams_of(reply):
