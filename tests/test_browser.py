@@ -41,7 +41,9 @@ def held_model(make_settings: SettingsFactory) -> Iterator[tuple[Script, str]]:
                 "worker_time_limit_s": 120.0,
                 "max_attempts": 1,
             },
-            stream={"abandon_grace_s": 30.0},
+            # The default heartbeat: on a loaded machine a 1 s one lets the page take a stall of
+            # the test process for a dead line and reconnect, which is not what these test.
+            stream={"abandon_grace_s": 30.0, "heartbeat_s": 5.0},
         )
         with serve_app(create_app(settings)) as base:
             yield script, base
