@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,6 +39,23 @@ class Session:
     @property
     def report_step(self) -> int:
         return self.questions_total + 1
+
+    @classmethod
+    def new(
+        cls, *, owner: str, category: str, seed: int, questions_total: int, now: float
+    ) -> Session:
+        """A session as every store creates it: a random id, and no share link (sharing is
+        opt-in: no link opens a journey until its owner makes one)."""
+        return cls(
+            id=secrets.token_urlsafe(12),
+            owner=owner,
+            category=category,
+            seed=seed,
+            questions_total=questions_total,
+            share_id=None,
+            created_at=now,
+            updated_at=now,
+        )
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@ worker on every machine; the connections are db_postgres's."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 
@@ -54,16 +53,8 @@ class PostgresStore:
         self, *, owner: str, category: str, seed: int, questions_total: int
     ) -> Session:
         now = self._clock()
-        session = Session(
-            id=secrets.token_urlsafe(12),
-            owner=owner,
-            category=category,
-            seed=seed,
-            questions_total=questions_total,
-            # Sharing is opt-in: no link opens a journey until its owner makes one.
-            share_id=None,
-            created_at=now,
-            updated_at=now,
+        session = Session.new(
+            owner=owner, category=category, seed=seed, questions_total=questions_total, now=now
         )
         async with self._db.transaction() as conn:
             await conn.execute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable
@@ -33,16 +32,8 @@ class SQLiteStore:
         self, *, owner: str, category: str, seed: int, questions_total: int
     ) -> Session:
         now = self._clock()
-        session = Session(
-            id=secrets.token_urlsafe(12),
-            owner=owner,
-            category=category,
-            seed=seed,
-            questions_total=questions_total,
-            # Sharing is opt-in: no link opens a journey until its owner makes one.
-            share_id=None,
-            created_at=now,
-            updated_at=now,
+        session = Session.new(
+            owner=owner, category=category, seed=seed, questions_total=questions_total, now=now
         )
 
         def insert(db: sqlite3.Connection) -> None:
