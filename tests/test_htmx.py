@@ -99,3 +99,31 @@ async def test_every_htmx_form_names_an_error_slot_that_is_on_its_page(base_url:
                 assert slot == expected[action]
                 seen.add(action)
     assert seen == set(expected)
+
+
+class _Scripts(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self.scripts.append(dict(attrs))
+
+
+@pytest.mark.anyio
+async def test_htmx_starts_only_after_its_sse_extension_has_registered(base_url: str) -> None:
+    """htmx loaded with `defer` starts on a timer that may run before hx-sse.js, and then the
+    live steps present at load never connect (a stream stuck at "writing", now and then)."""
+    async with Visitor(base_url) as visitor:
+        home = (await visitor.home()).text
+    parser = _Scripts()
+    parser.feed(home)
+    sources = [script.get("src") for script in parser.scripts]
+    core, extension = (
+        sources.index("/static/vendor/htmx.min.js"),
+        sources.index("/static/vendor/ext/hx-sse.js"),
+    )
+    assert core < extension
+    for script in parser.scripts[: extension + 1]:
+        assert "defer" not in script and "async" not in script, script
