@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -15,6 +16,8 @@ import anyio.to_thread
 from server import schema
 
 T = TypeVar("T")
+WAL_WAIT_S = 5.0
+WAL_RETRY_S = 0.02
 
 
 class SQLiteDatabase:
@@ -27,7 +30,7 @@ class SQLiteDatabase:
         # First: switching a new file to WAL needs its lock too, and a second process starting
         # at the same moment must wait for it rather than fail with "database is locked".
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(self._db)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         _migrate(self._db)
@@ -66,6 +69,21 @@ class SQLiteDatabase:
 
     async def journal_mode(self) -> str:
         return str(await self.run(lambda db: db.execute("PRAGMA journal_mode").fetchone()[0]))
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """WAL mode. SQLite answers "database is locked" at once, without waiting in its busy
+    handler, when another connection holds the new file while the mode changes (several
+    stores opening it together): try again, for a bounded time, at start-up only."""
+    deadline = time.monotonic() + WAL_WAIT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(WAL_RETRY_S)
 
 
 def _migrate(db: sqlite3.Connection) -> None:
