@@ -243,22 +243,22 @@ class Journeys:
             record = await self.writer.write(gen, session, prompt)
             text = _clean(prompt.kind, record.text)
             nxt = n + 1 if n == 0 else None
-            try:
-                await self.store.finish_step(
-                    session.id,
-                    n,
-                    dataclasses.replace(record, text=text),
-                    version=gen.version,
-                    open_next=(nxt, self.kind_of(session, nxt)) if nxt is not None else None,
-                )
-            except Conflict:
-                # Stopped or deleted meanwhile: the viewers get what the step is now.
-                self._finish_as_it_stands(gen)
-                return
+            await self.store.finish_step(
+                session.id,
+                n,
+                dataclasses.replace(record, text=text),
+                version=gen.version,
+                open_next=(nxt, self.kind_of(session, nxt)) if nxt is not None else None,
+            )
             finished = True
             gen.finish()
             if nxt is not None:
                 self.start(session, nxt)
+        except Conflict:
+            # Stopped, deleted or taken over by another worker meanwhile (a fenced write was
+            # refused): the step is someone else's now, so it is left as it stands, never
+            # stopped; the viewers get what the step is now.
+            self._finish_as_it_stands(gen)
         except Exception:
             # Not a model failure (those fall back inside the writer) but ours: a database
             # error, a category gone from the settings. The step is stopped with its

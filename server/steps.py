@@ -161,7 +161,9 @@ class StepWriter:
                 dropped_chars=len(gen.text) - len(verdict.text),
             )
             # The unfinished end was shown: replace the text under a new version, never splice.
-            gen.replace(verdict.text, await self.store.bump_version(session.id, prompt.step))
+            gen.replace(
+                verdict.text, await self.store.bump_version(session.id, prompt.step, gen.version)
+            )
         return verdict
 
     async def _from_model(self, gen: Generation, prompt: Prompt, tally: _Tally) -> Failure | None:
@@ -231,7 +233,7 @@ class StepWriter:
         self.metrics.fallbacks.labels(failure.reason, tier).inc()
         if gen.text:
             # Text was already shown: replace it under a new version, never splice.
-            gen.replace(text, await self.store.bump_version(session.id, prompt.step))
+            gen.replace(text, await self.store.bump_version(session.id, prompt.step, gen.version))
         else:
             gen.append(text)
         finished = tally.record(

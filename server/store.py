@@ -87,8 +87,9 @@ class Store(Protocol):
         return that version; Conflict if the step is stopped, done or absent."""
         ...
 
-    async def bump_version(self, session_id: str, n: int) -> int:
-        """A new version for replaced text (0 if the step is gone)."""
+    async def bump_version(self, session_id: str, n: int, version: int) -> int:
+        """A new version for replaced text, one above `version`; Conflict unless the step is
+        generating under `version` (a paused old owner must not move a newer owner's version)."""
         ...
 
     async def release(self, session_id: str, n: int, version: int) -> None:

@@ -137,13 +137,16 @@ class PostgresStore:
             raise Conflict(f"step {n} of {session_id} is not open")
         return int(row["version"])
 
-    async def bump_version(self, session_id: str, n: int) -> int:
+    async def bump_version(self, session_id: str, n: int, version: int) -> int:
+        # Under READ COMMITTED the WHERE is checked again on a row a takeover changed meanwhile.
         row = await self._db.one(
             "UPDATE steps SET version = version + 1 WHERE session_id = %s AND n = %s "
-            "RETURNING version",
-            (session_id, n),
+            "AND status = 'generating' AND version = %s RETURNING version",
+            (session_id, n, version),
         )
-        return int(row["version"]) if row else 0
+        if row is None:
+            raise Conflict(f"step {n} of {session_id} is no longer generation {version}'s")
+        return int(row["version"])
 
     async def release(self, session_id: str, n: int, version: int) -> None:
         async with self._db.connection() as conn:

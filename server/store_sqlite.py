@@ -156,15 +156,17 @@ class SQLiteStore:
 
         return await self._db.transaction(begin)
 
-    async def bump_version(self, session_id: str, n: int) -> int:
+    async def bump_version(self, session_id: str, n: int, version: int) -> int:
         row = await self._db.run(
             lambda db: db.execute(
                 "UPDATE steps SET version = version + 1 WHERE session_id = ? AND n = ? "
-                "RETURNING version",
-                (session_id, n),
+                "AND status = 'generating' AND version = ? RETURNING version",
+                (session_id, n, version),
             ).fetchone()
         )
-        return int(row[0]) if row else 0
+        if row is None:
+            raise Conflict(f"step {n} of {session_id} is no longer generation {version}'s")
+        return int(row[0])
 
     async def release(self, session_id: str, n: int, version: int) -> None:
         """A generation that ended without text (abandoned, shut down): open again for the next

@@ -23,6 +23,7 @@ from server.viewing import follow
 pytestmark = pytest.mark.anyio
 # Short, for quick takeovers, yet renewed in time on a busy machine.
 LEASE_S = 2.0
+REPLACE = "<replace>"  # a piece for Writer: the text so far is replaced by the rest
 
 
 @dataclass
@@ -55,6 +56,15 @@ class Writer:
                 piece = self.feed.pop(0)
                 if piece == "<end>":
                     break
+                if piece.startswith(REPLACE):
+                    # Shown text replaced (a fallback): under a new version, fenced on this one.
+                    try:
+                        bumped = await self.store.bump_version(self.session_id, 0, gen.version)
+                    except Conflict:
+                        self.conflicts += 1
+                        return
+                    gen.replace(piece.removeprefix(REPLACE), bumped)
+                    continue
                 gen.append(piece)
             try:
                 await self.store.finish_step(
@@ -252,8 +262,9 @@ async def test_a_paused_owners_late_writes_change_nothing(
         assert gen_b.finished
         old_stream = await a.redis.client.xrange(keys.stream(paused.versions[0]))
         new_stream = await a.redis.client.xrange(keys.stream(taker.versions[0]))
-        # The paused owner resumes and writes on: nothing of it reaches Redis or the store.
-        paused.give("late words", "<end>")
+        # The paused owner resumes and writes on, then replaces its text (as a fallback does):
+        # nothing of it reaches Redis or the store, not even a new version.
+        paused.give("late words", f"{REPLACE}Fallback", "<end>")
         await _until(lambda: paused.conflicts == 1)
         await anyio.sleep(0.2)
         assert await a.redis.client.xrange(keys.stream(paused.versions[0])) == old_stream

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ from server.admission import Admission
 from server.app import create_app
 from server.cache_disk import DiskCache
 from server.generators.bank import load_bank
+from server.generators.journey import Prompt
 from server.generators.offline import OfflineWriter
 from server.journeys import Journeys
-from server.llm import OfflineModel
+from server.llm import Delta, IncompleteStream, OfflineModel
 from server.logs import JsonFormatter
 from server.metrics import Metrics
 from server.settings import Settings
@@ -25,6 +27,7 @@ from server.steps import StepWriter
 from server.store_sqlite import SQLiteStore
 from server.streaming import Generations
 from server.viewing import follow
+from server.watch import UNWATCHED, Watcher
 from tests import stored
 from tests.conftest import SettingsFactory, Upstream
 from tests.fake_upstream import FakeUpstream, Script, serve
@@ -280,6 +283,64 @@ async def test_a_step_that_cannot_be_recorded_stops_with_done_instead_of_looping
     assert 'data-status="stopped"' in events[-1].data  # with "write it again" to offer
     step = await store.step(session.id, 0)
     assert step is not None and step.status == "stopped"
+    await store.close()
+
+
+class TakenOverStore(SQLiteStore):
+    """A store on which another worker takes the step over (a new generation begins) just as
+    this one replaces the text it had shown: this worker's writer was paused past its lease."""
+
+    async def bump_version(self, session_id: str, n: int, version: int) -> int:
+        self.taken = await self.begin_generation(session_id, n)
+        return await super().bump_version(session_id, n, version)
+
+
+class CutModel:
+    """A live model whose stream is cut after some text: the step falls back over shown text."""
+
+    name = "cut-model"
+    live = True
+
+    async def stream(
+        self, prompt: Prompt, *, deadline: float, watcher: Watcher = UNWATCHED
+    ) -> AsyncGenerator[Delta]:
+        yield Delta("Half a scenario ")
+        raise IncompleteStream("cut")
+
+
+async def test_a_step_taken_over_meanwhile_is_left_to_its_new_writer_not_stopped(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    store = TakenOverStore(tmp_path / "taken.db")
+    offline = OfflineModel(OfflineWriter(load_bank()), chars_per_s=None)
+    writer = StepWriter(
+        settings,
+        model=CutModel(),
+        offline=offline,
+        admission=Admission(2, queue_timeout_s=1.0),
+        cache=DiskCache(tmp_path / "cache", size_mb=8),
+        store=store,
+        metrics=Metrics(),
+    )
+
+    async def render_done() -> str:
+        return "<section></section>"
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            generations = Generations(tg, grace_s=60)
+            journeys = Journeys(settings, store=store, generations=generations, writer=writer)
+            session = await store.create_session(
+                owner="o", category="finance", seed=3, questions_total=1
+            )
+            gen = journeys.start(session, 0)
+            events = [event async for event in follow(gen, None, frame_s=0, done=render_done)]
+    assert events[-1].event == "done"
+    # The fenced replacement was refused: the step stays the new writer's, neither stopped
+    # nor moved past its version.
+    step = await store.step(session.id, 0)
+    assert step is not None and (step.status, step.version) == ("generating", store.taken)
     await store.close()
 
 

@@ -43,7 +43,7 @@ async def test_every_generation_gets_a_new_version_that_survives_a_reopen(
     sid = await new_session(store)
     assert await store.begin_generation(sid, 0) == 1
     assert await store.begin_generation(sid, 0) == 2  # regenerated after a restart
-    assert await store.bump_version(sid, 0) == 3  # fallback text replaced shown text
+    assert await store.bump_version(sid, 0, 2) == 3  # fallback text replaced shown text
     await store.close()
     reopened = await database.open()
     try:
@@ -51,6 +51,28 @@ async def test_every_generation_gets_a_new_version_that_survives_a_reopen(
         assert step is not None and step.version == 3 and step.status == "generating"
     finally:
         await reopened.close()
+
+
+async def test_a_new_version_for_replaced_text_is_fenced_on_the_version_its_writer_saw(
+    store: Store,
+) -> None:
+    sid = await new_session(store)
+    old = await store.begin_generation(sid, 0)
+    taken = await store.begin_generation(sid, 0)  # another worker took the step over
+    # The old owner, paused meanwhile, replaces its shown text: refused, the version stays.
+    with pytest.raises(Conflict):
+        await store.bump_version(sid, 0, old)
+    step = await store.step(sid, 0)
+    assert step is not None and (step.status, step.version) == ("generating", taken)
+    assert await store.bump_version(sid, 0, taken) == taken + 1
+    await finish_fenced(store, sid, taken + 1)
+    with pytest.raises(Conflict):  # a finished step's version moves no more
+        await store.bump_version(sid, 0, taken + 1)
+
+
+async def finish_fenced(store: Store, sid: str, version: int) -> None:
+    record = Finished(text="Replaced.", source="offline", model="offline")
+    await store.finish_step(sid, 0, record, version=version, open_next=None)
 
 
 async def test_a_finished_step_opens_the_next_in_the_same_transaction(store: Store) -> None:
