@@ -11,7 +11,8 @@ from server.streaming import Generation, Key, Render, Visible, Work
 class Broker(Protocol):
     """Single flight per (session, step): one generation writes a step, any number of viewers
     follow it (`streaming.follow` reads a Generation: the embedded one itself, or a local mirror
-    of one written elsewhere). Every method is cheap and never blocks."""
+    of one written elsewhere). Every method but `streamed` is cheap
+    and never blocks."""
 
     abandoned: int  # generations cancelled after their last viewer left (a metric)
 
@@ -31,6 +32,11 @@ class Broker(Protocol):
 
     def viewers(self) -> int:
         """Open streams on running generations."""
+        ...
+
+    async def streamed(self, key: Key) -> str:
+        """The text the step's running generation has written so far, wherever it runs ("" if
+        none runs): what a stop keeps. The one method that may wait (on Redis)."""
         ...
 
     def __len__(self) -> int:

@@ -115,6 +115,18 @@ class RedisBroker:
     def viewers(self) -> int:
         return sum(gen.viewers for gen in self._local.values())
 
+    async def streamed(self, key: Key) -> str:
+        """The owner's text if it runs here; else what Redis holds of the step's current
+        version (a mirror here may be a frame behind), or the mirror's when Redis is away."""
+        gen = self._local.get(key)
+        if gen is not None and gen.owned and not gen.ended:
+            return gen.text
+        local = gen.text if gen is not None and not gen.ended else ""
+        try:
+            return await self._redis.call(lambda: _streamed(self._redis, StepKeys(key))) or local
+        except UNAVAILABLE:
+            return local
+
     def start(
         self, key: Key, work: Work, *, visible: Visible = len, render: Render | None = None
     ) -> Generation:
@@ -385,6 +397,16 @@ async def _header(redis: SharedRedis, keys: StepKeys) -> tuple[int, bool]:
         pipe.exists(keys.lease)
         version, leased = await pipe.execute()
     return int(version or 0), bool(leased)
+
+
+async def _streamed(redis: SharedRedis, keys: StepKeys) -> str:
+    """The text of the step's current version in Redis ("" before its owner began)."""
+    version, _ = await _header(redis, keys)
+    if not version:
+        return ""
+    entries = await redis.client.xrange(keys.stream(version))
+    # The client decodes responses: each entry's fields are str.
+    return "".join(str(fields.get("t", "")) for _, fields in entries or [] if fields)
 
 
 async def _sleep_until_ended(gen: Generation, seconds: float) -> None:

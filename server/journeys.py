@@ -129,8 +129,9 @@ class Journeys:
         """Stop a running step at the person's request: every viewer gets the stopped step as
         `done` (so no browser reconnects), then the model call is cancelled; the step waits
         until they ask for it again."""
-        running = self.generations.get((session.id, n))
-        partial = running.text if running is not None and not running.ended else ""
+        # What the step has streamed so far, read where it is written (Redis holds it when
+        # another worker writes the step and nobody here watches it).
+        partial = await self.generations.streamed((session.id, n))
         stopped = await self.store.stop_step(session.id, n, partial)
         if stopped:
             self.generations.end(session.id, n)

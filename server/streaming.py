@@ -315,6 +315,10 @@ class Generations:
         """Open streams on running generations (each stream is one viewer)."""
         return sum(gen.viewers for gen in self._running.values())
 
+    async def streamed(self, key: Key) -> str:
+        gen = self._running.get(key)
+        return gen.text if gen is not None and not gen.ended else ""
+
     def start(
         self, key: Key, work: Work, *, visible: Visible = len, render: Render | None = None
     ) -> Generation:
