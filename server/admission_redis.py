@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -122,6 +123,9 @@ class RedisSlot:
         self.ticket = uuid.uuid4().hex
         self.held = False
         self.scope = anyio.CancelScope()
+        # When its lease surely ends unless renewed (this worker's monotonic clock, from before
+        # the grant or renewal was asked, so never later than Redis's own end of it).
+        self.live_until = 0.0
 
     async def recheck(self) -> bool:
         """As Slot.recheck, across the deployment: when more calls hold a slot than the learned
@@ -164,6 +168,7 @@ class RedisAdmission:
         self.waiting = 0
         self._redis = redis
         self._shared_limit = shared_limit
+        self._lease_s = lease_s
         self._lease_ms = int(lease_s * 1000)
         self._renew_s = lease_s / 3
         self._poll_s = poll_s
@@ -227,6 +232,7 @@ class RedisAdmission:
             with anyio.move_on_after(self.queue_timeout_s):
                 while True:
                     wake = self._wake
+                    asked = time.monotonic()
                     granted, ahead = await self._ask(held.ticket, front)
                     if granted:
                         break
@@ -244,6 +250,7 @@ class RedisAdmission:
             await self._release(held.ticket)
             raise NotAdmitted("queue_timeout")
         held.held = True
+        held.live_until = asked + self._lease_s
         self._held[held.ticket] = held
 
     async def _ask(self, ticket: str, front: bool) -> tuple[bool, int]:
@@ -276,22 +283,34 @@ class RedisAdmission:
             return
         tickets = list(self._held)
         args: list[str | int] = [*self._limit_args(), self._lease_ms, self._ttl_ms, *tickets]
+        asked = time.monotonic()
         try:
             k, in_use, waiting, lost = await self._redis.call(
                 lambda: self._renew(keys=KEYS, args=args)
             )
         except UNAVAILABLE as exc:
-            # Keep running: while Redis is away every worker refuses new calls, so none can take
-            # these slots; the next renewal takes them again (or tells them they are lost).
+            # A blip shorter than the lease: keep running (while Redis is away every worker
+            # refuses new calls, so none can take these slots; the next renewal takes them
+            # again, or tells them they are lost). Past its lease a call is counted nowhere any
+            # more, so it stops and its step falls back with a note, as new calls do.
             self._note_unavailable(exc)
+            lapsed = [t for t, held in self._held.items() if held.live_until <= time.monotonic()]
+            self._lose(lapsed, "Model call stopped: its slot's lease lapsed while Redis was away")
             return
         self._seen(int(k), int(in_use), int(waiting))
-        for ticket in lost:
+        for ticket in tickets:
+            if ticket in self._held and ticket not in lost:
+                self._held[ticket].live_until = asked + self._lease_s
+        self._lose(lost, "Model slot lost: its lease lapsed and was taken")
+
+    def _lose(self, tickets: list[str], message: str) -> None:
+        """Cancel the calls holding these tickets: each raises NotAdmitted and falls back."""
+        for ticket in tickets:
             held = self._held.pop(ticket, None)
             if held is not None:
                 held.held = False
                 held.scope.cancel()
-                logs.event(logging.WARNING, "Model slot lost: its lease lapsed and was taken")
+                logs.event(logging.WARNING, message)
 
     async def run(self) -> None:
         """The worker's background task: renew the slots held here every third of a lease, and

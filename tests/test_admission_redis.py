@@ -279,6 +279,39 @@ async def test_redis_stopped_mid_wait_refuses_then_admits_again(
         assert book.most == 1
 
 
+async def test_a_running_call_whose_lease_lapses_while_redis_is_away_falls_back(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    book = Book()
+    async with AsyncExitStack() as stack:
+        worker = await _worker(stack, redis_url, 1, lease_s=0.6, pause_s=0.2)
+        holder = Call(worker, "holder", book)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            tg.start_soon(holder.run)
+            await holder.entered.wait()
+            await anyio.sleep(1.0)  # past a lease while Redis answers: its renewals keep it
+            assert not holder.ended.is_set()
+            redis_server.stop()
+            # Counted nowhere once its lease has run out: it stops, as a new call is refused.
+            with anyio.fail_after(BOUND_S):
+                await holder.ended.wait()
+            assert holder.refused is not None
+            assert holder.refused.reason == "admission_unavailable"
+            redis_server.start()
+            with anyio.fail_after(BOUND_S):  # and calls are admitted again by themselves
+                while True:
+                    again = Call(worker, "again", book)
+                    tg.start_soon(again.run)
+                    await again.settled.wait()
+                    if again.entered.is_set():
+                        break
+                    await anyio.sleep(0.1)
+            again.leave.set()
+            tg.cancel_scope.cancel()
+        assert book.most == 1
+
+
 def _holds(url: str) -> bool:
     with _check(url) as check:
         return bool(check.zcard(SLOTS))
