@@ -43,9 +43,12 @@ class Broker(Protocol):
         """How many generations run."""
         ...
 
-    def end(self, session_id: str, n: int, *, following: bool = False) -> None:
+    def end(
+        self, session_id: str, n: int, *, following: bool = False, deleted: bool = False
+    ) -> None:
         """The store changed step n (and every later step, if `following`): stopped, rewound
-        or deleted. Its generation ends wherever it runs; viewers get what the store holds."""
+        or deleted. Its generation ends wherever it runs; viewers get what the store holds.
+        `deleted`: the session is gone, and whatever the broker keeps of it goes too."""
         ...
 
     def release_viewers(self) -> None:

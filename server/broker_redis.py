@@ -13,20 +13,20 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import TaskGroup
 
+from server.broker_stops_redis import Stop, announce, forget, listen
 from server.broker_stream_redis import (
     DONE_TTL_S,
     Reader,
     Shared,
     StepKeys,
-    parse_stop,
-    stop_message,
+    header,
+    streamed,
 )
 from server.shared_redis import UNAVAILABLE, SharedRedis
 from server.store import Store
 from server.streaming import Generation, Key, Render, Visible, Work
 
 logger = logging.getLogger("crossroads")
-STOP_CHANNEL = "crossroads:gen:stop"
 # While no version is known yet (the owner is still beginning), a mirror asks this often.
 EARLY_POLL_S = 0.05
 
@@ -99,7 +99,7 @@ class RedisBroker:
         """The worker's one stream reader and its one stop listener (run in the task group)."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._reader.run, name="broker stream reader")
-            tg.start_soon(self._listen, name="broker stop listener")
+            tg.start_soon(listen, self._redis, self._end_local, name="broker stop listener")
 
     # The Broker interface.
 
@@ -123,7 +123,7 @@ class RedisBroker:
             return gen.text
         local = gen.text if gen is not None and not gen.ended else ""
         try:
-            return await self._redis.call(lambda: _streamed(self._redis, StepKeys(key))) or local
+            return await self._redis.call(lambda: streamed(self._redis, StepKeys(key))) or local
         except UNAVAILABLE:
             return local
 
@@ -146,12 +146,15 @@ class RedisBroker:
             gen.released = True
             gen._notify()
 
-    def end(self, session_id: str, n: int, *, following: bool = False) -> None:
+    def end(
+        self, session_id: str, n: int, *, following: bool = False, deleted: bool = False
+    ) -> None:
         """The store changed these steps (stopped, rewound, deleted): their generations end on
-        this worker now and, through the announcement, on whichever worker writes them."""
-        self._end_local(session_id, n, following)
-        message = stop_message(session_id, n, following)
-        self._tg.start_soon(self._announce, message, name="announce stop")
+        this worker now and, through the announcement, on whichever worker writes them; a
+        deleted session's keys are removed."""
+        stop = Stop(session_id, n, following, deleted)
+        self._end_local(stop)
+        self._tg.start_soon(self._announce, stop, name="announce stop")
 
     # Single flight: own the step, or mirror its owner and take over when its lease is gone.
 
@@ -175,6 +178,9 @@ class RedisBroker:
                 gen._end()
             if self._local.get(gen.key) is gen:
                 del self._local[gen.key]
+            if gen.forgotten:
+                # After its last frame and its lease's release: nothing of it comes back.
+                await forget(self._redis, gen.key[0])
 
     async def _acquire(self, keys: StepKeys, token: str) -> bool:
         """The step's lease (set if absent); True as well when Redis is away: then this worker
@@ -193,7 +199,7 @@ class RedisBroker:
         gen.owned = False
         while not gen.ended:
             try:
-                version, leased = await self._redis.call(lambda: _header(self._redis, keys))
+                version, leased = await self._redis.call(lambda: header(self._redis, keys))
                 if not leased:
                     return
                 if version and version != gen.watched:
@@ -357,56 +363,17 @@ class RedisBroker:
 
     # Stop, delete, rewind: announced to every worker.
 
-    def _end_local(self, session_id: str, n: int, following: bool) -> None:
+    def _end_local(self, stop: Stop) -> None:
         for gen in list(self._local.values()):
-            sid, step = gen.key
-            if sid == session_id and (step == n or (following and step > n)) and not gen.ended:
+            if stop.ends(gen.key) and not gen.ended:
+                gen.forgotten = stop.deleted
                 gen.finish()
                 gen.cancel_scope.cancel()
 
-    async def _announce(self, message: str) -> None:
-        try:
-            await self._redis.call(lambda: self._redis.client.publish(STOP_CHANNEL, message))
-        except Exception:
-            # The owner reads the store at its next lease renewal.
-            logger.warning("Stop not announced to the other workers", exc_info=True)
-
-    async def _listen(self) -> None:
-        while True:
-            pubsub = self._redis.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(STOP_CHANNEL)
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    parsed = parse_stop(message["data"]) if message else None
-                    if parsed is not None:
-                        self._end_local(*parsed)
-            except Exception:
-                # Never the app's task group down: stops still arrive through the store.
-                logger.warning("Stop listener failed; listening again", exc_info=True)
-                await anyio.sleep(1.0)
-            finally:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-
-async def _header(redis: SharedRedis, keys: StepKeys) -> tuple[int, bool]:
-    """The step's current version (0 before its owner began) and whether its lease is held."""
-    async with redis.client.pipeline(transaction=False) as pipe:
-        pipe.hget(keys.header, "version")
-        pipe.exists(keys.lease)
-        version, leased = await pipe.execute()
-    return int(version or 0), bool(leased)
-
-
-async def _streamed(redis: SharedRedis, keys: StepKeys) -> str:
-    """The text of the step's current version in Redis ("" before its owner began)."""
-    version, _ = await _header(redis, keys)
-    if not version:
-        return ""
-    entries = await redis.client.xrange(keys.stream(version))
-    # The client decodes responses: each entry's fields are str.
-    return "".join(str(fields.get("t", "")) for _, fields in entries or [] if fields)
+    async def _announce(self, stop: Stop) -> None:
+        await announce(self._redis, stop)
+        if stop.deleted:
+            await forget(self._redis, stop.session_id)
 
 
 async def _sleep_until_ended(gen: Generation, seconds: float) -> None:

@@ -57,6 +57,7 @@ class Shared(Generation):
     watched = 0  # the version whose stream this mirror follows (0: none)
     stale = 0  # a taken-over step's old version: nothing is published or checked under it
     replacing = False  # the next entry read starts a new version: its text replaces this one's
+    forgotten = False  # its session was deleted: its keys go when it ends
 
     # Owned: how much of which version Redis has. Viewers here are shown no more, so that any
     # event id they hold can be resumed on any worker. None: not limited (Redis is away).
@@ -79,15 +80,23 @@ class Shared(Generation):
             super()._schedule_grace()
 
 
-def stop_message(session_id: str, n: int, following: bool) -> str:
-    return f"{session_id} {n} {int(following)}"
+async def header(redis: SharedRedis, keys: StepKeys) -> tuple[int, bool]:
+    """The step's current version (0 before its owner began) and whether its lease is held."""
+    async with redis.client.pipeline(transaction=False) as pipe:
+        pipe.hget(keys.header, "version")
+        pipe.exists(keys.lease)
+        version, leased = await pipe.execute()
+    return int(version or 0), bool(leased)
 
 
-def parse_stop(data: object) -> tuple[str, int, bool] | None:
-    parts = str(data).split()
-    if len(parts) != 3 or not parts[1].lstrip("-").isdigit():
-        return None
-    return parts[0], int(parts[1]), parts[2] == "1"
+async def streamed(redis: SharedRedis, keys: StepKeys) -> str:
+    """The text of the step's current version in Redis ("" before its owner began)."""
+    version, _ = await header(redis, keys)
+    if not version:
+        return ""
+    entries = await redis.client.xrange(keys.stream(version))
+    # The client decodes responses: each entry's fields are str.
+    return "".join(str(fields.get("t", "")) for _, fields in entries or [] if fields)
 
 
 class Reader:

@@ -190,7 +190,7 @@ class Journeys:
         """Remove the session, its steps, answers, cached entries and share link; its viewers
         get an empty `done` (the step leaves their page) rather than a reconnect loop."""
         await self.store.delete_session(session.id)
-        self._leave_steps_after(session, -1)
+        self.generations.end(session.id, 0, following=True, deleted=True)
         try:
             await self.writer.cache.forget(session.id, session.category)
         except Exception:

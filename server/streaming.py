@@ -366,9 +366,11 @@ class Generations:
             gen.released = True
             gen._notify()
 
-    def end(self, session_id: str, n: int, *, following: bool = False) -> None:
+    def end(
+        self, session_id: str, n: int, *, following: bool = False, deleted: bool = False
+    ) -> None:
         """Step n (and every later step, if `following`) changed in the store: its running
-        generation ends, its viewers get what the step is now."""
+        generation ends, its viewers get what the step is now (nothing else is kept here)."""
         for gen in list(self._running.values()):
             sid, step = gen.key
             if sid == session_id and (step == n or (following and step > n)) and not gen.ended:

@@ -33,6 +33,7 @@ class Writer:
 
     store: Store
     session_id: str
+    step: int = 0
     feed: list[str] = field(default_factory=list)
     fed: anyio.Event = field(default_factory=anyio.Event)
     shielded: bool = False  # goes on writing though cancelled: a paused process resuming
@@ -45,7 +46,7 @@ class Writer:
 
     async def __call__(self, gen: Generation) -> None:
         with anyio.CancelScope(shield=self.shielded):
-            version = await self.store.begin_generation(self.session_id, 0)
+            version = await self.store.begin_generation(self.session_id, self.step)
             self.versions.append(version)
             gen.start(version)
             gen.set_status("writing")
@@ -59,7 +60,9 @@ class Writer:
                 if piece.startswith(REPLACE):
                     # Shown text replaced (a fallback): under a new version, fenced on this one.
                     try:
-                        bumped = await self.store.bump_version(self.session_id, 0, gen.version)
+                        bumped = await self.store.bump_version(
+                            self.session_id, self.step, gen.version
+                        )
                     except Conflict:
                         self.conflicts += 1
                         return
@@ -69,7 +72,7 @@ class Writer:
             try:
                 await self.store.finish_step(
                     self.session_id,
-                    0,
+                    self.step,
                     Finished(text=gen.text, source="model", model="test"),
                     version=gen.version,
                     open_next=None,
@@ -316,3 +319,36 @@ async def test_a_viewer_on_another_worker_keeps_the_step_alive_past_its_grace(
         with anyio.fail_after(grace_s + 2):
             await _until(lambda: gen_a.ended)
         assert a.broker.abandoned == 1 and not gen_a.finished
+
+
+async def test_deleting_a_session_removes_its_keys_at_once_on_every_worker(
+    redis_url: str, postgres_url: str
+) -> None:
+    async with workers(redis_url, postgres_url, 2) as (a, b):
+        sid = await _session(a.store)
+        done = Writer(a.store, sid)
+        a.broker.start((sid, 0), done)
+        done.give("A finished scenario", "<end>")  # its stream stays for minutes after the end
+        await _until(lambda: a.broker.get((sid, 0)) is None)
+        await a.store.open_step(sid, 1, "question")
+        writer = Writer(a.store, sid, step=1)
+        gen_a = a.broker.start((sid, 1), writer)
+        writer.give("Half a question")
+        await _until(lambda: gen_a.text == "Half a question")
+        gen_b = b.broker.start((sid, 1), Writer(b.store, sid, step=1))
+        pattern = f"crossroads:gen:{sid}:*"
+        seen: list[Event] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_read, gen_b, None, seen)
+            await _until(lambda: gen_b.text == "Half a question")
+            assert len(await a.redis.client.keys(pattern)) >= 5  # headers, streams, lease, seen
+            await b.store.delete_session(sid)
+            b.broker.end(sid, 0, following=True, deleted=True)
+            await _until(lambda: gen_a.ended and gen_b.ended)
+        assert gen_a.finished and seen[-1] == Event("done", "<p>done</p>")
+        with anyio.fail_after(2.0):
+            while await a.redis.client.keys(pattern):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        # Nobody writes them again: not the old owner, not the other worker's mirror.
+        await anyio.sleep(3 * a.broker.check_s)
+        assert await a.redis.client.keys(pattern) == []
