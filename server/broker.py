@@ -40,7 +40,8 @@ class Broker(Protocol):
         ...
 
     def __len__(self) -> int:
-        """How many generations run."""
+        """How many generations this process writes (a step written by another process and
+        only followed here is not counted: summed over processes, each step counts once)."""
         ...
 
     def end(

@@ -104,7 +104,8 @@ class RedisBroker:
     # The Broker interface.
 
     def __len__(self) -> int:
-        return len(self._local)
+        # The generations this worker writes: summed over the workers, each step counts once.
+        return sum(1 for gen in self._local.values() if gen.owned)
 
     def get(self, key: Key) -> Generation | None:
         return self._local.get(key)

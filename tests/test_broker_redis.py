@@ -171,6 +171,8 @@ async def test_a_resume_on_another_worker_gets_exactly_the_missing_text(
         async with anyio.create_task_group() as tg:
             tg.start_soon(_read, gen_b, last_id, resumed)
             await _until(lambda: gen_b.viewers == 1)
+            # A writes the step, B only follows it: it runs once in the deployment.
+            assert (len(a.broker), len(b.broker), b.broker.viewers()) == (1, 0, 1)
             writer.give(", friend", "<end>")
         text_events = [e for e in resumed if e.event in ("snapshot", "chunk")]
         assert [e.event for e in text_events] == ["chunk"] * len(text_events)
