@@ -77,7 +77,9 @@ NEVER: dict[str, frozenset[str]] = {
 }
 
 # Who may read the environment (os.environ, os.getenv, ...): the settings alone.
-ENVIRONMENT_READERS = frozenset({"server.settings"})
+# server.cluster (`make cluster`) reads it only to hand it on to the workers it starts, with the
+# cluster's own settings added as CROSSROADS_* variables that the workers' settings then read.
+ENVIRONMENT_READERS = frozenset({"server.settings", "server.cluster"})
 ENVIRONMENT_NAMES = frozenset({"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"})
 
 # Who may read files by hand: module -> the functions that may (None: anywhere in it). The
@@ -87,6 +89,8 @@ FILE_READERS: dict[str, frozenset[str] | None] = {
     "server.generators.bank": frozenset({"load_bank"}),  # the offline bank, once at start-up
     # Not a file: the connection pool's open(), which the checker cannot tell from one by name.
     "server.db_postgres": frozenset({"connect"}),
+    # A child process's log: opened for it to write to, and its end read back for an error.
+    "server.children": frozenset({"launch", "tail"}),
 }
 FILE_CALLS = frozenset({"open", "open_file", "read_text", "read_bytes", "iterdir"})
 
