@@ -127,8 +127,73 @@ class FakeUpstream:
             while not predicate(self):  # noqa: ASYNC110
                 await anyio.sleep(0.005)
 
+    def state(self) -> JsonDict:
+        """The counters, as the control endpoint reports them."""
+        with self._lock:
+            return {
+                "requests": len(self.requests),
+                "open_streams": self.open_streams,
+                "max_open_streams": self.max_open_streams,
+                "completed": self.completed,
+                "client_closed": self.client_closed,
+                "dropped": self.dropped,
+                "cut": self.cut,
+            }
+
+    def reset(self, default: Script | None = None) -> None:
+        """Back to a fresh fake for the next test, in place: held streams released, the queue
+        emptied, requests forgotten, the counters zeroed (streams still open stay counted)."""
+        with self._lock:
+            held = [self.default, *self._queue]
+            self.default = default or Script()
+            self._queue.clear()
+            self.requests.clear()
+            self.request_headers.clear()
+            self.max_open_streams = self.open_streams
+            self.completed = self.client_closed = self.dropped = self.cut = 0
+        for script in held:
+            script.release.set()
+
+    def release(self) -> None:
+        """Let every held stream go on (the default script's and the queued scripts')."""
+        with self._lock:
+            held = [self.default, *self._queue]
+        for script in held:
+            script.release.set()
+
+    def _control(self, method: str, route: str, body: bytes) -> _Answer:
+        """The fake scripted over HTTP, for a fake running as a process of its own:
+        GET /_fake/state (counters), GET /_fake/requests (request bodies),
+        POST /_fake/script {"default": {...}, "queue": [{...}, ...]} (Script fields by name),
+        POST /_fake/release (held streams go on), POST /_fake/reset (a fresh fake)."""
+        try:
+            given = json.loads(body) if body else {}
+            if method == "GET" and route == "/_fake/state":
+                return _json_answer(self.state())
+            if method == "GET" and route == "/_fake/requests":
+                with self._lock:
+                    return _json_answer(list(self.requests))
+            if method == "POST" and route == "/_fake/script":
+                queue = [_script_from(fields) for fields in given.get("queue", [])]
+                if "default" in given:
+                    with self._lock:
+                        self.default = _script_from(given["default"])
+                self.script(*queue)
+                return _json_answer(self.state())
+            if method == "POST" and route == "/_fake/release":
+                self.release()
+                return _json_answer(self.state())
+            if method == "POST" and route == "/_fake/reset":
+                self.reset(_script_from(given["default"]) if "default" in given else None)
+                return _json_answer(self.state())
+        except (ValueError, TypeError, AttributeError) as error:
+            return _Answer(400, [("content-type", "text/plain")], str(error).encode())
+        return _error_answer(404, None)
+
     def _answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
         route = path.removeprefix("/v1")  # base_url may or may not end in /v1
+        if route.startswith("/_fake/"):
+            return self._control(method, route, body)
         if method == "GET" and route == "/models":
             models = {"object": "list", "data": [_model_entry()]}
             return _Answer(200, [("content-type", "application/json")], _json(models))
@@ -197,6 +262,17 @@ class _Turn:
 
 def _json(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _json_answer(value: object) -> _Answer:
+    return _Answer(200, [("content-type", "application/json")], _json(value))
+
+
+def _script_from(fields: JsonDict) -> Script:
+    """A Script from its fields by name (JSON); `release` is the fake's own."""
+    if not isinstance(fields, dict) or "release" in fields:
+        raise ValueError(f"not a script: {fields!r}")
+    return Script(**fields)
 
 
 def _model_entry() -> JsonDict:

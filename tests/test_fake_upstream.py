@@ -338,3 +338,34 @@ async def test_one_at_a_time_a_new_request_cuts_the_running_stream(
         assert all(c.choices[0].finish_reason is None for c in received if c.choices)
         assert len(text_of(received)) < len("".join(DEFAULT_CHUNKS))
     assert fake.cut == 2 and fake.completed == 2
+
+
+@pytest.mark.anyio
+async def test_scripted_and_read_over_http_when_it_runs_as_a_process(fake: FakeUpstream) -> None:
+    """The /_fake/ control paths, for a fake in another process: a held stream is counted open
+    until released, the counters reset, and a bad script is refused."""
+    with serve(fake) as url, anyio.fail_after(LIMIT):
+        async with httpx2.AsyncClient(base_url=f"{url}/_fake/") as control:
+            held = {"chunks": ["a", "b", "c"], "hold_after": 1}
+            response = await control.post("script", json={"default": held, "queue": [{}]})
+            assert response.status_code == 200
+            async with AsyncOpenAI(api_key="test", base_url=url, max_retries=0) as client:
+                assert text_of([c async for c in await start(client)]) == "".join(DEFAULT_CHUNKS)
+                stream = await start(client)  # the default now: held after "a"
+                received = [await anext(stream) for _ in range(2)]
+                state = (await control.get("state")).json()
+                assert (state["open_streams"], state["max_open_streams"]) == (1, 1)
+                assert (await control.post("release")).status_code == 200
+                received += [chunk async for chunk in stream]
+            assert text_of(received) == "abc"
+            await fake.wait_for(lambda f: f.completed == 2 and f.open_streams == 0)
+            requests = (await control.get("requests")).json()
+            assert [r["model"] for r in requests] == ["m-1", "m-1"]
+            assert (await control.post("reset")).json() == {
+                "requests": 0, "open_streams": 0, "max_open_streams": 0, "completed": 0,
+                "client_closed": 0, "dropped": 0, "cut": 0,
+            }  # fmt: skip
+            assert fake.default.chunks == list(DEFAULT_CHUNKS)
+            refused = await control.post("script", json={"default": {"release": True}})
+            assert refused.status_code == 400
+            assert (await control.post("script", json={"queue": [{"nope": 1}]})).status_code == 400
