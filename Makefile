@@ -8,7 +8,7 @@ RUN_STAMP := $(VENV)/.installed-run
 PORT ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test check format bench system-deps clean
+.PHONY: install run test check format bench system-deps cluster clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,20 +30,30 @@ run: $(RUN_STAMP)
 	$(BIN)/python run.py $(if $(PORT),--port $(PORT))
 
 # Debian's Chromium for the browser tests, nginx for the reverse-proxy test, and PostgreSQL and
-# Redis for the distributed backend's tests (run as processes by the tests, never as services),
-# installed once; skipped when they are already there. The lock timeout waits for another apt
-# (an engineer's, unattended-upgrades) instead of failing at once.
+# Redis for the distributed backend's tests and `make cluster` (run as processes by the tests and
+# by server/cluster.py, never as services), installed once; skipped when they are already there.
+# The lock timeout waits for another apt (an engineer's, unattended-upgrades) instead of failing
+# at once. SYSTEM_DEPS narrows the list (`make cluster` needs no browser).
+SYSTEM_DEPS ?= chromium nginx postgresql redis-server
 system-deps:
 	@missing=""; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
+	want() { case " $(SYSTEM_DEPS) " in *" $$1 "*) return 0;; esac; return 1; }; \
+	want chromium && ! command -v chromium >/dev/null 2>&1 && missing="$$missing chromium"; \
+	want nginx && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && missing="$$missing nginx"; \
+	want postgresql && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && missing="$$missing postgresql"; \
+	want redis-server && ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ] && missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get -o DPkg::Lock::Timeout=120 update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=120 install -y -q $$missing; \
 	fi
+
+# The distributed backend on this machine, until Ctrl-C: redis-server, PostgreSQL (run as the
+# postgres user), 3 workers and nginx round-robin in front on PORT (default 8080); every file in
+# a fresh directory under /tmp, removed at the end. Options: python -m server.cluster --help.
+cluster: SYSTEM_DEPS := nginx postgresql redis-server
+cluster: $(RUN_STAMP) system-deps
+	$(BIN)/python -m server.cluster $(if $(PORT),--port $(PORT))
 
 test: install system-deps
 	env -u OPENAI_API_KEY $(BIN)/python -m pytest

@@ -18,8 +18,16 @@ from tests.servers import inherited, serve_app
 SettingsFactory = Callable[..., Settings]
 # The browser tests' fixtures (module-scoped Chromium, a context with the page probe), a
 # PostgreSQL server for the session with a fresh database per test, both store backends as a
-# parametrized `database` and `store`, and a Redis server for the session, emptied for each test.
-pytest_plugins = ["tests.chromium", "tests.pg", "tests.databases", "tests.redis_server"]
+# parametrized `database` and `store`, a Redis server for the session, emptied for each test, and
+# the process harness (`cluster`, `start_cluster`: workers, nginx and the fake upstream as
+# processes).
+pytest_plugins = [
+    "tests.chromium",
+    "tests.pg",
+    "tests.databases",
+    "tests.redis_server",
+    "tests.cluster",
+]
 
 
 @pytest.fixture(autouse=True)

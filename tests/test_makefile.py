@@ -43,3 +43,11 @@ def test_the_offline_bank_is_declared_as_package_data() -> None:
     assert config["packages"]["find"]["namespaces"] is True
     assert config["package-data"]["server.generators.bank"] == ["*.json"]
     assert list((ROOT / "server" / "generators" / "bank").glob("*.json"))
+
+
+def test_make_cluster_runs_the_cluster_program_on_port_without_a_browser() -> None:
+    lines = dry_run("cluster", "PORT=9000")
+    assert lines[-1].endswith("python -m server.cluster --port 9000")
+    # The servers it runs are installed if missing; Chromium, for the browser tests, is not.
+    assert any('case " nginx postgresql redis-server "' in line for line in lines)
+    assert all("[dev]" not in line for line in lines if "pip install" in line)
