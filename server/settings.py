@@ -42,9 +42,9 @@ class ServerSettings(_Section):
     workers: int = Field(
         1,
         ge=1,
-        description="Worker processes. Must be 1, with either backend: generations, the "
-        "AI-request semaphore and the memory watchdog live in one process until they move to "
-        "shared services (the distributed backend moves only the sessions so far).",
+        description="Worker processes on this machine, started and restarted by uvicorn's "
+        "supervisor. Must be 1 with the embedded backend; with the distributed one, about one "
+        "per core (each worker keeps its own memory watchdog).",
     )
     limit_concurrency: int = Field(
         4000,
@@ -63,17 +63,6 @@ class ServerSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level: debug, info, warning or error."
     )
-
-    @field_validator("workers")
-    @classmethod
-    def _one_worker(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError(
-                "must be 1: generations, the AI-request semaphore and the memory watchdog "
-                "live in one process, so more workers would split them (scale.backend = "
-                "'distributed' moves only the sessions to PostgreSQL so far)"
-            )
-        return value
 
 
 class LlmSettings(_Section):
@@ -354,8 +343,22 @@ def validate(raw: Mapping[str, Any]) -> Settings:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    _check_workers(settings)
     _check_backend(settings)
     return settings
+
+
+def _check_workers(settings: Settings) -> None:
+    """Several workers need the distributed backend: the embedded one keeps the generations,
+    the model-call slots and the rate limits in the memory of one process."""
+    workers = settings.server.workers
+    if workers > 1 and settings.scale.backend == "embedded":
+        raise SettingsError(
+            f"invalid setting server.workers = {workers}: must be 1 with scale.backend = "
+            "'embedded': generations, the AI-request semaphore and the memory watchdog live in "
+            "one process, so more workers would split them (scale.backend = 'distributed' "
+            "shares them through Redis and PostgreSQL)"
+        )
 
 
 def _check_backend(settings: Settings) -> None:

@@ -43,7 +43,7 @@ def test_bad_port_from_command_line_exits_2_with_one_line() -> None:
     assert "70000" in lines[0]
 
 
-def test_more_than_one_worker_exits_2_saying_why() -> None:
+def test_more_than_one_embedded_worker_exits_2_saying_why() -> None:
     result = run_py(env={"CROSSROADS_SERVER__WORKERS": "2"})
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -51,6 +51,7 @@ def test_more_than_one_worker_exits_2_saying_why() -> None:
     assert len(lines) == 1, result.stderr
     assert "server.workers" in lines[0]
     assert "one process" in lines[0]
+    assert "scale.backend = 'distributed'" in lines[0]
 
 
 def test_unreachable_postgresql_exits_2_with_one_line_saying_which_and_where() -> None:

@@ -365,3 +365,18 @@ def test_the_distributed_backend_takes_its_database_and_the_shared_secret() -> N
     assert loaded.scale.database_url == "postgresql://db.internal/crossroads"
     assert loaded.scale.redis_url == "redis://cache.internal:6379/0"
     assert settings.load(environ={}).scale.backend == "embedded"  # the default stays embedded
+
+
+def test_several_workers_need_the_distributed_backend() -> None:
+    distributed = {
+        "CROSSROADS_SCALE__BACKEND": "distributed",
+        "CROSSROADS_SCALE__DATABASE_URL": "postgresql://db.internal/crossroads",
+        "CROSSROADS_SCALE__REDIS_URL": "redis://cache.internal:6379/0",
+        "CROSSROADS_SECRET_KEY": "shared-by-every-machine",
+    }
+    assert (
+        settings.load(environ={**distributed, "CROSSROADS_SERVER__WORKERS": "4"}).server.workers
+        == 4
+    )
+    with pytest.raises(SettingsError, match=r"scale\.backend = 'embedded'"):
+        settings.load(environ={"CROSSROADS_SERVER__WORKERS": "4"})
