@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import sys
 import time
 from contextvars import ContextVar
@@ -15,9 +17,20 @@ step: ContextVar[int | None] = ContextVar("step", default=None)
 
 log = logging.getLogger("crossroads")
 
+# Read once: the machine's name does not change while a process runs.
+HOST = socket.gethostname()
+
+
+def worker() -> str:
+    """This process as an operator finds it: `host:pid`, the same on every line of one worker,
+    matching `ps` and `kill` on that machine and distinct across machines. (uvicorn's supervisor
+    gives its workers no index of their own; a restarted worker gets a new pid.)"""
+    return f"{HOST}:{os.getpid()}"
+
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, event, request_id, session_id, step, then figures."""
+    """One JSON object per line: ts, level, worker, event, request_id, session_id, step, then
+    figures."""
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = dict(getattr(record, "fields", {}))
@@ -25,6 +38,7 @@ class JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
+            "worker": worker(),
             "event": record.getMessage(),
             "request_id": fields.pop("request_id", request_id.get()),
             "session_id": fields.pop("session_id", session_id.get()),

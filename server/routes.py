@@ -17,7 +17,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from server import browser
+from server import browser, logs
 from server.errors import Problem
 from server.forms import answer_text, form
 from server.guards import limit, refuse_when_short_of_memory
@@ -228,6 +228,8 @@ async def readyz(request: Request) -> Response:
         "store": "ok" if store_ok else "unreachable",
         "cache": "ok" if cache_ok else "unreachable",
         "redis": "not used" if redis_ok is None else "ok" if redis_ok else "unreachable",
+        # Which process answered, as its log lines name it (several workers share one port).
+        "worker": logs.worker(),
     }
     return JSONResponse(body, status_code=200 if ready else 503)
 
