@@ -1,23 +1,46 @@
-"""Start Crossroads under uvicorn from settings: `python run.py [--settings PATH] [--host H] [--port P]`."""
+"""Start Crossroads under uvicorn from settings: `python run.py [--settings PATH] [--host H] [--port P]`.
+
+With `server.workers` = N > 1 (the distributed backend), uvicorn's own supervisor runs N worker
+processes on one listening socket: each builds its own app (`worker_app`), a worker that dies is
+replaced, and SIGTERM or Ctrl-C stops them all gracefully. This process only checks the settings
+and the servers, then supervises; it never builds the app."""
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import anyio
 import uvicorn
+from starlette.applications import Starlette
 
 from server import logs
 from server.app import create_app
 from server.backends import check_backends
-from server.settings import ServerSettings, SettingsError, load
+from server.settings import ServerSettings, Settings, SettingsError, load
 from server.store import Unreachable, check_store
 
 GC_THRESHOLD = 20_000
+# Read by prometheus_client when a worker first imports it: its metrics go to files there, which
+# every worker's /metrics sums (server/metrics.py). A fresh directory per start, removed at exit.
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# The command line, handed to the workers (spawned, so they start from nothing) as JSON. Not
+# CROSSROADS_*: the settings would take that for a setting.
+ARGV_VARIABLE = "RUN_PY_ARGV"
+# Everything uvicorn is given besides the [server] settings, the same for one worker or several.
+UVICORN_FIXED: dict[str, Any] = {
+    "access_log": False,
+    "loop": "uvloop",
+    "http": "httptools",
+    "log_config": None,
+}
 
 
 def uvicorn_options(server: ServerSettings) -> dict[str, Any]:
@@ -25,7 +48,8 @@ def uvicorn_options(server: ServerSettings) -> dict[str, Any]:
     return {
         "host": server.host,
         "port": server.port,
-        "workers": None,
+        # Always explicit: None lets uvicorn take WEB_CONCURRENCY from the environment.
+        "workers": server.workers,
         "limit_concurrency": server.limit_concurrency,
         # uvicorn wants whole seconds. Round up: int() turned keep_alive_s = 0.5 into 0 and
         # graceful_shutdown_s = 0.5 into 0, which `or None` then made an unbounded wait.
@@ -44,7 +68,7 @@ def tune_gc() -> None:
     gc.set_threshold(GC_THRESHOLD, 20, 20)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--settings", help="path to settings.toml (default: the one beside run.py)")
     parser.add_argument(
@@ -53,14 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--port", type=int, help="port to listen on (overrides settings and environment)"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, dict[str, object]] = {"server": {}}
     if args.host is not None:
         overrides["server"]["host"] = args.host
     if args.port is not None:
         overrides["server"]["port"] = args.port
+    return load(args.settings, overrides=overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
     try:
-        settings = load(args.settings, overrides=overrides)
+        settings = settings_from(args)
         # Before uvicorn: a database or a Redis that does not answer is one line here, not a traceback
         # from the lifespan; and the schema is migrated once before any request is served.
         anyio.run(check_store, settings)
@@ -69,17 +102,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crossroads: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.server.log_level)
-    app = create_app(settings)
-    tune_gc()
-    uvicorn.run(
-        app,
-        **uvicorn_options(settings.server),
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-    )
+    options = {**uvicorn_options(settings.server), **UVICORN_FIXED}
+    if settings.server.workers == 1:
+        app = create_app(settings)
+        tune_gc()
+        uvicorn.run(app, **options)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="crossroads-metrics-") as metrics_dir:
+        os.environ[METRICS_DIR_VARIABLE] = metrics_dir
+        os.environ[ARGV_VARIABLE] = json.dumps(argv)
+        # uvicorn's supervisor (uvicorn.supervisors.Multiprocess): binds the socket once, spawns
+        # the workers, pings each every half second and replaces one that died or hangs (unless
+        # it failed before serving: then a restart would fail alike, and it stops), and on
+        # SIGTERM/SIGINT sends each worker SIGTERM and waits for its graceful shutdown.
+        uvicorn.run("run:worker_app", factory=True, **options)
     return 0
+
+
+def worker_app() -> Starlette:
+    """uvicorn's factory, called in each worker process: the parent's settings (same command
+    line, same environment), checked there already; this worker's logs and app."""
+    settings = settings_from(parse(json.loads(os.environ[ARGV_VARIABLE])))
+    logs.configure(settings.server.log_level)
+    app = create_app(settings, metrics_dir=Path(os.environ[METRICS_DIR_VARIABLE]))
+    tune_gc()
+    return app
 
 
 if __name__ == "__main__":

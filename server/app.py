@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import httpx2
@@ -48,11 +49,13 @@ def create_app(
     model: Model | None = None,
     transport: httpx2.AsyncBaseTransport | None = None,
     rss_probe: Callable[[], float] | None = None,
+    metrics_dir: Path | None = None,
 ) -> Starlette:
     """The app. `model` replaces the configured model, `transport` carries its HTTP, and
-    `rss_probe` (a callable returning MB) replaces the watchdog's memory reading (tests)."""
+    `rss_probe` (a callable returning MB) replaces the watchdog's memory reading (tests).
+    `metrics_dir`: the directory this machine's workers share their metrics in (run.py)."""
     probe = rss_probe or process_rss_mb
-    metrics = Metrics()
+    metrics = Metrics(metrics_dir)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -131,6 +134,7 @@ def create_app(
                 )
                 tg.start_soon(_expire_old_sessions, store, settings.storage.session_ttl_days)
                 tg.start_soon(watchdog.run, name="memory watchdog")
+                tg.start_soon(metrics.publish_forever, name="metrics publisher")
                 tg.start_soon(_release_on_shutdown, generations, name="shutdown watcher")
                 yield
                 generations.release_viewers()

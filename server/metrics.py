@@ -1,21 +1,60 @@
-"""Prometheus metrics, one registry per app, names prefixed `crossroads_`."""
+"""Prometheus metrics, one registry per app, names prefixed `crossroads_`.
+
+With several workers on a machine (run.py's supervisor) each worker writes its figures to
+files in one directory (prometheus_client's multiprocess mode, chosen by run.py through
+PROMETHEUS_MULTIPROC_DIR before any worker starts), and whichever worker answers /metrics reads
+them all: counters and histograms are summed over the workers, dead ones included (a restart
+takes nothing back); each gauge is combined as GAUGE_MODES says."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
 
+import anyio
+import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 LEVEL_VALUE = {"ok": 0, "soft": 1, "hard": 2}
 
+Mode = Literal["livesum", "liveall", "livemostrecent"]
+# How a gauge read live in each worker is combined over the workers of one machine. Unlisted
+# gauges are summed over the live workers (open streams, viewers).
+GAUGE_MODES: dict[str, Mode] = {
+    # Per worker, labelled with its pid: a sum of memory levels, or of RSS against a per-process
+    # limit, means nothing; and a step mirrored on two workers runs on both.
+    "crossroads_rss_bytes": "liveall",
+    "crossroads_watchdog_level": "liveall",
+    "crossroads_generations_running": "liveall",
+    # The deployment's own values (distributed admission keeps them in Redis) as a worker last
+    # saw them; the latest reading wins, since a sum would count them once per worker.
+    "crossroads_queue_depth": "livemostrecent",
+    "crossroads_slots_in_use": "livemostrecent",
+    "crossroads_slots_total": "livemostrecent",
+    "crossroads_model_concurrency_limit": "livemostrecent",
+}
+# How often each worker writes its gauges for the others' scrapes (multiprocess mode only).
+PUBLISH_INTERVAL_S = 1.0
+COLLECT_TRIES = 3
+
 
 class Metrics:
-    """Counters updated where things happen; gauges read live state when scraped."""
+    """Counters updated where things happen; gauges read live state when scraped (and, with
+    several workers, every PUBLISH_INTERVAL_S too, so another worker's scrape sees them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess_dir = multiprocess_dir
         r = self.registry
-        self.streams = Gauge("crossroads_active_streams", "Open SSE step streams.", registry=r)
+        self.streams = Gauge(
+            "crossroads_active_streams",
+            "Open SSE step streams.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.generations = Counter(
             "crossroads_generations_total",
             "Finished generations by where the text came from and how it ended.",
@@ -89,15 +128,71 @@ class Metrics:
             "Reports their reader marked as not fitting them.",
             registry=r,
         )
-        self._gauges: dict[str, Gauge] = {}
+        self._gauges: dict[str, tuple[Gauge, Callable[[], float]]] = {}
+        self._published: dict[str, float] = {}
 
     def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
         """A gauge read when scraped; registering a name again re-points it (a lifespan run
         again on the same app) instead of failing as a duplicate."""
-        gauge = self._gauges.get(name)
+        known = self._gauges.get(name)
+        gauge = known[0] if known else None
         if gauge is None:
-            gauge = self._gauges[name] = Gauge(name, doc, registry=self.registry)
-        gauge.set_function(read)
+            mode = GAUGE_MODES.get(name, "livesum")
+            gauge = Gauge(name, doc, registry=self.registry, multiprocess_mode=mode)
+        self._gauges[name] = (gauge, read)
+        if self.multiprocess_dir is None:
+            gauge.set_function(read)
+
+    def publish(self) -> None:
+        """Multiprocess mode: write each gauge's reading to this worker's file. A deployment
+        value is written only when this worker's reading changed, so that the latest reading
+        across the workers is the latest one any of them made, not the latest rewrite of an
+        old one by a worker that has seen nothing since."""
+        for name, (gauge, read) in self._gauges.items():
+            value = float(read())
+            if GAUGE_MODES.get(name) == "livemostrecent" and self._published.get(name) == value:
+                continue
+            gauge.set(value)
+            self._published[name] = value
+
+    async def publish_forever(self) -> None:
+        """Keep this worker's gauges fresh for the other workers' scrapes (a task for the app's
+        lifespan; it ends at once with one worker, where gauges are read when scraped)."""
+        if self.multiprocess_dir is None:
+            return
+        while True:
+            self.publish()
+            await anyio.sleep(PUBLISH_INTERVAL_S)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        self.publish()
+        forget_dead_workers(self.multiprocess_dir)
+        machine = CollectorRegistry()
+        MultiProcessCollector(machine, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        for _ in range(COLLECT_TRIES - 1):
+            try:
+                return generate_latest(machine)
+            except FileNotFoundError:
+                continue  # another worker removed a dead one's file between listing and reading
+        return generate_latest(machine)
+
+
+def forget_dead_workers(directory: Path) -> None:
+    """Drop the live gauges of workers that have exited (a SIGKILLed one never says so), so an
+    RSS or a stream count of a dead process is never shown; their counters stay in the sums."""
+    pids = {int(path.stem.rpartition("_")[2]) for path in directory.glob("gauge_live*_*.db")}
+    for pid in pids:
+        if not _alive(pid):
+            # Another worker's scrape may be removing the same files.
+            with contextlib.suppress(FileNotFoundError):
+                mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    # A zombie has exited: only its parent has yet to reap it.
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -141,7 +141,7 @@ def test_settings_reach_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert isinstance(app, Starlette)
     assert options["host"] == "127.0.0.2"
     assert options["port"] == 8124
-    assert options["workers"] is None
+    assert options["workers"] == 1
     assert options["limit_concurrency"] == load(environ={}).server.limit_concurrency
     assert options["log_config"] is None
     assert levels == ["info"]

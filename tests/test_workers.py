@@ -1,13 +1,223 @@
-"""Several workers on one machine: what tells them apart, and run.py supervising them."""
+"""Several workers on one machine: `run.py` with server.workers = 2 on the distributed backend,
+as real processes on real PostgreSQL and Redis. Which worker answered is read from /readyz; a
+client with one kept-alive connection stays with the worker that accepted it."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import psutil
 
 from server.logs import JsonFormatter
+from tests.scrape import sample, value
+from tests.servers import clean_env, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+START_S = 60.0  # generous: two workers import and start the app on a busy machine
+T = TypeVar("T")
+
+
+@dataclass
+class Supervised:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def workers(self) -> set[int]:
+        """The supervisor's worker processes (its children that run the app)."""
+        return {child.pid for child in psutil.Process(self.proc.pid).children() if _app(child)}
+
+    def lines(self) -> list[dict[str, object]]:
+        return [
+            json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")
+        ]
+
+
+def _app(child: psutil.Process) -> bool:
+    try:
+        return "spawn_main" in " ".join(child.cmdline())
+    except psutil.NoSuchProcess:
+        return False
+
+
+def eventually(what: str, check: Callable[[], T | None], timeout: float = START_S) -> T:
+    """Poll `check` until it returns something true; a bound that proves it ends, not a speed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.1)
+
+
+def answering(url: str) -> bool | None:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200 or None
+    except httpx.TransportError:
+        return None
+
+
+@contextmanager
+def supervised(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[Supervised]:
+    port = free_port()
+    env = clean_env(
+        CROSSROADS_SERVER__WORKERS="2",
+        CROSSROADS_SERVER__GRACEFUL_SHUTDOWN_S="2",
+        CROSSROADS_SCALE__BACKEND="distributed",
+        CROSSROADS_SCALE__DATABASE_URL=postgres_url,
+        CROSSROADS_SCALE__REDIS_URL=redis_url,
+        CROSSROADS_SECRET_KEY="shared-by-every-worker",
+        CROSSROADS_STORAGE__DATA_DIR=str(tmp_path / "data"),
+    )
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "run.py", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    running = Supervised(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        eventually("run.py answers", lambda: proc.poll() is None and answering(running.url))
+        eventually("two workers run", lambda: len(running.workers()) == 2)
+        yield running
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # the test failed before its own SIGTERM; leave nothing behind
+            for pid in _children(proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def worker_of(client: httpx.Client) -> str:
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.text
+    worker: str = response.json()["worker"]
+    return worker
+
+
+def one_client_per_worker(stack: ExitStack, url: str) -> dict[str, httpx.Client]:
+    """New connections until each of the two workers holds one (the kernel hands each new
+    connection to whichever worker accepts first)."""
+    clients: dict[str, httpx.Client] = {}
+
+    def another() -> bool:
+        client = stack.enter_context(
+            httpx.Client(base_url=url, timeout=10, limits=httpx.Limits(max_connections=1))
+        )
+        worker = worker_of(client)
+        if worker in clients:
+            client.close()
+        else:
+            clients[worker] = client
+        return len(clients) == 2
+
+    eventually("a connection to each worker", another)
+    return clients
+
+
+def pid_of(worker: str) -> int:
+    return int(worker.rpartition(":")[2])
+
+
+def test_two_workers_serve_log_and_count_as_one_machine(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    with supervised(tmp_path, postgres_url, redis_url) as running, ExitStack() as stack:
+        clients = one_client_per_worker(stack, running.url)
+        assert {pid_of(worker) for worker in clients} == running.workers()
+        (first, a), (second, b) = clients.items()
+        for _ in range(3):
+            assert a.get("/nowhere").status_code == 404
+        for _ in range(2):
+            assert b.get("/nowhere").status_code == 404
+        # Each worker bumped its own counter; whichever answers /metrics shows the sum, and a
+        # resident memory per worker, labelled with its pid.
+        for client in (a, b):
+            text = client.get("/metrics").text
+            assert value(text, "crossroads_rejected_requests_total", status="404") == 5
+            for worker in clients:
+                assert value(text, "crossroads_rss_bytes", pid=str(pid_of(worker))) > 0
+                assert value(text, "crossroads_watchdog_level", pid=str(pid_of(worker))) == 0
+            assert sample(text, "crossroads_rss_bytes") is None  # never a sum over workers
+            assert value(text, "crossroads_active_streams") == 0
+            assert value(text, "crossroads_slots_total") == 16
+    logged = {line["worker"] for line in running.lines()}
+    assert {first, second} <= logged
+    # The supervisor logs too, under its own pid.
+    assert f"{first.rpartition(':')[0]}:{running.proc.pid}" in logged
+
+
+def test_a_killed_worker_is_replaced_and_sigterm_ends_every_worker(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    with supervised(tmp_path, postgres_url, redis_url) as running, ExitStack() as stack:
+        clients = one_client_per_worker(stack, running.url)
+        (killed, doomed), (survivor, kept) = clients.items()
+        assert doomed.get("/nowhere").status_code == 404
+        before = running.workers()
+        os.kill(pid_of(killed), signal.SIGKILL)
+        # The service keeps answering while the supervisor starts a replacement.
+        assert kept.get("/readyz").status_code == 200
+        replaced = eventually(
+            "a replacement worker",
+            lambda: (now := running.workers()) - before and len(now) == 2 and now,
+        )
+        assert pid_of(killed) not in replaced and pid_of(survivor) in replaced
+        eventually("the replacement answers", lambda: answering(running.url))
+        fresh = stack.enter_context(httpx.Client(base_url=running.url, timeout=10))
+        for _ in range(20):
+            assert fresh.get("/healthz").status_code == 200
+        # The dead worker's count stays in the sum; its resident memory is gone.
+        text = kept.get("/metrics").text
+        assert value(text, "crossroads_rejected_requests_total", status="404") == 1
+        assert sample(text, "crossroads_rss_bytes", pid=str(pid_of(killed))) is None
+
+        def both_listed() -> bool:
+            text = kept.get("/metrics").text
+            return all(sample(text, "crossroads_rss_bytes", pid=str(pid)) for pid in replaced)
+
+        eventually("each worker's memory in /metrics", both_listed)
+        everyone = {running.proc.pid, *_children(running.proc.pid)}
+        running.proc.send_signal(signal.SIGTERM)
+        assert running.proc.wait(START_S) == 0
+    eventually("no process of run.py left", lambda: not _running(everyone), timeout=10)
+
+
+def _running(pids: set[int]) -> list[str]:
+    """Those of `pids` still running, with their command lines (a zombie has ended)."""
+    found = []
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            if process.status() != psutil.STATUS_ZOMBIE:
+                found.append(f"{pid} {process.status()} {process.cmdline()}")
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def test_a_log_line_names_its_host_and_process() -> None:
