@@ -91,6 +91,7 @@ def supervised(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[Su
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            start_new_session=True,  # its own process group, as in a terminal
         )
     running = Supervised(proc, f"http://127.0.0.1:{port}", log)
     try:
@@ -205,6 +206,35 @@ def test_a_killed_worker_is_replaced_and_sigterm_ends_every_worker(
         running.proc.send_signal(signal.SIGTERM)
         assert running.proc.wait(START_S) == 0
     eventually("no process of run.py left", lambda: not _running(everyone), timeout=10)
+    assert finished(running) >= replaced  # each worker shut down gracefully, not killed
+
+
+def test_ctrl_c_stops_the_supervisor_and_its_workers_gracefully(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    with supervised(tmp_path, postgres_url, redis_url) as running:
+        workers = running.workers()
+        everyone = {running.proc.pid, *_children(running.proc.pid)}
+        shared = {
+            Path(psutil.Process(pid).environ()["PROMETHEUS_MULTIPROC_DIR"]) for pid in workers
+        }
+        [metrics_dir] = shared  # one directory for the machine's workers
+        assert list(metrics_dir.glob("counter_*.db"))
+        # A terminal's Ctrl-C: SIGINT to the whole foreground process group.
+        os.killpg(running.proc.pid, signal.SIGINT)
+        assert running.proc.wait(START_S) == 0
+    eventually("no process of run.py left", lambda: not _running(everyone), timeout=10)
+    assert finished(running) >= workers
+    assert not metrics_dir.exists()  # removed on the way out
+
+
+def finished(running: Supervised) -> set[int]:
+    """The workers that logged the end of uvicorn's graceful shutdown."""
+    return {
+        int(str(line["worker"]).rpartition(":")[2])
+        for line in running.lines()
+        if str(line["event"]).startswith("Finished server process")
+    }
 
 
 def _running(pids: set[int]) -> list[str]:
