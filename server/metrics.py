@@ -22,13 +22,12 @@ LEVEL_VALUE = {"ok": 0, "soft": 1, "hard": 2}
 
 Mode = Literal["livesum", "liveall", "livemostrecent"]
 # How a gauge read live in each worker is combined over the workers of one machine. Unlisted
-# gauges are summed over the live workers (open streams, viewers).
+# gauges are summed over the live workers (open streams, viewers, the generations each writes).
 GAUGE_MODES: dict[str, Mode] = {
     # Per worker, labelled with its pid: a sum of memory levels, or of RSS against a per-process
-    # limit, means nothing; and a step mirrored on two workers runs on both.
+    # limit, means nothing.
     "crossroads_rss_bytes": "liveall",
     "crossroads_watchdog_level": "liveall",
-    "crossroads_generations_running": "liveall",
     # The deployment's own values (distributed admission keeps them in Redis) as a worker last
     # saw them; the latest reading wins, since a sum would count them once per worker.
     "crossroads_queue_depth": "livemostrecent",
