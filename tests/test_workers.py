@@ -165,6 +165,7 @@ def test_two_workers_serve_log_and_count_as_one_machine(
                 assert value(text, "crossroads_watchdog_level", pid=str(pid_of(worker))) == 0
             assert sample(text, "crossroads_rss_bytes") is None  # never a sum over workers
             assert value(text, "crossroads_active_streams") == 0
+            assert value(text, "crossroads_generations_running") == 0
             assert value(text, "crossroads_slots_total") == 16
     logged = {line["worker"] for line in running.lines()}
     assert {first, second} <= logged
