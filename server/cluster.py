@@ -18,7 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from server.children import Child, ChildFailed
-from server.cluster_servers import NginxProcess, PostgresProcess, RedisProcess, free_port
+from server.cluster_servers import (
+    NginxProcess,
+    PostgresProcess,
+    RedisProcess,
+    free_port,
+    listening,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_START_TIMEOUT_S = 60.0
@@ -244,6 +250,22 @@ class Deployment:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def watch(cluster: Cluster, stopping: threading.Event) -> None:
+    """Until `stopping`: say so, once, when a worker or nginx ends by itself (nginx then sends a
+    dead worker's share of the requests to the others)."""
+    reported: set[str] = set()
+    while not stopping.wait(0.5):
+        for child in [w.child for w in cluster.workers] + [cluster.nginx.child]:
+            if child.pid is None and child.name not in reported:
+                reported.add(child.name)
+                print(
+                    f"crossroads cluster: {child.name} exited (code {child.returncode}); "
+                    f"its log is {child.log}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m server.cluster",
@@ -253,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080, help="nginx's port (default 8080)")
     parser.add_argument("--workers", type=int, default=3, help="app workers (default 3)")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if listening(args.port):
+        # Said before anything starts, not after nginx fails to bind once all the rest is up.
+        print(f"crossroads cluster: port {args.port} is taken; try --port", file=sys.stderr)
+        return 2
     stopping = threading.Event()
 
     def ask_to_stop(signum: int, frame: object) -> None:
@@ -271,8 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{deployment.root}. Ctrl-C stops it all.",
             flush=True,
         )
-        while not stopping.wait(0.5):
-            pass
+        watch(cluster, stopping)
     except ChildFailed as error:
         print(f"crossroads cluster: {error}", file=sys.stderr)
         return 1

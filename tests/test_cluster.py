@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -231,3 +232,12 @@ def test_a_worker_killed_and_started_again_serves_on_its_port_and_nginx_passes_i
     worker.start()
     assert worker.pid not in (None, pid)
     assert httpx.get(f"{worker.url}/readyz", timeout=5).status_code == 200
+
+
+def test_the_cluster_program_refuses_a_taken_port_before_starting_anything() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with cluster_program(port) as program:
+            output, _ = program.communicate(timeout=LIMIT_S)
+    assert program.returncode == 2
+    assert output.strip() == f"crossroads cluster: port {port} is taken; try --port"
