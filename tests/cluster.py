@@ -270,5 +270,16 @@ def start_cluster(
 
 @pytest.fixture
 def cluster(start_cluster: ClusterFactory) -> RunningCluster:
-    """A cluster with the default test settings."""
+    """A cluster with the default test settings, for this test alone."""
     return start_cluster()
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(
+    redis_server: RedisServer, postgres: PostgresServer, upstream_process: UpstreamProcess
+) -> Iterator[RunningCluster]:
+    """One cluster with the default test settings for every test of a module that uses it:
+    sound only for tests that stop, kill or pause nothing, and that script the upstream
+    themselves (a script stays set for the next test)."""
+    with running_cluster(redis_server, postgres, upstream_process) as running:
+        yield running

@@ -84,8 +84,9 @@ def assert_exact_everywhere(
 
 
 async def test_a_stream_read_on_one_worker_resumes_on_another_with_exactly_the_missing_text(
-    cluster: RunningCluster,
+    shared_cluster: RunningCluster,
 ) -> None:
+    cluster = shared_cluster
     cluster.upstream.script(default=SLOW)
     a, b, c = cluster.workers
     url_of = "/s/{}/steps/0/stream".format
@@ -113,8 +114,9 @@ async def test_a_stream_read_on_one_worker_resumes_on_another_with_exactly_the_m
 
 
 async def test_a_stream_resumed_through_nginx_goes_on_at_the_next_worker_with_exactly_the_missing_text(
-    cluster: RunningCluster,
+    shared_cluster: RunningCluster,
 ) -> None:
+    cluster = shared_cluster
     cluster.upstream.script(default=SLOW)
     async with Visitor(cluster.url) as visitor:
         sid = await visitor.start()
