@@ -40,6 +40,17 @@ class Supervised:
         """The supervisor's worker processes (its children that run the app)."""
         return {child.pid for child in psutil.Process(self.proc.pid).children() if _app(child)}
 
+    def started(self) -> set[int]:
+        """The workers that logged the end of their start-up (their lifespan ran)."""
+        return self.logged("Application startup complete")
+
+    def logged(self, event: str) -> set[int]:
+        return {
+            int(str(line["worker"]).rpartition(":")[2])
+            for line in self.lines()
+            if str(line["event"]).startswith(event)
+        }
+
     def lines(self) -> list[dict[str, object]]:
         return [
             json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")
@@ -97,6 +108,7 @@ def supervised(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[Su
     try:
         eventually("run.py answers", lambda: proc.poll() is None and answering(running.url))
         eventually("two workers run", lambda: len(running.workers()) == 2)
+        eventually("both workers started", lambda: running.started() == running.workers())
         yield running
     finally:
         if proc.poll() is None:
@@ -203,6 +215,7 @@ def test_a_killed_worker_is_replaced_and_sigterm_ends_every_worker(
             return all(sample(text, "crossroads_rss_bytes", pid=str(pid)) for pid in replaced)
 
         eventually("each worker's memory in /metrics", both_listed)
+        eventually("the replacement started", lambda: running.started() >= replaced)
         everyone = {running.proc.pid, *_children(running.proc.pid)}
         running.proc.send_signal(signal.SIGTERM)
         assert running.proc.wait(START_S) == 0
@@ -231,11 +244,7 @@ def test_ctrl_c_stops_the_supervisor_and_its_workers_gracefully(
 
 def finished(running: Supervised) -> set[int]:
     """The workers that logged the end of uvicorn's graceful shutdown."""
-    return {
-        int(str(line["worker"]).rpartition(":")[2])
-        for line in running.lines()
-        if str(line["event"]).startswith("Finished server process")
-    }
+    return running.logged("Finished server process")
 
 
 def _running(pids: set[int]) -> list[str]:
