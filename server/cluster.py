@@ -299,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{deployment.root}. Ctrl-C stops it all.",
             flush=True,
         )
+        for worker in cluster.workers:
+            print(f"  worker {worker.index}: {worker.url} (pid {worker.pid})", flush=True)
         watch(cluster, stopping)
     except ChildFailed as error:
         print(f"crossroads cluster: {error}", file=sys.stderr)
