@@ -173,9 +173,8 @@ class Cluster:
             overrides=overrides,
         )
         self.workers = [WorkerProcess(i, root, self.env) for i in range(workers)]
-        self.nginx = NginxProcess(
-            root / "nginx", [f"127.0.0.1:{w.port}" for w in self.workers], port
-        )
+        addresses = [f"127.0.0.1:{w.port}" for w in self.workers]
+        self.nginx = NginxProcess.round_robin(root / "nginx", addresses, port)
 
     @property
     def url(self) -> str:

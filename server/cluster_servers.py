@@ -233,19 +233,28 @@ http {{
 
 
 class NginxProcess:
-    """nginx on 127.0.0.1:`port` in front of `workers` (host:port each), everything under `root`."""
+    """nginx on 127.0.0.1:`port` with the configuration `conf` (nginx_conf's, or a test's own),
+    written to and running under `root`."""
 
-    def __init__(self, root: Path, workers: Sequence[str], port: int | None = None) -> None:
+    def __init__(self, root: Path, port: int, conf: str) -> None:
         if not NGINX.exists():
             raise ChildFailed(f"{NGINX} is missing: `make system-deps` installs it")
         self.root = root
-        self.port = port or free_port()
+        self.port = port
         root.mkdir(parents=True, exist_ok=True)
         self.conf = root / "nginx.conf"
-        self.conf.write_text(nginx_conf(self.port, workers, root), encoding="utf-8")
+        self.conf.write_text(conf, encoding="utf-8")
         argv = [str(NGINX), "-p", f"{root}/", "-c", str(self.conf), "-e", f"{root}/error.log"]
         # SIGQUIT is nginx's graceful stop; SIGTERM its fast one, which is what a stop is here.
         self.child = Child("nginx", argv, log=root / "stderr.log", cwd=root, stop_timeout_s=10)
+
+    @classmethod
+    def round_robin(
+        cls, root: Path, workers: Sequence[str], port: int | None = None
+    ) -> NginxProcess:
+        """nginx in front of `workers` (host:port each), as nginx_conf says."""
+        port = port or free_port()
+        return cls(root, port, nginx_conf(port, workers, root))
 
     @property
     def url(self) -> str:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import re
-import socket
 import statistics
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +12,8 @@ import anyio
 import pytest
 
 from server.app import create_app
+from server.children import ChildFailed
+from server.cluster_servers import NginxProcess
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import ROOT, free_port, serve_app
@@ -22,7 +21,6 @@ from tests.visitor import Visitor
 
 pytestmark = pytest.mark.anyio
 
-NGINX = Path("/usr/sbin/nginx")
 SNIPPET = re.compile(
     r"<!-- nginx-snippet:start -->\s*```nginx\n(.*?)```\s*<!-- nginx-snippet:end -->", re.S
 )
@@ -44,9 +42,9 @@ def readme_snippet(upstream: str) -> str:
     return snippet
 
 
-def nginx_conf(port: int, upstream: str) -> str:
+def nginx_conf(port: int, upstream: str, root: Path) -> str:
     temp = "\n".join(
-        f"    {kind}_temp_path tmp/{kind}_temp;"
+        f"    {kind}_temp_path {root}/{kind}_temp;"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     location = "\n".join(f"        {line}" for line in readme_snippet(upstream).splitlines())
@@ -54,8 +52,8 @@ def nginx_conf(port: int, upstream: str) -> str:
 daemon off;
 master_process off;
 worker_processes 1;
-error_log tmp/error.log warn;
-pid tmp/nginx.pid;
+error_log {root}/error.log warn;
+pid {root}/nginx.pid;
 events {{}}
 http {{
     access_log off;
@@ -68,50 +66,20 @@ http {{
 """
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 @contextmanager
-def run_nginx(prefix: Path, upstream: str) -> Iterator[str]:
-    """nginx in the foreground, every path under `prefix`; yields its base URL."""
-    if not NGINX.exists():
-        pytest.fail(f"{NGINX} is missing: `make test` installs it (via `make system-deps`)")
-    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+def run_nginx(root: Path, upstream: str) -> Iterator[str]:
+    """nginx in the foreground with the README's snippet, started and stopped the way
+    `make cluster` runs its own (server/cluster_servers.py); yields its base URL."""
     port = free_port()
-    conf = prefix / "nginx.conf"
-    conf.write_text(nginx_conf(port, upstream), encoding="utf-8")
-    error_log = prefix / "tmp" / "error.log"
-    with (prefix / "tmp" / "stderr.log").open("wb") as stderr:
-        proc = subprocess.Popen(
-            [str(NGINX), "-p", f"{prefix}/", "-c", str(conf), "-e", "tmp/error.log"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
     try:
-        deadline = time.monotonic() + 10
-        while not _answers(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log = error_log.read_text() if error_log.exists() else ""
-                stderr_text = (prefix / "tmp" / "stderr.log").read_text()
-                raise RuntimeError(
-                    f"nginx did not start:\n{stderr_text}\n{log}\n{conf.read_text()}"
-                )
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
+        nginx = NginxProcess(root, port, nginx_conf(port, upstream, root))
+    except ChildFailed as error:  # not installed: say how to install it
+        pytest.fail(str(error))
+    nginx.start()
+    try:
+        yield nginx.url
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        nginx.stop()
 
 
 async def test_a_live_scenario_streams_through_nginx_chunk_by_chunk(
