@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,6 @@ import uvicorn
 from starlette.applications import Starlette
 
 from server import logs
-from server.app import create_app
 from server.backends import check_backends
 from server.settings import ServerSettings, Settings, SettingsError, load
 from server.store import Unreachable, check_store
@@ -34,6 +37,8 @@ METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # The command line, handed to the workers (spawned, so they start from nothing) as JSON. Not
 # CROSSROADS_*: the settings would take that for a setting.
 ARGV_VARIABLE = "RUN_PY_ARGV"
+# How often a worker looks whether its supervisor is still there.
+PARENT_POLL_S = 1.0
 # Everything uvicorn is given besides the [server] settings, the same for one worker or several.
 UVICORN_FIXED: dict[str, Any] = {
     "access_log": False,
@@ -104,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.server.log_level)
     options = {**uvicorn_options(settings.server), **UVICORN_FIXED}
     if settings.server.workers == 1:
+        # Imported here: a supervisor never builds the app, and it would hold ~30 MB of modules
+        # (the web layer, the model clients) for nothing.
+        from server.app import create_app
+
         app = create_app(settings)
         tune_gc()
         uvicorn.run(app, **options)
@@ -122,11 +131,27 @@ def main(argv: list[str] | None = None) -> int:
 def worker_app() -> Starlette:
     """uvicorn's factory, called in each worker process: the parent's settings (same command
     line, same environment), checked there already; this worker's logs and app."""
+    from server.app import create_app
+
     settings = settings_from(parse(json.loads(os.environ[ARGV_VARIABLE])))
     logs.configure(settings.server.log_level)
+    stop_with_parent(os.getppid())
     app = create_app(settings, metrics_dir=Path(os.environ[METRICS_DIR_VARIABLE]))
     tune_gc()
     return app
+
+
+def stop_with_parent(parent: int) -> None:
+    """Shut this worker down gracefully once its supervisor is gone. uvicorn's workers outlive
+    a SIGKILLed supervisor and would keep the port, so run.py started again could not bind it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        logs.event(logging.WARNING, "Supervisor gone: this worker stops", supervisor=parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor watch", daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ client with one kept-alive connection stays with the worker that accepted it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,10 +36,17 @@ class Supervised:
     proc: subprocess.Popen[bytes]
     url: str
     log: Path
+    seen: set[int] = field(default_factory=set)  # every worker ever seen, for the clean-up
 
     def workers(self) -> set[int]:
         """The supervisor's worker processes (its children that run the app)."""
-        return {child.pid for child in psutil.Process(self.proc.pid).children() if _app(child)}
+        try:
+            children = psutil.Process(self.proc.pid).children()
+        except psutil.NoSuchProcess:
+            return set()
+        found = {child.pid for child in children if _app(child)}
+        self.seen |= found
+        return found
 
     def started(self) -> set[int]:
         """The workers that logged the end of their start-up (their lifespan ran)."""
@@ -111,11 +119,15 @@ def supervised(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[Su
         eventually("both workers started", lambda: running.started() == running.workers())
         yield running
     finally:
+        # Whatever the test left running (it failed before its own signal): nothing outlives it.
+        running.workers()
         if proc.poll() is None:
-            proc.kill()  # the test failed before its own SIGTERM; leave nothing behind
-            for pid in _children(proc.pid):
-                os.kill(pid, signal.SIGKILL)
+            proc.kill()
             proc.wait(10)
+        for pid in running.seen:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if _app(psutil.Process(pid)):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def _children(pid: int) -> list[int]:
@@ -240,6 +252,20 @@ def test_ctrl_c_stops_the_supervisor_and_its_workers_gracefully(
     eventually("no process of run.py left", lambda: not _running(everyone), timeout=10)
     assert finished(running) >= workers
     assert not metrics_dir.exists()  # removed on the way out
+
+
+def test_workers_stop_by_themselves_when_their_supervisor_is_killed(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    with supervised(tmp_path, postgres_url, redis_url) as running:
+        workers = running.workers()
+        everyone = {running.proc.pid, *_children(running.proc.pid)}
+        running.proc.kill()
+        running.proc.wait(10)
+        # Orphaned, they would keep the port and a new run.py could not bind it.
+        eventually("no process of run.py left", lambda: not _running(everyone), timeout=30)
+    assert finished(running) >= workers
+    assert running.logged("Supervisor gone") >= workers
 
 
 def finished(running: Supervised) -> set[int]:
