@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 
@@ -18,13 +19,39 @@ SHUTDOWN_GRACE_S = 1.0
 class FrameResponse(EventSourceResponse):
     """sse-starlette's response (pings, disconnects, the shutdown goodbye) for bytes that are
     already SSE frames. Without a send timeout a send needs no cancel scope of its own: that
-    scope per event was a twentieth of the app's CPU under load (bench/RESULTS.md)."""
+    scope per event was a twentieth of the app's CPU under load (bench/RESULTS.md).
+
+    The heartbeat (`ping`) is the longest silence the stream may keep, and it is kept even when
+    the event loop runs late: a heartbeat goes out after half of it without a byte sent.
+    sse-starlette sends one every `ping` seconds whatever was sent meanwhile, so a loop that
+    woke its timer late (a process sharing a busy core with a thousand streams) stretched the
+    silence past the heartbeat (6.9 s with heartbeat_s 5, bench/RESULTS.md). Text counts as a
+    sign of life: a stream that is being written sends no heartbeats at all."""
+
+    _last_sent = 0.0
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        self._last_sent = time.monotonic()
         if self.send_timeout is None:
             await send(message)
         else:
             await super()._send_with_timeout(send, message)
+
+    async def _ping(self, send: Send) -> None:
+        quiet_s = self.ping_interval / 2
+        self._last_sent = self._last_sent or time.monotonic()
+        while self.active:
+            wait = self._last_sent + quiet_s - time.monotonic()
+            if wait > 0:
+                await anyio.sleep(wait)
+                continue
+            ping = self.ping_message_factory() if self.ping_message_factory else _heartbeat()
+            async with self._send_lock:
+                if self.active:
+                    await self._send_with_timeout(
+                        send,
+                        {"type": "http.response.body", "body": ping.encode(), "more_body": True},
+                    )
 
 
 def sse(svc: Services, events: AsyncGenerator[Event]) -> FrameResponse:

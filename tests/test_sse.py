@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import itertools
+import time
+from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Message
 
 from server.sse import FrameResponse
 from server.streaming import Event
@@ -37,3 +42,64 @@ def test_the_send_the_frame_response_replaces_is_still_sse_starlettes() -> None:
     original = EventSourceResponse.__dict__["_send_with_timeout"]
     assert list(inspect.signature(original).parameters) == ["self", "send", "message"]
     assert FrameResponse._send_with_timeout is not original
+
+
+def test_the_ping_the_frame_response_replaces_is_still_sse_starlettes() -> None:
+    """The heartbeat on silence overrides sse-starlette's `_ping` too: same guard."""
+    original = EventSourceResponse.__dict__["_ping"]
+    assert list(inspect.signature(original).parameters) == ["self", "send"]
+    assert FrameResponse._ping is not original
+
+
+HEARTBEAT_S = 2.0
+
+
+async def _heartbeats(pieces: list[tuple[float, bytes]]) -> list[tuple[float, bytes]]:
+    """What a FrameResponse with HEARTBEAT_S writes for pieces sent after their delays:
+    (monotonic time, body) of every body message."""
+    sent: list[tuple[float, bytes]] = []
+    finished = anyio.Event()
+
+    async def frames() -> AsyncIterator[bytes]:
+        for delay, body in pieces:
+            await anyio.sleep(delay)
+            yield body
+
+    async def receive() -> Message:
+        await finished.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            sent.append((time.monotonic(), message["body"]))
+
+    response = FrameResponse(frames(), ping=HEARTBEAT_S, ping_message_factory=lambda: PING)
+    scope = {"type": "http", "method": "GET", "asgi": {"spec_version": "2.4"}}
+    with anyio.fail_after(30):
+        await response(scope, receive, send)
+    finished.set()
+    return sent
+
+
+PING = ServerSentEvent(comment="ping", event="heartbeat")
+
+
+@pytest.mark.anyio
+async def test_a_stream_being_written_sends_no_heartbeat_and_a_silent_one_sends_them_early() -> (
+    None
+):
+    """The heartbeat is the longest silence allowed: text is a sign of life, and a silent stream
+    gets a heartbeat after half of it, so a loop running late keeps within it (bench/RESULTS.md)."""
+    text = [(0.0, b"data: first\r\n\r\n")] + [(HEARTBEAT_S / 8, b"data: x\r\n\r\n")] * 16
+    sent = await _heartbeats([*text, (2.5 * HEARTBEAT_S, b"data: last\r\n\r\n")])
+    bodies = [body for _, body in sent]
+    writing = bodies[: len(text)]
+    assert PING.encode() not in writing  # two heartbeats' time of text, every eighth of one
+    silent = sent[len(text) - 1 :]
+    pings = [at for at, body in silent if body == PING.encode()]
+    assert pings, "no heartbeat while the stream was silent"
+    assert bodies[-1] == b"data: last\r\n\r\n"
+    # Each heartbeat only after half a heartbeat without a byte: never sooner.
+    for (before, _), (at, body) in itertools.pairwise(silent):
+        if body == PING.encode():
+            assert at - before >= HEARTBEAT_S / 2 - 0.01
