@@ -72,6 +72,7 @@ class Usage:
 class Watched:
     name: str
     process: psutil.Process
+    tree: bool = False  # with its children (PostgreSQL's backends)
     peak_rss_mb: float = 0.0
     last: Usage = field(default_factory=lambda: Usage(0.0, 0.0))
 
@@ -86,9 +87,9 @@ class Monitor:
         self._thread = threading.Thread(target=self._loop, name="bench-monitor", daemon=True)
         self._thread.start()
 
-    def watch(self, name: str, pid: int) -> None:
+    def watch(self, name: str, pid: int, *, tree: bool = False) -> None:
         with self._lock:
-            self._watched[name] = Watched(name, psutil.Process(pid))
+            self._watched[name] = Watched(name, psutil.Process(pid), tree)
         self.sample()
 
     def unwatch(self, name: str) -> Watched | None:
@@ -101,12 +102,17 @@ class Monitor:
         with self._lock:
             for name, watched in self._watched.items():
                 try:
-                    with watched.process.oneshot():
-                        rss = watched.process.memory_info().rss / MB
-                        times = watched.process.cpu_times()
+                    usage = _usage(watched.process)
+                    for child in watched.process.children(recursive=True) if watched.tree else ():
+                        try:
+                            more = _usage(child)
+                        except psutil.Error:
+                            continue  # a child that ended between the listing and the reading
+                        usage = Usage(usage.rss_mb + more.rss_mb, usage.cpu_s + more.cpu_s)
                 except psutil.Error:
                     continue
-                watched.last = Usage(rss, times.user + times.system)
+                rss = usage.rss_mb
+                watched.last = usage
                 watched.peak_rss_mb = max(watched.peak_rss_mb, rss)
                 now[name] = watched.last
         return now
@@ -123,6 +129,13 @@ class Monitor:
     def _loop(self) -> None:
         while not self._stop.wait(SAMPLE_S):
             self.sample()
+
+
+def _usage(process: psutil.Process) -> Usage:
+    with process.oneshot():
+        rss = process.memory_info().rss / MB
+        times = process.cpu_times()
+    return Usage(rss, times.user + times.system)
 
 
 @contextmanager
@@ -170,9 +183,16 @@ def app_env(settings: Mapping[str, Any]) -> dict[str, str]:
 def app(log_dir: Path, settings: Mapping[str, Any]) -> Iterator[tuple[int, int]]:
     """`python run.py --port P` with the settings as environment overrides; yields port, pid."""
     port = free_port()
+    command = [PYTHON, "run.py", "--port", str(port)]
+    stalls = os.environ.get("BENCH_STALLS")
+    if stalls:
+        # The event-loop stall probe (bench/stalls.py) wraps the app: a diagnostic only.
+        Path(stalls).mkdir(parents=True, exist_ok=True)
+        out = Path(stalls) / f"stalls-{port}.json"
+        command = [PYTHON, "-m", "bench.stalls", str(out), *command[1:]]
     with (log_dir / "app.log").open("ab") as log:
         proc = subprocess.Popen(
-            [PYTHON, "run.py", "--port", str(port)],
+            command,
             cwd=ROOT,
             env=app_env(settings),
             stdout=log,
