@@ -67,7 +67,9 @@ format: install
 	$(BIN)/ruff format server tests $(wildcard bench) run.py
 	$(BIN)/ruff check --fix server tests $(wildcard bench) run.py
 
-bench: install
+# The cluster case runs Redis, PostgreSQL and nginx as processes, as `make cluster` does.
+bench: SYSTEM_DEPS := nginx postgresql redis-server
+bench: install system-deps
 	$(BIN)/python -m bench
 
 clean:

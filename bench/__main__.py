@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--cases direct,app,overload,idle,cache]`: run, write JSON and RESULTS.md."""
+"""`python -m bench [--quick] [--cases direct,app,...,cluster]`: run, write JSON and RESULTS.md."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import cases, report
+from bench.cluster import WORKERS, distributed
 from bench.journeys import journeys
 from bench.procs import raise_fd_limit
 
 HERE = Path(__file__).resolve().parent
 FAST_RATE = 200.0
-CASES = ("direct", "app", "overload", "idle", "cache", "fast", "journeys")
+CASES = ("direct", "app", "overload", "idle", "cache", "fast", "journeys", "cluster")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +118,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     for n in plan.journey_sizes if "journeys" in chosen else ():
         record("journeys", lambda n=n: journeys(n, work))  # type: ignore[misc]
+    for n in plan.cluster_sizes if "cluster" in chosen else ():
+        # One embedded worker, then WORKERS distributed ones behind nginx on Redis and
+        # PostgreSQL: the same upstream, the same N at once (issue 12, section 4).
+        record(
+            "cluster",
+            lambda n=n: cases.through_app(  # type: ignore[misc]
+                n, work, slots=n + 10, label=f"embedded-1-{n}", kind="cluster"
+            ),
+        )
+        record("cluster", lambda n=n: distributed(n, work, workers=WORKERS))  # type: ignore[misc]
     text = report.write(args.results, HERE / "RESULTS.md")
     print(
         f"[bench] done in {time.monotonic() - began:.0f} s; wrote {HERE / 'RESULTS.md'}\n",

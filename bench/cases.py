@@ -48,6 +48,7 @@ class Plan:
     idle_hold_s: float
     cache_sessions: int
     journey_sizes: tuple[int, ...]
+    cluster_sizes: tuple[int, ...]
 
 
 FULL = Plan(
@@ -57,6 +58,7 @@ FULL = Plan(
     idle_hold_s=12.0,
     cache_sessions=200,
     journey_sizes=(100, 300, 1000),
+    cluster_sizes=(500, 1000),
 )
 QUICK = Plan(
     sizes=(100, 500),
@@ -65,6 +67,7 @@ QUICK = Plan(
     idle_hold_s=11.0,
     cache_sessions=40,
     journey_sizes=(50,),
+    cluster_sizes=(100,),
 )
 
 

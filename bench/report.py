@@ -334,6 +334,46 @@ def journeys_section(found: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def cluster_section(found: dict[str, dict[str, Any]]) -> list[str]:
+    runs = list((found.get("cluster") or {}).get("runs", []))
+    if not runs:
+        return []
+    runs.sort(key=lambda r: (r["n"], r.get("workers", 1)))
+    lines = [
+        "",
+        "### Cluster: 1 embedded worker against 2 distributed workers (Redis, PostgreSQL, nginx)",
+        "",
+        "The same fake upstream and N visitors at once; the distributed workers sit behind nginx "
+        "round-robin (`server/cluster.py`'s own Redis, PostgreSQL and nginx). App CPU is the sum "
+        "over the workers; Redis commands are INFO commandstats' calls over the measured window, "
+        "per text frame the clients received and per relayed chunk.",
+        "",
+        "| run | N | complete | first text ms p50/p99 | total s p50 | largest gap s "
+        "| app CPU s (per worker) | app µs/chunk | Redis CPU s | Redis µs/chunk | Redis commands "
+        "| per frame / per chunk | nginx CPU s | PostgreSQL CPU s | upstream CPU s | load 1 min |",
+        "|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for r in runs:
+        s, server = r["streams"], r["server"]
+        ft = s.get("ttft_s") or {}
+        redis = r.get("redis") or {}
+        per_worker = " + ".join(num(c) for c in r.get("workers_cpu_s", []))
+        redis_chunk = redis.get("cpu_per_chunk_s")
+        lines.append(
+            f"| {r['label']} | {r['n']:,} | {s['completed']}/{s['n']} "
+            f"| {ms(ft.get('p50'))} / {ms(ft.get('p99'))} | {num((s.get('total_s') or {}).get('p50'))} "
+            f"| {num(s['largest_gap_s'])} | {num(server['cpu_s'])}"
+            + (f" ({per_worker})" if per_worker else "")
+            + f" | {num(server['cpu_per_chunk_s'] * 1e6 if server['cpu_per_chunk_s'] else None, '.0f')} "
+            f"| {num(redis.get('cpu_s'))} | {num(redis_chunk * 1e6 if redis_chunk else None, '.1f')} "
+            f"| {redis.get('commands', '-')} | {num(redis.get('commands_per_frame'))} / "
+            f"{num(redis.get('commands_per_chunk'))} | {num(r.get('nginx_cpu_s'))} "
+            f"| {num(r.get('postgres_cpu_s'))} | {num(r.get('upstream_usage', {}).get('cpu_s'))} "
+            f"| {load_cell(r)} |"
+        )
+    return lines
+
+
 TOKENS_NOTE = "200 tokens at 50 tokens/s after 0.3 s from the fake upstream"
 
 
@@ -384,6 +424,7 @@ def write(results_dir: Path, path: Path) -> str:
         *cache_section(found),
         *fast_section(found),
         *journeys_section(found),
+        *cluster_section(found),
         "",
         "## Where the time goes",
         "",
