@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskGroup
 
+from server.broker_lease_redis import HELD, RETAKEN, Lease, Leases
 from server.broker_stops_redis import Stop, announce, forget, listen
 from server.broker_stream_redis import (
     DONE_TTL_S,
@@ -29,35 +29,6 @@ from server.streaming import Generation, Key, Render, Visible, Work
 logger = logging.getLogger("crossroads")
 # While no version is known yet (the owner is still beginning), a mirror asks this often.
 EARLY_POLL_S = 0.05
-
-# Writes fenced by the lease: the frame is appended only while `token` holds the step's lease,
-# so an owner that was paused past its lease changes nothing in Redis either. ARGV[5] = "1"
-# when the version is new (the header names it; the old version's stream, ARGV[6] its entry id
-# or "", tells its readers where the text went).
-PUBLISH = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[5] == '1' then
-  redis.call('HSET', KEYS[3], 'version', ARGV[4])
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
-  if ARGV[6] ~= '' then
-    redis.call('XADD', KEYS[4], ARGV[6], 'v', ARGV[4])
-    redis.call('PEXPIRE', KEYS[4], ARGV[3])
-  end
-end
-redis.call('XADD', KEYS[2], ARGV[2], unpack(ARGV, 7))
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-if ARGV[5] ~= '1' then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
-return 1
-"""
-RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class RedisBroker:
@@ -80,7 +51,6 @@ class RedisBroker:
         self._redis = redis
         self._store = store
         self._grace_s = grace_s
-        self._lease_ms = max(1, int(lease_s * 1000))
         self._renew_s = lease_s / 3
         # Takeover within lease + this; stops come by pub/sub, this only bounds a lost message.
         self.check_s = min(0.5, lease_s / 3)
@@ -89,9 +59,7 @@ class RedisBroker:
         self._on_abandon = on_abandon
         self._local: dict[Key, Shared] = {}
         self._reader = Reader(redis)
-        self._publish = redis.client.register_script(PUBLISH)
-        self._renew = redis.client.register_script(RENEW)
-        self._release = redis.client.register_script(RELEASE)
+        self._leases = Leases(redis, lease_s)
         self.abandoned = 0
         self.started = 0
 
@@ -161,11 +129,11 @@ class RedisBroker:
 
     async def _run(self, gen: Shared, work: Work) -> None:
         keys = StepKeys(gen.key)
-        token = secrets.token_hex(8)
+        lease = self._leases.of(keys)
         try:
             while not gen.ended:
-                if await self._acquire(keys, token):
-                    await self._own(gen, work, keys, token)
+                if await _acquire(lease):
+                    await self._own(gen, work, lease)
                     return
                 await self._mirror(gen, keys)
         except Exception:
@@ -183,17 +151,6 @@ class RedisBroker:
                 # After its last frame and its lease's release: nothing of it comes back.
                 await forget(self._redis, gen.key[0])
 
-    async def _acquire(self, keys: StepKeys, token: str) -> bool:
-        """The step's lease (set if absent); True as well when Redis is away: then this worker
-        writes the step alone, and the store's version still fences every write."""
-        try:
-            got = await self._redis.call(
-                lambda: self._redis.client.set(keys.lease, token, nx=True, px=self._lease_ms)
-            )
-        except UNAVAILABLE:
-            return True
-        return bool(got)
-
     async def _mirror(self, gen: Shared, keys: StepKeys) -> None:
         """Follow the owner's stream until the step ends or its lease is gone (then return, so
         that this worker tries to take the step over)."""
@@ -210,7 +167,8 @@ class RedisBroker:
                 pass
             await _sleep_until_ended(gen, self.check_s if gen.watched else EARLY_POLL_S)
 
-    async def _own(self, gen: Shared, work: Work, keys: StepKeys, token: str) -> None:
+    async def _own(self, gen: Shared, work: Work, lease: Lease) -> None:
+        keys = lease.keys
         if gen.ready.is_set():
             # A takeover: the step is written again from nothing under the version it begins;
             # nothing is published or checked under the old one.
@@ -221,12 +179,13 @@ class RedisBroker:
         gen.published = (0, 0)
         gen._cancel_grace()
         self.started += 1
+        away = True
         with contextlib.suppress(*UNAVAILABLE):
-            await self._refresh_seen(gen, keys, force=True)
+            away = not await self._refresh_seen(gen, keys, force=True)
         published = anyio.Event()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._keep, gen, keys, token)
-            tg.start_soon(self._publisher, gen, keys, token, published)
+            tg.start_soon(self._keep, gen, lease, away)
+            tg.start_soon(self._publisher, gen, lease, published)
             try:
                 with gen.cancel_scope:
                     await work(gen)
@@ -239,31 +198,32 @@ class RedisBroker:
                 with anyio.move_on_after(2, shield=True):
                     await published.wait()
                 tg.cancel_scope.cancel()
-        with (
-            anyio.CancelScope(shield=True),
-            anyio.move_on_after(2),
-            contextlib.suppress(*UNAVAILABLE),
-        ):
-            await self._redis.call(lambda: self._release(keys=[keys.lease], args=[token]))
+        await lease.release()
 
-    async def _keep(self, gen: Shared, keys: StepKeys, token: str) -> None:
+    async def _keep(self, gen: Shared, lease: Lease, away: bool) -> None:
         """Renew the lease, keep the step alive while anyone watches it anywhere, and read the
         store at each renewal: a lost stop announcement delays a stop, never loses it."""
         renew_at = time.monotonic() + self._renew_s
         while not gen.ended:
             await anyio.sleep(self.check_s)
             try:
-                if not await self._refresh_seen(gen, keys):
+                # Back from Redis being away (its "seen" keys may be lost with it): the viewers
+                # elsewhere get a grace period to say so again before the step is abandoned.
+                if not await self._refresh_seen(gen, lease.keys, force=away):
                     self._abandon(gen)
                     return
-                if time.monotonic() < renew_at:
-                    continue
-                renew_at = time.monotonic() + self._renew_s
-                held = await self._redis.call(
-                    lambda: self._renew(keys=[keys.lease], args=[token, self._lease_ms])
-                )
+                away = False
             except UNAVAILABLE:
+                away = True
+            if time.monotonic() < renew_at:
                 continue
+            renew_at = time.monotonic() + self._renew_s
+            try:
+                held = await lease.renew()
+            except UNAVAILABLE:
+                # Unknown while Redis is away: the step's version fences every write meanwhile,
+                # and the store is read all the same (a stop is not announced either).
+                held = HELD
             if not held:
                 self._lost(gen)
                 return
@@ -273,13 +233,17 @@ class RedisBroker:
                 # The database away for a moment must not end a step that is being written.
                 logger.warning("Step not read at lease renewal", exc_info=True)
                 continue
-            if (
-                gen.ready.is_set()
-                and gen.version != gen.stale
-                and (step is None or step.status != "generating" or step.version != gen.version)
-            ):
+            if not gen.ready.is_set() or gen.version == gen.stale:
+                continue
+            if step is None or step.status != "generating":
+                # Stopped, rewound or deleted: the viewers get what the step is now.
                 gen.finish()
                 gen.cancel_scope.cancel()
+                return
+            if held == RETAKEN and step.version != gen.version:
+                # The lease had lapsed and another worker wrote the step meanwhile. (With the
+                # lease held throughout, a newer version is this worker's own replaced text.)
+                self._lost(gen)
                 return
 
     async def _refresh_seen(self, gen: Shared, keys: StepKeys, *, force: bool = False) -> bool:
@@ -308,24 +272,36 @@ class RedisBroker:
         gen._end()
         gen.cancel_scope.cancel()
 
-    async def _publisher(
-        self, gen: Shared, keys: StepKeys, token: str, published: anyio.Event
-    ) -> None:
-        """One entry per frame with the text added since the last one (first text at once),
-        a new stream per version; the last entry says how the generation ended."""
+    async def _publisher(self, gen: Shared, lease: Lease, published: anyio.Event) -> None:
+        """Publish the generation's frames; while Redis is away this worker's viewers still
+        read it, and when Redis is back the step is claimed and published again, whole."""
         try:
             while not gen.ended and (not gen.ready.is_set() or gen.version == gen.stale):
                 await gen.changed.wait()
-            version, sent, status = 0, 0, ""
+            while not await self._frames(gen, lease):
+                logger.warning("Generation not published: Redis is unreachable", exc_info=True)
+                gen.published = None  # nobody elsewhere can follow now: show all here
+                gen._notify()
+                if not await self._reclaim(gen, lease):
+                    return
+        finally:
+            published.set()
+
+    async def _frames(self, gen: Shared, lease: Lease) -> bool:
+        """One entry per frame with the text added since the last one (first text at once),
+        a new stream per version; the last entry says how the generation ended. False when
+        Redis went away."""
+        version, sent, status = 0, 0, ""
+        try:
             while True:
                 changed = gen.changed
                 text, ended = gen.text, gen.ended
                 fields: list[str] = []
-                old, marker = keys.stream(version or gen.version), ""
+                previous: tuple[int, int] | None = None
                 new_version = gen.version != version
                 if new_version:
                     # Readers of the old version's stream learn where the text went.
-                    marker = f"{sent}-*" if version else ""
+                    previous = (version, sent) if version else None
                     version, sent = gen.version, 0
                 if len(text) > sent or new_version:
                     fields += ["t", text[sent:]]
@@ -336,31 +312,55 @@ class RedisBroker:
                     fields += ["e", "finished" if gen.finished else "ended"]
                 if fields:
                     ttl = DONE_TTL_S * 1000 if ended else self._live_ttl_ms
-                    head: list[str | int] = [token, f"{len(text)}-*", ttl, version]
-                    head += ["1" if new_version else "0", marker, *fields]
-                    step_keys = [keys.lease, keys.stream(version), keys.header, old]
-                    ok = await self._append(step_keys, head)
-                    if not ok:
+                    appended = await lease.append(
+                        version,
+                        fields,
+                        offset=len(text),
+                        ttl_ms=ttl,
+                        new=new_version,
+                        previous=previous,
+                    )
+                    if not appended:
                         self._lost(gen)
-                        return
+                        return True
                     sent = len(text)
                     gen.published = (version, sent)
                     gen._notify()
                 if ended:
-                    return
+                    return True
                 await changed.wait()
                 if self._frame_s > 0 and sent > 0 and not gen.ended:
                     await anyio.sleep(self._frame_s)
         except UNAVAILABLE:
-            # Nobody elsewhere can follow now; this worker's viewers still read the generation.
-            logger.warning("Generation not published: Redis is unreachable", exc_info=True)
-            gen.published = None
-            gen._notify()
-        finally:
-            published.set()
+            return False
 
-    async def _append(self, step_keys: list[str], args: list[str | int]) -> bool:
-        return bool(await self._redis.call(lambda: self._publish(keys=step_keys, args=args)))
+    async def _reclaim(self, gen: Shared, lease: Lease) -> bool:
+        """Redis is back (or this worker began the step while it was away): hold the step's
+        lease again, unless another worker took it meanwhile (then this one gives way), and
+        go on under a new version, so that whatever Redis lost or missed is published whole
+        and mirrors anywhere follow the new stream. False when there is nothing to publish."""
+        while not gen.ended:
+            await _sleep_until_ended(gen, self.check_s)
+            try:
+                held = await lease.renew()
+            except UNAVAILABLE:
+                continue
+            if not held:
+                self._lost(gen)
+                return False
+            try:
+                version = await self._store.bump_version(*gen.key, gen.version)
+            except Exception:
+                # Stopped, deleted or written by another worker meanwhile (a Conflict), or the
+                # database away: the viewers reconnect and get what the step is.
+                logger.warning("Generation not published again", exc_info=True)
+                self._lost(gen)
+                return False
+            gen.replace(gen.text, version)
+            return True
+        # Ended while Redis was away: workers that follow the step find it in the store when
+        # they find its lease gone.
+        return False
 
     # Stop, delete, rewind: announced to every worker.
 
@@ -375,6 +375,16 @@ class RedisBroker:
         await announce(self._redis, stop)
         if stop.deleted:
             await forget(self._redis, stop.session_id)
+
+
+async def _acquire(lease: Lease) -> bool:
+    """The step's lease (set if absent); True as well when Redis is away: then this worker
+    writes the step alone (the store's version fences every write) and claims the lease when
+    Redis is back (Lease.renew)."""
+    try:
+        return await lease.acquire()
+    except UNAVAILABLE:
+        return True
 
 
 async def _sleep_until_ended(gen: Generation, seconds: float) -> None:

@@ -8,17 +8,19 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.to_thread
 import pytest
 from anyio.abc import TaskGroup
 
 from server.broker_redis import RedisBroker
 from server.broker_stream_redis import StepKeys
 from server.records import Finished
-from server.shared_redis import SharedRedis
-from server.store import Conflict, Store
+from server.shared_redis import PAUSE_S, SharedRedis
+from server.store import Conflict, Step, Store
 from server.store_postgres import PostgresStore
 from server.streaming import Event, Generation
 from server.viewing import follow
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 # Short, for quick takeovers, yet renewed in time on a busy machine.
@@ -354,3 +356,69 @@ async def test_deleting_a_session_removes_its_keys_at_once_on_every_worker(
         # Nobody writes them again: not the old owner, not the other worker's mirror.
         await anyio.sleep(3 * a.broker.check_s)
         assert await a.redis.client.keys(pattern) == []
+
+
+async def test_a_step_begun_while_redis_is_away_is_claimed_and_published_when_it_returns(
+    redis_server: RedisServer, redis_url: str, postgres_url: str
+) -> None:
+    async with workers(redis_url, postgres_url, 2) as (a, b), anyio.create_task_group() as tg:
+        sid = await _session(a.store)
+        redis_server.stop()
+        # Written without a lease (only the store's version fences it): the viewer here reads
+        # it, nobody elsewhere can.
+        writer = Writer(a.store, sid)
+        gen_a = a.broker.start((sid, 0), writer)
+        here: list[Event] = []
+        tg.start_soon(_read, gen_a, None, here)
+        writer.give("Written while ")
+        await _until(lambda: gen_a.text == "Written while ")
+        await anyio.to_thread.run_sync(redis_server.start)  # empty, as after a crash
+        # Back: A holds the step's lease again and publishes what it has, whole, under a new
+        # version (after the client's pause of a few seconds since its last failure).
+        keys = StepKeys((sid, 0))
+        with anyio.fail_after(PAUSE_S + LEASE_S + 5):
+            while not await a.redis.client.hget(keys.header, "version"):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        elsewhere: list[Event] = []
+        follower = Writer(b.store, sid)
+        gen_b = b.broker.start((sid, 0), follower)
+        tg.start_soon(_read, gen_b, None, elsewhere)
+        await _until(lambda: gen_b.text == "Written while ")
+        writer.give("Redis was away", "<end>")
+        await _until(lambda: gen_a.ended and gen_b.ended)
+    assert gen_a.finished and not follower.versions  # B followed, never wrote
+    for seen in (here, elsewhere):
+        assert _text(seen) == "Written while Redis was away"
+        assert seen[-1] == Event("done", "<p>done</p>")
+    step = await _step(postgres_url, sid)
+    assert step is not None
+    assert (step.status, step.text) == ("done", "Written while Redis was away")
+    assert step.version == gen_a.version > writer.versions[0]
+
+
+async def test_a_stop_pressed_while_redis_is_away_reaches_the_owner_through_the_store(
+    redis_server: RedisServer, redis_url: str, postgres_url: str
+) -> None:
+    async with workers(redis_url, postgres_url, 2) as (a, b), anyio.create_task_group() as tg:
+        sid = await _session(a.store)
+        writer = Writer(a.store, sid)
+        gen_a = a.broker.start((sid, 0), writer)
+        seen: list[Event] = []
+        tg.start_soon(_read, gen_a, None, seen)
+        writer.give("Half a ")
+        await _until(lambda: gen_a.text == "Half a ")
+        redis_server.stop()
+        assert await b.store.stop_step(sid, 0, "Half a ")
+        b.broker.end(sid, 0)  # not announced: Redis is away
+        # Read from the store at the owner's next lease renewal.
+        with anyio.fail_after(LEASE_S + 2):
+            await _until(lambda: gen_a.ended)
+    assert gen_a.finished and seen[-1] == Event("done", "<p>done</p>")
+
+
+async def _step(postgres_url: str, sid: str) -> Step | None:
+    store = await PostgresStore.connect(postgres_url)
+    try:
+        return await store.step(sid, 0)
+    finally:
+        await store.close()
