@@ -160,6 +160,11 @@ class RunningCluster:
     def nginx_pid(self) -> int | None:
         return self.cluster.nginx.pid
 
+    def logs(self, lines: int = 40) -> str:
+        """The end of every process's log (workers, nginx, the upstream), for a failure report."""
+        children = [w.child for w in self.workers] + [self.cluster.nginx.child, self.upstream.child]
+        return "\n".join(f"--- {c.name} (pid {c.pid}){c.tail(lines)}" for c in children)
+
     def pids(self) -> list[int]:
         """The PIDs of the processes this cluster started that still run (not Redis and
         PostgreSQL, which belong to the session)."""
@@ -177,8 +182,9 @@ def sections(*layers: Sections) -> dict[str, dict[str, Any]]:
 
 @contextmanager
 def logs_on_failure(cluster: Cluster, upstream: UpstreamProcess) -> Iterator[None]:
-    """On a failure, the end of every process's log goes to stderr (pytest shows it with the
-    failure), before the cluster's directory is removed."""
+    """Used as a plain context manager (not through the fixtures, whose failures the report
+    hook below covers): on an exception, the end of every process's log goes to stderr before
+    the cluster's directory is removed."""
     try:
         yield
     except BaseException:
@@ -235,6 +241,21 @@ def running_cluster(
 
 
 ClusterFactory = Callable[..., RunningCluster]
+# The clusters a test (or, for shared_cluster, its module) started: their logs go with a failure.
+CLUSTERS = pytest.StashKey[list[RunningCluster]]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries the end of every log of its clusters (taken now, while
+    the processes and their directory are still there: teardown comes after)."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed:
+        return
+    for node in item.listchain():
+        for running in node.stash.get(CLUSTERS, []):
+            report.sections.append((f"cluster logs ({running.root})", running.logs()))
 
 
 @pytest.fixture(scope="session")
@@ -252,18 +273,23 @@ def upstream_process() -> Iterator[UpstreamProcess]:
 
 @pytest.fixture
 def start_cluster(
-    redis_server: RedisServer, postgres: PostgresServer, upstream_process: UpstreamProcess
+    request: pytest.FixtureRequest,
+    redis_server: RedisServer,
+    postgres: PostgresServer,
+    upstream_process: UpstreamProcess,
 ) -> Iterator[ClusterFactory]:
     """start_cluster(settings={"limits": {...}}, workers=3) -> RunningCluster, stopped at the
     end of the test."""
     with ExitStack() as stack:
 
         def start(*, settings: Sections | None = None, workers: int = 3) -> RunningCluster:
-            return stack.enter_context(
+            running = stack.enter_context(
                 running_cluster(
                     redis_server, postgres, upstream_process, settings=settings, workers=workers
                 )
             )
+            request.node.stash.setdefault(CLUSTERS, []).append(running)
+            return running
 
         yield start
 
@@ -276,10 +302,14 @@ def cluster(start_cluster: ClusterFactory) -> RunningCluster:
 
 @pytest.fixture(scope="module")
 def shared_cluster(
-    redis_server: RedisServer, postgres: PostgresServer, upstream_process: UpstreamProcess
+    request: pytest.FixtureRequest,
+    redis_server: RedisServer,
+    postgres: PostgresServer,
+    upstream_process: UpstreamProcess,
 ) -> Iterator[RunningCluster]:
     """One cluster with the default test settings for every test of a module that uses it:
     sound only for tests that stop, kill or pause nothing, and that script the upstream
     themselves (a script stays set for the next test)."""
     with running_cluster(redis_server, postgres, upstream_process) as running:
+        request.node.stash.setdefault(CLUSTERS, []).append(running)
         yield running
