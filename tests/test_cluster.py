@@ -150,10 +150,21 @@ async def test_a_stream_resumed_through_nginx_goes_on_at_the_next_worker_with_ex
 
 
 def children_of(pid: int) -> set[int]:
-    """The PIDs of a process's children (every thread's), from /proc."""
+    """The PIDs of a process's children (every thread's), from /proc (none once it is gone)."""
     found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found |= {int(p) for p in (task / "children").read_text().split()}
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found |= {int(p) for p in (task / "children").read_text().split()}
+    except FileNotFoundError:  # it, or one of its threads, ended meanwhile
+        pass
+    return found
+
+
+def descendants_of(pid: int) -> set[int]:
+    """Its children, theirs (PostgreSQL's own processes), and so on."""
+    found = children_of(pid)
+    for child in list(found):
+        found |= descendants_of(child)
     return found
 
 
@@ -197,8 +208,8 @@ async def test_the_cluster_program_serves_a_journey_step_and_ctrl_c_leaves_nothi
         where = re.search(r"Logs in (\S+)\.", line)
         assert where is not None, line
         data_dir = Path(where.group(1))
-        children = children_of(program.pid)
-        assert len(children) == 6  # redis-server, postgres, three workers, nginx
+        assert len(children_of(program.pid)) == 6  # redis-server, postgres, 3 workers, nginx
+        started = descendants_of(program.pid)
         async with Visitor(f"http://127.0.0.1:{port}") as visitor:
             with anyio.fail_after(LIMIT_S):
                 sid = await visitor.start()
@@ -217,7 +228,7 @@ async def test_the_cluster_program_serves_a_journey_step_and_ctrl_c_leaves_nothi
             program.stdout.close()
     assert code == 0, output
     assert "Stopped" in output
-    assert left_behind(children, data_dir, port) == []
+    assert left_behind(started, data_dir, port) == []
 
 
 def test_a_worker_killed_and_started_again_serves_on_its_port_and_nginx_passes_it_by(
