@@ -104,6 +104,8 @@ class FakeUpstream:
         self._turns: list[_Turn] = []
         self._turns_taken = 0
         self._queue: deque[Script] = deque()
+        # Queued scripts already taken by a request: release() must still reach their holds.
+        self._taken: list[Script] = []
         # The real server runs on another thread, so every counter update takes this lock.
         self._lock = threading.Lock()
 
@@ -144,9 +146,10 @@ class FakeUpstream:
         """Back to a fresh fake for the next test, in place: held streams released, the queue
         emptied, requests forgotten, the counters zeroed (streams still open stay counted)."""
         with self._lock:
-            held = [self.default, *self._queue]
+            held = [self.default, *self._queue, *self._taken]
             self.default = default or Script()
             self._queue.clear()
+            self._taken.clear()
             self.requests.clear()
             self.request_headers.clear()
             self.max_open_streams = self.open_streams
@@ -155,9 +158,10 @@ class FakeUpstream:
             script.release.set()
 
     def release(self) -> None:
-        """Let every held stream go on (the default script's and the queued scripts')."""
+        """Let every held stream go on: the default script's, and the queued scripts' whether a
+        request took them already or not."""
         with self._lock:
-            held = [self.default, *self._queue]
+            held = [self.default, *self._queue, *self._taken]
         for script in held:
             script.release.set()
 
@@ -208,6 +212,8 @@ class FakeUpstream:
             self.request_headers.append(headers)
             responder = self.responder
             queued = None if responder or not self._queue else self._queue.popleft()
+            if queued is not None and queued.hold_after is not None:
+                self._taken.append(queued)
         # Called outside the lock so a responder may itself inspect or script the fake.
         script = responder(request) if responder else queued or self.default
         if script.status != 200:

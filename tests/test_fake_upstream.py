@@ -369,3 +369,18 @@ async def test_scripted_and_read_over_http_when_it_runs_as_a_process(fake: FakeU
             refused = await control.post("script", json={"default": {"release": True}})
             assert refused.status_code == 400
             assert (await control.post("script", json={"queue": [{"nope": 1}]})).status_code == 400
+
+
+@pytest.mark.anyio
+async def test_release_reaches_a_queued_script_a_request_already_took(fake: FakeUpstream) -> None:
+    with serve(fake) as url, anyio.fail_after(LIMIT):
+        async with httpx2.AsyncClient(base_url=f"{url}/_fake/") as control:
+            queued = {"chunks": ["a", "b"], "hold_after": 1}
+            assert (await control.post("script", json={"queue": [queued]})).status_code == 200
+            async with AsyncOpenAI(api_key="test", base_url=url, max_retries=0) as client:
+                stream = await start(client)  # takes the queued script: held after "a"
+                received = [await anext(stream) for _ in range(2)]
+                await fake.wait_for(lambda f: f.open_streams == 1)
+                assert (await control.post("release")).status_code == 200
+                received += [chunk async for chunk in stream]
+    assert text_of(received) == "ab"
