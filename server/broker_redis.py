@@ -164,8 +164,20 @@ class RedisBroker:
                     await self._reader.watch(gen, keys, version)
                 await self._refresh_seen(gen, keys)
             except UNAVAILABLE:
-                pass
+                # Nothing comes through Redis now, but the store still says when the step has
+                # ended (its writer falls back once its model slot's lease lapses): this
+                # worker's viewers then get `done` from it instead of waiting for Redis.
+                if await self._ended_in_store(gen):
+                    gen.finish()
+                    return
             await _sleep_until_ended(gen, self.check_s if gen.watched else EARLY_POLL_S)
+
+    async def _ended_in_store(self, gen: Shared) -> bool:
+        try:
+            step = await self._store.step(*gen.key)
+        except Exception:
+            return False  # the database away as well: keep waiting
+        return step is None or step.status != "generating"
 
     async def _own(self, gen: Shared, work: Work, lease: Lease) -> None:
         keys = lease.keys
