@@ -195,22 +195,26 @@ class RedisBroker:
         with contextlib.suppress(*UNAVAILABLE):
             away = not await self._refresh_seen(gen, keys, force=True)
         published = anyio.Event()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._keep, gen, lease, away)
-            tg.start_soon(self._publisher, gen, lease, published)
-            try:
-                with gen.cancel_scope:
-                    await work(gen)
-            finally:
-                if not gen.ended:
-                    # Never begun (the step was done or stopped meanwhile): the store says what
-                    # it is. Begun and not finished: the viewers reconnect and find out.
-                    begun = gen.ready.is_set() and gen.version != gen.stale
-                    gen._end() if begun else gen.finish()
-                with anyio.move_on_after(2, shield=True):
-                    await published.wait()
-                tg.cancel_scope.cancel()
-        await lease.release()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._keep, gen, lease, away)
+                tg.start_soon(self._publisher, gen, lease, published)
+                try:
+                    with gen.cancel_scope:
+                        await work(gen)
+                finally:
+                    if not gen.ended:
+                        # Never begun (the step was done or stopped meanwhile): the store says
+                        # what it is. Begun and not finished: the viewers reconnect and find out.
+                        begun = gen.ready.is_set() and gen.version != gen.stale
+                        gen._end() if begun else gen.finish()
+                    with anyio.move_on_after(2, shield=True):
+                        await published.wait()
+                    tg.cancel_scope.cancel()
+        finally:
+            # Also when the worker shuts down (SIGTERM cancels everything): the step's lease is
+            # handed back at once, so a worker with viewers takes it over now, not a lease later.
+            await lease.release()
 
     async def _keep(self, gen: Shared, lease: Lease, away: bool) -> None:
         """Renew the lease, keep the step alive while anyone watches it anywhere, and read the
@@ -277,6 +281,8 @@ class RedisBroker:
     def _lost(self, gen: Shared) -> None:
         """Another worker holds the lease now: this one stops writing; its viewers reconnect
         and follow the new owner."""
+        if gen.ended:
+            return  # found by the renewal and by a frame at once: said once
         logger.warning(
             "Generation lease lost",
             extra={"fields": {"session_id": gen.key[0], "step": gen.key[1]}},
