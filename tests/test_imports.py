@@ -44,6 +44,9 @@ ONLY_IN_NAMED: dict[str, str] = {"redis": "_redis"}
 # What it must not import: importing module or package -> forbidden names. A package may
 # always import its own modules (the generators import each other).
 NEVER: dict[str, frozenset[str]] = {
+    # The settings' sections are declarations (types, bounds, defaults, help): settings.py loads
+    # them, never the reverse, and they reach nothing else of the app.
+    "server.settings_sections": frozenset({"server"}),
     "server.streaming": frozenset({"starlette", "sse_starlette"}),
     "server.viewing": frozenset({"starlette", "sse_starlette"}),
     # The journey ends a step with what the store holds; the web layer renders the element.
@@ -317,6 +320,18 @@ BAD_MODULES: Mapping[str, tuple[Source, str]] = {
         Source("server.generators.bank", "def other():\n    return open('x')\n"),
         "server.generators.bank:2 calls open()",
     ),
+    "settings-sections-import-the-loader": (
+        Source("server.settings_sections", "from server.settings import load\n"),
+        "server.settings_sections:1 imports server.settings",
+    ),
+    "settings-sections-read-the-environment": (
+        Source("server.settings_sections", "import os\nport = os.environ.get('PORT')\n"),
+        "server.settings_sections:2 reads .environ",
+    ),
+    "settings-sections-read-toml": (
+        Source("server.settings_sections", "import tomllib\n"),
+        "server.settings_sections:1 imports tomllib",
+    ),
     "a-tool-starts-the-app-in-process": (
         Source("bench.cases", "from server.app import create_app\n"),
         "bench.cases:1 imports server.app",
@@ -345,6 +360,10 @@ def test_checker_reports_a_forbidden_import(source: Source, expected: str) -> No
         Source("server.app", "import httpx2\n"),
         Source("run", "from server.app import create_app\n"),
         Source("server.settings", "import os, tomllib\nx = os.environ.get('A')\nopen('f')\n"),
+        Source("server.settings", "from server.settings_sections import Settings\n"),
+        Source(
+            "server.settings_sections", "from pathlib import Path\nfrom pydantic import Field\n"
+        ),
         Source("server.generators.offline", "from server.generators.bank import load_bank\n"),
         Source("server.generators.bank", "def load_bank():\n    return open('x')\n"),
         Source("server.watchdog", "import os\npid = os.getpid()\n"),
