@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes", help="comma-separated N for the direct and app cases (default 100,500,1000)"
     )
     parser.add_argument("--journey-sizes", help="comma-separated N for the journeys case")
+    parser.add_argument("--cluster-sizes", help="comma-separated N for the cluster case")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     args = parser.parse_args(argv)
     chosen = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.journey_sizes:
         sizes = tuple(int(n) for n in args.journey_sizes.split(","))
         plan = dataclasses.replace(plan, journey_sizes=sizes)
+    if args.cluster_sizes:
+        sizes = tuple(int(n) for n in args.cluster_sizes.split(","))
+        plan = dataclasses.replace(plan, cluster_sizes=sizes)
     raise_fd_limit()
     args.results.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="crossroads-bench-"))

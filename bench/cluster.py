@@ -77,6 +77,12 @@ def distributed(n: int, work: Path, *, workers: int) -> dict[str, Any]:
                 deployment.stop()
     finally:
         monitor.close()
+        # The workers', nginx's and the servers' logs stay with the bench's own (kept on a failure
+        # or with --keep).
+        for log in root.rglob("*.log"):
+            kept = work / label / log.relative_to(root)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, kept)
         shutil.rmtree(root, ignore_errors=True)
     figures = stream_figures(run.records, through_app=True)
     model_streams = sum(1 for r in run.records if r.get("ok") and r.get("fallback") is None)
