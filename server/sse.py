@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
@@ -10,7 +11,9 @@ import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Send
 
+from server import logs
 from server.services import Services
+from server.store import Unavailable
 from server.streaming import Event
 
 SHUTDOWN_GRACE_S = 1.0
@@ -81,5 +84,13 @@ async def _counted(svc: Services, events: AsyncGenerator[Event]) -> AsyncIterato
             async for event in events:
                 # The generation's own encoded frame: escaped and encoded once for all viewers.
                 yield event.encoded
+    except Unavailable as exc:
+        # The last event (`done`) is rendered from the store, which is away: the stream ends
+        # without it, as a dropped connection does, and the page connects again from its
+        # Last-Event-ID (answered 503 until the database is back, then the step as stored).
+        # Raised on, it would be a broken response logged as an unhandled error.
+        logs.event(
+            logging.WARNING, "Stream ended early: the database is unreachable", error=str(exc)
+        )
     finally:
         svc.metrics.streams.dec()
