@@ -23,7 +23,7 @@ from server.broker_stream_redis import (
     streamed,
 )
 from server.shared_redis import UNAVAILABLE, SharedRedis
-from server.store import Store
+from server.store import Store, Unavailable
 from server.streaming import Generation, Key, Render, Visible, Work
 
 logger = logging.getLogger("crossroads")
@@ -136,11 +136,17 @@ class RedisBroker:
                     await self._own(gen, work, lease)
                     return
                 await self._mirror(gen, keys)
-        except Exception:
-            logger.exception(
-                "Generation failed",
-                extra={"fields": {"session_id": gen.key[0], "step": gen.key[1]}},
-            )
+        except Exception as exc:
+            fields = {"session_id": gen.key[0], "step": gen.key[1]}
+            if _database_away(exc):
+                # Not a fault of this code: the step stays `generating` in the store and is
+                # written again (a new version) when a viewer asks for it once it is back.
+                logger.warning(
+                    "Generation ended: the database is unreachable",
+                    extra={"fields": {**fields, "error": str(exc)}},
+                )
+            else:
+                logger.exception("Generation failed", extra={"fields": fields})
         finally:
             self._reader.unwatch(gen)
             if not gen.ended:
@@ -403,6 +409,14 @@ async def _acquire(lease: Lease) -> bool:
         return await lease.acquire()
     except UNAVAILABLE:
         return True
+
+
+def _database_away(exc: Exception) -> bool:
+    """Whether `exc` is the store's Unavailable, alone or as all of a task group's errors."""
+    if isinstance(exc, ExceptionGroup):
+        _, rest = exc.split(Unavailable)
+        return rest is None
+    return isinstance(exc, Unavailable)
 
 
 async def _sleep_until_ended(gen: Generation, seconds: float) -> None:
