@@ -383,3 +383,34 @@ async def test_with_redis_stopped_steps_fall_back_pages_load_and_calls_resume(
         assert [exact_everywhere(cluster, viewer) for viewer in again] == [""] * 3
     print("LOGGED", logged(cluster, "error", "critical"), len(logged(cluster, "info")))
     assert logged(cluster, "error", "critical") == []
+
+
+async def test_with_postgresql_stopped_a_running_step_is_written_once_it_is_back(
+    start_cluster: ClusterFactory,
+) -> None:
+    cluster = start_cluster()
+    cluster.upstream.script(default={"chunks": words(60), "chunk_delay_s": 0.05})
+    pids = [worker.pid for worker in cluster.workers]
+    async with Visitor(cluster.url) as visitor:
+        running = Viewer(await visitor.start())
+        with anyio.fail_after(LIMIT_S):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(running.read, visitor.http)
+                while len(running.stream.of("chunk")) < 3:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+                await anyio.to_thread.run_sync(cluster.postgres.stop)
+                for worker in cluster.workers:
+                    async with httpx.AsyncClient(base_url=worker.url) as direct:
+                        ready = await direct.get("/readyz")
+                    assert ready.status_code == 503, ready.text
+                    assert ready.json()["store"] == "unreachable"
+                # Past the model's end (3 s): its writer cannot store the step.
+                await anyio.sleep(4)
+                await anyio.to_thread.run_sync(cluster.postgres.start)
+        # The page connected again and got the step, written again once the database was back.
+        assert exact_everywhere(cluster, running) == ""
+        assert running.stream.text() != "" and len(running.connections) > 1
+    assert [worker.pid for worker in cluster.workers] == pids  # no restart
+    # Honest warnings, no unhandled error (each 503 is logged as "Database unavailable").
+    errors = logged(cluster, "error", "critical")
+    assert {record["event"] for record in errors} <= {"Database unavailable"}, errors
