@@ -135,7 +135,8 @@ class LimitsSettings(_Section):
     high_risk_request_s: float = Field(
         30.0,
         gt=0,
-        description="A request that runs longer than this (seconds) is logged as high-risk.",
+        description="A page or form request that runs longer than this (seconds) is logged as "
+        "high-risk (a live stream lasts as long as its step: only its memory growth counts).",
     )
     high_risk_rss_mb: float = Field(
         50,

@@ -108,6 +108,7 @@ class TinyApp:
         self.stream_started.set()
         # Outlives a non-stream request that started later and was cut by the time limit.
         await self.slow_cancelled.wait()
+        self.memory.mb += float(request.query_params.get("mb", "0"))
         return PlainTextResponse("streamed")
 
     async def grow(self, request: Request) -> Response:
@@ -222,6 +223,26 @@ async def test_a_request_that_ran_long_is_logged_as_high_risk(
     [line] = lines(caplog, "High-risk request completed")
     assert line["duration_s"] >= 0.05
     assert line["rss_delta_mb"] == 0
+    assert tiny.high_risk == 1
+
+
+async def test_a_long_stream_is_not_high_risk_unless_it_grew_memory(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="crossroads")
+    tiny = TinyApp(high_risk_s=0.05)
+    async with tiny.client() as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.get, "/s/abc/steps/0/stream")
+            await tiny.stream_started.wait()
+            await anyio.sleep(0.1)  # past high_risk_s, as every step's stream is
+            tiny.slow_cancelled.set()
+        assert lines(caplog, "High-risk request completed") == []
+        grown = await client.get("/s/abc/steps/0/stream", params={"mb": "80"})
+    assert grown.status_code == 200
+    [line] = lines(caplog, "High-risk request completed")
+    assert line["path"] == "/s/abc/steps/0/stream"
+    assert line["rss_delta_mb"] == 80
     assert tiny.high_risk == 1
 
 
