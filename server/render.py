@@ -40,9 +40,9 @@ def markdown(text: str, *, top: int = 2) -> Markup:
     return Markup(clean)
 
 
-BAR_HEIGHT = 28
-LABEL_WIDTH = 190
+ROW_HEIGHT = 46
 BAR_WIDTH = 300
+VALUE_WIDTH = 50
 
 
 NOT_ENOUGH = "not enough to go on"
@@ -50,35 +50,33 @@ NOT_ENOUGH = "not enough to go on"
 
 def score_chart(scores: list[tuple[str, int | None]]) -> Markup:
     """A horizontal bar per dimension, 0 to 10, readable without colour and in print; a
-    dimension without a score gets no bar, and says so in words across its empty track."""
-    height = BAR_HEIGHT * len(scores) + 24
-    width = LABEL_WIDTH + BAR_WIDTH + 50
+    dimension without a score gets no bar, and says so in words across its empty track.
+
+    Each label sits above its bar, not beside it: the chart scales to the page's width, and a
+    label column beside the bars made the labels 7-8 px tall on a phone."""
+    height = ROW_HEIGHT * len(scores) + 6
+    width = BAR_WIDTH + VALUE_WIDTH
     rows = []
     for index, (label, score) in enumerate(scores):
-        y = 12 + index * BAR_HEIGHT
+        y = 6 + index * ROW_HEIGHT
+        head = f'<text x="0" y="{y + 14}" class="chart-label">{escape(label)}</text>'
+        track = (
+            f'<rect x="0" y="{y + 20}" width="{BAR_WIDTH}" height="16" rx="3" class="chart-track"/>'
+        )
+        value_at = f'x="{BAR_WIDTH + 10}" y="{y + 33}"'
         if score is None:
             rows.append(
-                f'<g class="chart-row chart-row-none">'
-                f'<text x="{LABEL_WIDTH - 10}" y="{y + 15}" text-anchor="end" class="chart-label">'
-                f"{escape(label)}</text>"
-                f'<rect x="{LABEL_WIDTH}" y="{y + 3}" width="{BAR_WIDTH}" height="16" rx="3" '
-                f'class="chart-track"/>'
-                f'<text x="{LABEL_WIDTH + 8}" y="{y + 15}" class="chart-none">{NOT_ENOUGH}</text>'
-                f'<text x="{LABEL_WIDTH + BAR_WIDTH + 10}" y="{y + 15}" class="chart-value">'
-                f"\u2013</text></g>"
+                f'<g class="chart-row chart-row-none">{head}{track}'
+                f'<text x="8" y="{y + 33}" class="chart-none">{NOT_ENOUGH}</text>'
+                f'<text {value_at} class="chart-value">\u2013</text></g>'
             )
             continue
         filled = BAR_WIDTH * max(0, min(10, score)) / 10
         rows.append(
-            f'<g class="chart-row">'
-            f'<text x="{LABEL_WIDTH - 10}" y="{y + 15}" text-anchor="end" class="chart-label">'
-            f"{escape(label)}</text>"
-            f'<rect x="{LABEL_WIDTH}" y="{y + 3}" width="{BAR_WIDTH}" height="16" rx="3" '
-            f'class="chart-track"/>'
-            f'<rect x="{LABEL_WIDTH}" y="{y + 3}" width="{filled:.0f}" height="16" rx="3" '
+            f'<g class="chart-row">{head}{track}'
+            f'<rect x="0" y="{y + 20}" width="{filled:.0f}" height="16" rx="3" '
             f'class="chart-bar"/>'
-            f'<text x="{LABEL_WIDTH + BAR_WIDTH + 10}" y="{y + 15}" class="chart-value">'
-            f"{score}/10</text></g>"
+            f'<text {value_at} class="chart-value">{score}/10</text></g>'
         )
     title = "; ".join(
         f"{label}: {NOT_ENOUGH}" if score is None else f"{label}: {score} of 10"

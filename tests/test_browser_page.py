@@ -425,3 +425,33 @@ def test_the_score_chart_is_readable_light_and_dark(
                 assert contrast(page, fill, behind) >= 4.5, (text, fill, behind)
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_the_score_chart_labels_are_body_sized_on_a_phone_and_a_desktop(
+    fast: str, browser: Browser, viewport: dict[str, int]
+) -> None:
+    ctx = new_context(browser, viewport=viewport)
+    try:
+        page = ctx.new_page()
+        start(page, fast, "Money")
+        for n in (1, 2):
+            step = page.locator(f"#step-{n}.is-done")
+            expect(step.locator(".reply").first).to_be_visible(timeout=WAIT_MS)
+            step.locator(".reply").first.click()
+        expect(page.locator("#step-3.is-done .score-chart")).to_be_visible(timeout=WAIT_MS)
+        # The chart scales with the page: what counts is the size its text is drawn at.
+        sizes = page.evaluate(
+            """() => [...document.querySelectorAll('#step-3 .chart-label')].map(t => {
+                const box = t.getBoundingClientRect();
+                const chart = t.ownerSVGElement.getBoundingClientRect();
+                return {height: box.height, inside: box.left >= chart.left - 1
+                        && box.right <= chart.right + 1};
+            })"""
+        )
+        assert sizes, "no chart labels"
+        for size in sizes:
+            assert 12 <= size["height"] <= 24, size
+            assert size["inside"], size
+    finally:
+        ctx.close()
