@@ -25,7 +25,14 @@ ONLY_IN: dict[str, frozenset[str]] = {
     "diskcache": frozenset({"server.cache_disk"}),
     # Each database driver in its own store implementation; the rest of the app sees the
     # Store interface only.
-    "sqlite3": frozenset({"server.store_sqlite", "server.db_sqlite"}),
+    "sqlite3": frozenset(
+        {
+            "server.store_sqlite",
+            "server.store_sqlite_steps",
+            "server.store_sqlite_edits",
+            "server.db_sqlite",
+        }
+    ),
     "psycopg": frozenset({"server.store_postgres", "server.db_postgres"}),
     "psycopg_pool": frozenset({"server.db_postgres"}),
     # Settings: the only reader of settings.toml (and of any other configuration format).
@@ -47,6 +54,12 @@ NEVER: dict[str, frozenset[str]] = {
     # The settings' sections are declarations (types, bounds, defaults, help): settings.py loads
     # them, never the reverse, and they reach nothing else of the app.
     "server.settings_sections": frozenset({"server"}),
+    # A store is made of its parts (steps and answers, journey edits), never the reverse; and no
+    # part reaches the other backend or the Store interface, which imports the stores.
+    "server.store_sqlite_steps": frozenset({"server.store", "server.store_sqlite"}),
+    "server.store_sqlite_edits": frozenset({"server.store", "server.store_sqlite"}),
+    "server.store_postgres_steps": frozenset({"server.store", "server.store_postgres"}),
+    "server.store_postgres_edits": frozenset({"server.store", "server.store_postgres"}),
     "server.streaming": frozenset({"starlette", "sse_starlette"}),
     "server.viewing": frozenset({"starlette", "sse_starlette"}),
     # The journey ends a step with what the store holds; the web layer renders the element.
@@ -220,6 +233,8 @@ def test_every_module_of_the_app_is_walked() -> None:
     assert {
         "server.store",
         "server.store_sqlite",
+        "server.store_sqlite_steps",
+        "server.store_postgres_edits",
         "server.streaming",
         "server.generators.offline",
         "run",
@@ -259,6 +274,22 @@ BAD_MODULES: Mapping[str, tuple[Source, str]] = {
     "postgres-store-imports-sqlite3": (
         Source("server.store_postgres", "import sqlite3\n"),
         "server.store_postgres:1 imports sqlite3",
+    ),
+    "postgres-store-part-imports-sqlite3": (
+        Source("server.store_postgres_steps", "import sqlite3\n"),
+        "server.store_postgres_steps:1 imports sqlite3",
+    ),
+    "sqlite-store-part-imports-psycopg": (
+        Source("server.store_sqlite_edits", "import psycopg\n"),
+        "server.store_sqlite_edits:1 imports psycopg",
+    ),
+    "store-part-imports-its-store": (
+        Source("server.store_sqlite_steps", "from server.store_sqlite import SESSION_MEMORY\n"),
+        "server.store_sqlite_steps:1 imports server.store_sqlite",
+    ),
+    "store-part-imports-the-interface": (
+        Source("server.store_postgres_edits", "from server.store import Conflict\n"),
+        "server.store_postgres_edits:1 imports server.store",
     ),
     "from-import-of-the-driver": (
         Source("server.records", "from sqlite3 import Row\n"),
@@ -353,6 +384,8 @@ def test_checker_reports_a_forbidden_import(source: Source, expected: str) -> No
     "source",
     [
         Source("server.store_sqlite", "import sqlite3\n"),
+        Source("server.store_sqlite_steps", "import sqlite3\nfrom server.records import Step\n"),
+        Source("server.store_postgres_edits", "from server.store_postgres_steps import touch\n"),
         Source("server.db_postgres", "import psycopg\nfrom psycopg_pool import X\n"),
         Source("server.db_sqlite", "import sqlite3\n"),
         Source("server.ratelimit_redis", "from redis.asyncio import Redis\nimport redis\n"),
