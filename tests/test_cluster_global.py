@@ -17,9 +17,11 @@ from collections.abc import Callable
 import anyio
 import httpx
 import pytest
+from playwright.sync_api import BrowserContext, expect
 
 from server.cluster_servers import WORKER_HEADER
 from tests import sse, stored
+from tests.chromium import assert_no_violations, start
 from tests.cluster import ClusterFactory, RunningCluster, done_text
 from tests.visitor import Visitor
 
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.anyio
 
 HEARTBEAT_S = 1.0
 LIMIT_S = 90  # a backstop proving things end, never a speed bound
+WAIT_MS = 30_000  # the same for the browser: an answer refused waits out a 5 s acquire
 RECONNECTS = 60  # a page connects again, but not endlessly
 RETRY_S = 0.5  # how long the page waits before it connects again
 QUEUED = re.compile(r"queued: (?:(\d+) ahead of you|you are next)")
@@ -414,3 +417,58 @@ async def test_with_postgresql_stopped_a_running_step_is_written_once_it_is_back
     # Honest warnings, no unhandled error (each 503 is logged as "Database unavailable").
     errors = logged(cluster, "error", "critical")
     assert {record["event"] for record in errors} <= {"Database unavailable"}, errors
+
+
+def ready_everywhere(cluster: RunningCluster) -> list[int]:
+    """Each worker's /readyz status, asked directly."""
+    return [httpx.get(f"{worker.url}/readyz", timeout=10).status_code for worker in cluster.workers]
+
+
+def plain(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.browser
+def test_with_postgresql_stopped_an_answer_gets_the_503_page_and_stays_in_the_browser(
+    start_cluster: ClusterFactory, context: BrowserContext
+) -> None:
+    cluster = start_cluster(settings={"journey": {"questions_per_session": 1}})
+    cluster.upstream.script(default={"chunks": words(20)})
+    pids = [worker.pid for worker in cluster.workers]
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sid = start(page, cluster.url, "Money")
+    step = page.locator("#step-1.is-done")
+    expect(step.locator("textarea")).to_be_visible(timeout=WAIT_MS)
+    for n in (0, 1):  # what the page shows is what is stored
+        shown = plain(page.locator(f"#step-{n}-text").inner_text())
+        written = stored.step(cluster.settings, sid, n)
+        assert written is not None and shown == plain(written.text)
+
+    cluster.postgres.stop()
+    assert ready_everywhere(cluster) == [503] * 3
+    typed = "I would wait a year, because the timing matters more than the money."
+    step.locator("textarea").fill(typed)
+    step.get_by_role("button", name="Send answer").click()
+    # The 503 page's words in the form's error slot; the answer is still in the browser.
+    expect(page.locator("#error-1")).to_contain_text("was not saved", timeout=WAIT_MS)
+    expect(page.locator("#answer-1")).to_have_value(typed)
+    expect(step.get_by_role("button", name="Send answer")).to_be_enabled()
+
+    cluster.postgres.start()
+    deadline = time.monotonic() + LIMIT_S
+    while ready_everywhere(cluster) != [200] * 3:  # no restart: the workers reconnect
+        assert time.monotonic() < deadline, ready_everywhere(cluster)
+        time.sleep(0.2)
+    # Nothing was acknowledged, and nothing was stored: it is all still in the browser.
+    assert stored.stored(cluster.settings, sid)["answers"] == []
+    step.get_by_role("button", name="Send answer").click()
+    expect(page.locator("#step-1 .answer blockquote")).to_have_text(typed, timeout=WAIT_MS)
+    expect(page.locator("#step-2.is-done")).to_be_visible(timeout=WAIT_MS)
+    assert stored.stored(cluster.settings, sid)["answers"] == [(1, typed)]
+    report = stored.step(cluster.settings, sid, 2)
+    assert report is not None and report.status == "done"
+    assert [worker.pid for worker in cluster.workers] == pids
+    assert_no_violations(page)
+    assert errors == []
