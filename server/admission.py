@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,6 +44,13 @@ class ModelAdmission(Protocol):
 
     @property
     def waiting(self) -> int: ...
+
+    @property
+    def read_at(self) -> float:
+        """When in_use, waiting and slots were last read where they are kept (wall-clock
+        seconds; 0 before the first reading), so /metrics can tell a fresh reading from an old
+        one when several workers report the same deployment values."""
+        ...
 
     def slot(
         self, on_position: Callable[[int], None] = ...
@@ -108,6 +116,10 @@ class Admission:
     @property
     def waiting(self) -> int:
         return len(self._queue)
+
+    @property
+    def read_at(self) -> float:
+        return time.time()  # its figures are its own: always current
 
     @asynccontextmanager
     async def slot(

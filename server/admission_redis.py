@@ -166,6 +166,7 @@ class RedisAdmission:
         self.paused_reason: FailureReason | None = None
         self.in_use = 0
         self.waiting = 0
+        self.read_at = 0.0  # see ModelAdmission.read_at
         self._redis = redis
         self._shared_limit = shared_limit
         self._lease_s = lease_s
@@ -191,6 +192,7 @@ class RedisAdmission:
 
     def _seen(self, k: int, in_use: int, waiting: int) -> None:
         self.in_use, self.waiting = in_use, waiting
+        self.read_at = time.time()
         if self._shared_limit is not None:
             self._shared_limit.seen(k)
 
@@ -275,6 +277,7 @@ class RedisAdmission:
                 self.in_use = int(
                     await self._redis.call(lambda: self._leave(keys=KEYS[:3], args=[ticket]))
                 )
+                self.read_at = time.time()
         self._nudge()
 
     async def renew(self) -> None:

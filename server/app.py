@@ -219,10 +219,20 @@ def _gauges(
     metrics.gauge(
         "crossroads_generations_running", "Running generations.", lambda: len(generations)
     )
+
+    def read_at() -> float:
+        # With distributed admission these figures are the deployment's, read from Redis.
+        return admission.read_at
+
     metrics.gauge(
-        "crossroads_queue_depth", "Generations waiting for a model slot.", lambda: admission.waiting
+        "crossroads_queue_depth",
+        "Generations waiting for a model slot.",
+        lambda: admission.waiting,
+        read_at=read_at,
     )
-    metrics.gauge("crossroads_slots_in_use", "Model slots in use.", lambda: admission.in_use)
+    metrics.gauge(
+        "crossroads_slots_in_use", "Model slots in use.", lambda: admission.in_use, read_at=read_at
+    )
     metrics.gauge(
         "crossroads_slots_total",
         "Model slots configured (limits.max_concurrent_ai_requests).",
@@ -232,6 +242,7 @@ def _gauges(
         "crossroads_model_concurrency_limit",
         "Model calls admitted at once, as learned from cut streams, 429s and first-token times.",
         lambda: admission.slots,
+        read_at=read_at,
     )
     metrics.gauge(
         "crossroads_rss_bytes",

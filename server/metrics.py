@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +39,13 @@ GAUGE_MODES: dict[str, Mode] = {
 # How often each worker writes its gauges for the others' scrapes (multiprocess mode only).
 PUBLISH_INTERVAL_S = 1.0
 COLLECT_TRIES = 3
+
+
+@dataclass(frozen=True)
+class _Live:
+    gauge: Gauge
+    read: Callable[[], float]
+    read_at: Callable[[], float] | None
 
 
 class Metrics:
@@ -127,32 +135,59 @@ class Metrics:
             "Reports their reader marked as not fitting them.",
             registry=r,
         )
-        self._gauges: dict[str, tuple[Gauge, Callable[[], float]]] = {}
+        self._gauges: dict[str, _Live] = {}
+        # Deployment gauges: the reading (its time, or its value) this worker last wrote.
         self._published: dict[str, float] = {}
 
-    def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
+    def gauge(
+        self,
+        name: str,
+        doc: str,
+        read: Callable[[], float],
+        *,
+        read_at: Callable[[], float] | None = None,
+    ) -> None:
         """A gauge read when scraped; registering a name again re-points it (a lifespan run
-        again on the same app) instead of failing as a duplicate."""
+        again on the same app) instead of failing as a duplicate. `read_at`, for a deployment
+        value (GAUGE_MODES): when this worker last read it where it is kept, 0 before."""
         known = self._gauges.get(name)
-        gauge = known[0] if known else None
+        gauge = known.gauge if known else None
         if gauge is None:
             mode = GAUGE_MODES.get(name, "livesum")
             gauge = Gauge(name, doc, registry=self.registry, multiprocess_mode=mode)
-        self._gauges[name] = (gauge, read)
+        self._gauges[name] = _Live(gauge, read, read_at)
         if self.multiprocess_dir is None:
             gauge.set_function(read)
 
     def publish(self) -> None:
         """Multiprocess mode: write each gauge's reading to this worker's file. A deployment
-        value is written only when this worker's reading changed, so that the latest reading
-        across the workers is the latest one any of them made, not the latest rewrite of an
-        old one by a worker that has seen nothing since."""
-        for name, (gauge, read) in self._gauges.items():
-            value = float(read())
-            if GAUGE_MODES.get(name) == "livemostrecent" and self._published.get(name) == value:
-                continue
-            gauge.set(value)
-            self._published[name] = value
+        value is written only when this worker has read it anew (or, without a time, when it
+        changed), so that the latest value across the workers is the latest reading any of
+        them made: not an old one rewritten by a worker that has looked at nothing since, nor
+        the blank start of a worker just (re)started while the others know better."""
+        shown: set[str] | None = None
+        for name, live in self._gauges.items():
+            value = float(live.read())
+            if GAUGE_MODES.get(name) == "livemostrecent":
+                stamp = live.read_at() if live.read_at is not None else value
+                if self._published.get(name) == stamp:
+                    continue
+                if name not in self._published and stamp == 0:
+                    shown = self._shown() if shown is None else shown
+                    if name in shown:  # another worker's reading stands until this one reads
+                        self._published[name] = stamp
+                        continue
+                self._published[name] = stamp
+            live.gauge.set(value)
+
+    def _shown(self) -> set[str]:
+        """The gauges some worker of this machine has written a reading of."""
+        collector = MultiProcessCollector(None, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        try:
+            families = collector.collect()  # type: ignore[no-untyped-call]
+        except FileNotFoundError:  # a dead worker's file went meanwhile: cover no one
+            return set(self._gauges)
+        return {family.name for family in families if family.samples}
 
     async def publish_forever(self) -> None:
         """Keep this worker's gauges fresh for the other workers' scrapes (a task for the app's

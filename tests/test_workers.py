@@ -18,13 +18,18 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
+import anyio
 import httpx
 import psutil
 
 from server.logs import JsonFormatter
-from tests.scrape import sample, value
+from tests.conftest import Upstream
+from tests.fake_upstream import Script
+from tests.scrape import sample, scrape, value
 from tests.servers import clean_env, free_port
+from tests.visitor import Visitor
 
 ROOT = Path(__file__).resolve().parent.parent
 START_S = 60.0  # generous: two workers import and start the app on a busy machine
@@ -91,9 +96,12 @@ def answering(url: str) -> bool | None:
 
 
 @contextmanager
-def supervised(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[Supervised]:
+def supervised(
+    tmp_path: Path, postgres_url: str, redis_url: str, **settings: str
+) -> Iterator[Supervised]:
     port = free_port()
     env = clean_env(
+        **settings,
         CROSSROADS_SERVER__WORKERS="2",
         CROSSROADS_SERVER__GRACEFUL_SHUTDOWN_S="2",
         CROSSROADS_SCALE__BACKEND="distributed",
@@ -290,3 +298,77 @@ def test_a_log_line_names_its_host_and_process() -> None:
     record = logging.LogRecord("crossroads", logging.INFO, __file__, 1, "Something", None, None)
     line = json.loads(JsonFormatter().format(record))
     assert line["worker"] == f"{socket.gethostname()}:{os.getpid()}"
+
+
+def test_a_restarted_worker_leaves_the_deployment_values_to_those_who_read_them(
+    tmp_path: Path, postgres_url: str, redis_url: str, upstream: Upstream
+) -> None:
+    """A slot is held on one worker; the other is killed and replaced. The newcomer, which has
+    read nothing from Redis yet, must not cover the holder's reading with its blank one."""
+    fake, upstream_url = upstream
+    fake.reset(Script(hold_after=1))
+    upstream_port = urlsplit(upstream_url).port
+    with supervised(
+        tmp_path,
+        postgres_url,
+        redis_url,
+        CROSSROADS_LLM__BASE_URL=upstream_url,
+        CROSSROADS_LLM__MODEL="fake-model",
+        # Far-off deadlines and a long lease: the slot stays held, unrenewed, while we look.
+        CROSSROADS_LIMITS__CHUNK_TIMEOUT_S="300",
+        CROSSROADS_LIMITS__WORKER_TIME_LIMIT_S="300",
+        CROSSROADS_SCALE__LEASE_S="300",
+    ) as running:
+
+        def holder() -> int | None:
+            for pid in running.workers():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    for conn in psutil.Process(pid).net_connections("tcp"):
+                        if conn.raddr and conn.raddr.port == upstream_port:
+                            return pid
+            return None
+
+        async def slots_in_use() -> list[float]:
+            """As a few new connections (so, likely both workers) read it."""
+            found = []
+            for _ in range(6):
+                async with httpx.AsyncClient(base_url=running.url, timeout=10) as http:
+                    found.append(value(await scrape(http), "crossroads_slots_in_use"))
+            return found
+
+        async def until_everyone_reads(expected: float) -> None:
+            with anyio.fail_after(START_S):
+                while True:
+                    if await slots_in_use() == [expected] * 6:
+                        return
+                    await anyio.sleep(0.2)
+
+        async def scenario() -> None:
+            async with Visitor(running.url) as visitor:
+                sid = await visitor.start("finance")
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(visitor.stream, sid, 0)
+                    await fake.wait_for(lambda f: f.open_streams == 1, timeout=START_S)
+                    holding = eventually("the worker holding the slot", holder)
+                    await until_everyone_reads(1)
+                    [other] = running.workers() - {holding}
+                    os.kill(other, signal.SIGKILL)
+                    eventually("a replacement started", lambda: len(running.started()) >= 3)
+                    [newcomer] = running.workers() - {holding}
+
+                    async def newcomer_publishes() -> None:
+                        while True:
+                            async with httpx.AsyncClient(base_url=running.url) as http:
+                                text = await scrape(http)
+                            if sample(text, "crossroads_rss_bytes", pid=str(newcomer)):
+                                return
+                            await anyio.sleep(0.1)
+
+                    with anyio.fail_after(START_S):
+                        await newcomer_publishes()
+                    assert await slots_in_use() == [1] * 6
+                    fake.release()
+            # The holder read 0 when it gave the slot back: the latest reading wins again.
+            await until_everyone_reads(0)
+
+        anyio.run(scenario)
