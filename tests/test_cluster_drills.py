@@ -104,30 +104,41 @@ def never_silent(*streams: sse.Stream) -> None:
         assert stream.largest_gap() <= HEARTBEAT_S + 1.0, stream.largest_gap()
 
 
-async def test_an_owner_killed_mid_stream_is_taken_over_and_its_viewer_elsewhere_gets_it_all(
+async def test_an_owner_killed_mid_stream_is_taken_over_and_every_viewer_gets_it_all(
     cluster: RunningCluster,
 ) -> None:
     cluster.upstream.script(default=SLOW)
-    a, b, _ = cluster.workers
+    a, b, c = cluster.workers
     async with Visitor(a.url) as visitor:
         sid = await visitor.start()  # worker A writes the scenario
         url = f"/s/{sid}/steps/0/stream"
-        seen = sse.Stream(status=0)
+        seen = sse.Stream(status=0)  # a viewer on B, which only follows A
+        on_a = sse.Stream(status=0)  # a viewer on A, cut off with it
+        resumed = sse.Stream(status=0)  # which reconnects to C with its Last-Event-ID
         with anyio.fail_after(LIMIT_S):
-            async with client_of(b, visitor) as on_b, anyio.create_task_group() as tg:
+            async with (
+                client_of(b, visitor) as on_b,
+                client_of(c, visitor) as on_c,
+                anyio.create_task_group() as tg,
+            ):
                 tg.start_soon(read, on_b, url, seen)
-                await until(lambda: chunks(seen) >= 3)
+                tg.start_soon(read, visitor.http, url, on_a)
+                await until(lambda: chunks(seen) >= 3 and chunks(on_a) >= 3)
                 old = version_of(last_id(seen))
                 killed_at = time.monotonic()
                 await anyio.to_thread.run_sync(a.kill)  # kill -9: nothing handed back
-    # B finds A's lease lapsed, writes the step again under a new version, and its viewer
-    # gets that version's snapshot, then the whole text and done.
+                await until(lambda: on_a.ended > 0)
+                await read(on_c, url, resumed, last_event_id=last_id(on_a))
+    assert on_a.names()[-1] != "done"
+    # B or C finds A's lease lapsed and writes the step again under a new version: its
+    # viewers get that version's snapshot, then the whole text and done.
     taken = first_text_after(seen, killed_at, above=old)
     assert taken.event == "snapshot"
     assert taken.at - killed_at <= LEASE_S + 2.0
     version = ends_exactly(cluster, sid, seen, seen.text())
     assert version >= version_of(taken.id) > old
-    never_silent(seen)
+    ends_exactly(cluster, sid, resumed, resumed.text(prefix=on_a.text()))
+    never_silent(seen, on_a, resumed)
 
 
 def redis_state(cluster: RunningCluster, sid: str, versions: range) -> dict[str, object]:
