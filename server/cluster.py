@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from server.children import Child, ChildFailed
@@ -239,6 +239,14 @@ class Deployment:
             raise
         return self.cluster
 
+    def children(self) -> list[Child]:
+        """Every process it runs: the workers, nginx, PostgreSQL and Redis."""
+        found: list[Child] = []
+        if self.cluster is not None:
+            found += [w.child for w in self.cluster.workers] + [self.cluster.nginx.child]
+        found += [server.child for server in (self.postgres, self.redis) if server is not None]
+        return found
+
     def stop(self) -> None:
         if self.cluster is not None:
             self.cluster.stop()
@@ -249,16 +257,29 @@ class Deployment:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def watch(cluster: Cluster, stopping: threading.Event) -> None:
-    """Until `stopping`: say so, once, when a worker or nginx ends by itself (nginx then sends a
-    dead worker's share of the requests to the others)."""
+def ended(code: int | None) -> str:
+    """How a child ended, in words: a signal is named (SIGTERM is a stop, not a crash)."""
+    if code is None:
+        return "is running"
+    if code < 0:
+        try:
+            return f"was ended by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was ended by signal {-code}"
+    return f"exited (code {code})"
+
+
+def watch(children: Sequence[Child], stopping: threading.Event) -> None:
+    """Until `stopping`: say so, once, when one of `children` ends by itself (nginx then sends a
+    dead worker's share of the requests to the others; without Redis or PostgreSQL the workers
+    degrade as the README says, and nothing here starts them again)."""
     reported: set[str] = set()
     while not stopping.wait(0.5):
-        for child in [w.child for w in cluster.workers] + [cluster.nginx.child]:
+        for child in children:
             if child.pid is None and child.name not in reported:
                 reported.add(child.name)
                 print(
-                    f"crossroads cluster: {child.name} exited (code {child.returncode}); "
+                    f"crossroads cluster: {child.name} {ended(child.returncode)}; "
                     f"its log is {child.log}",
                     file=sys.stderr,
                     flush=True,
@@ -300,7 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         for worker in cluster.workers:
             print(f"  worker {worker.index}: {worker.url} (pid {worker.pid})", flush=True)
-        watch(cluster, stopping)
+        if deployment.redis is not None and deployment.postgres is not None:
+            print(f"  redis: {deployment.redis.url} (pid {deployment.redis.pid})", flush=True)
+            print(
+                f"  postgres: {deployment.postgres.url(DATABASE)} (pid {deployment.postgres.pid})",
+                flush=True,
+            )
+        watch(deployment.children(), stopping)
     except ChildFailed as error:
         print(f"crossroads cluster: {error}", file=sys.stderr)
         return 1

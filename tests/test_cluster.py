@@ -216,6 +216,17 @@ async def test_the_cluster_program_serves_a_journey_step_and_ctrl_c_leaves_nothi
                 stream = await visitor.stream(sid, 0)
         assert stream.status == 200 and stream.names()[-1] == "done", stream.names()
         assert stream.of("chunk") and stream.text()
+        # The operator is told where each server is, and when one ends by itself.
+        with anyio.fail_after(LIMIT_S):
+            listed = [await anyio.to_thread.run_sync(program.stdout.readline) for _ in range(5)]
+        redis_line = next(line for line in listed if line.strip().startswith("redis:"))
+        assert any(line.strip().startswith("postgres: postgresql://") for line in listed), listed
+        found = re.search(r"\(pid (\d+)\)", redis_line)
+        assert found is not None, redis_line
+        os.kill(int(found.group(1)), signal.SIGKILL)
+        with anyio.fail_after(LIMIT_S):
+            said = await anyio.to_thread.run_sync(program.stdout.readline)
+        assert said.startswith("crossroads cluster: redis-server was ended by SIGKILL"), said
         program.send_signal(signal.SIGINT)  # Ctrl-C, once
         with anyio.fail_after(LIMIT_S):
             code = await anyio.to_thread.run_sync(program.wait)
