@@ -71,7 +71,13 @@ def distributed(n: int, work: Path, *, workers: int) -> dict[str, Any]:
                 before = redis_calls(found.redis.port)
                 spec = {"mode": "app", "port": deployment.nginx.port, "n": n, "timeout_s": 300}
                 run = run_client(spec, monitor, work, timeout_s=400, label=label)
-                commands = redis_calls(found.redis.port) - before
+                after = redis_calls(found.redis.port)
+                by_command = {
+                    name: count - before.get(name, 0)
+                    for name, count in after.items()
+                    if count > before.get(name, 0)
+                }
+                commands = sum(by_command.values())
                 peaks = {name: monitor.peak(name) for name in [*names, "redis", "postgres"]}
             finally:
                 deployment.stop()
@@ -117,6 +123,7 @@ def distributed(n: int, work: Path, *, workers: int) -> dict[str, Any]:
             "commands": commands,
             "commands_per_frame": per(float(commands), frames),
             "commands_per_chunk": per(float(commands), chunks),
+            "by_command": dict(sorted(by_command.items(), key=lambda kv: -kv[1])),
         },
         "postgres_cpu_s": usage(run.marks, "postgres"),
         "upstream_usage": {"cpu_s": usage(run.marks, "upstream")},
@@ -136,9 +143,9 @@ def sections(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def redis_calls(port: int) -> int:
-    """Every command Redis has run since it started (INFO commandstats, summed), asked by hand:
-    only the app's distributed modules use the Redis client."""
+def redis_calls(port: int) -> dict[str, int]:
+    """How many times Redis has run each command since it started (INFO commandstats), asked
+    by hand: only the app's distributed modules use the Redis client."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(b"INFO commandstats\r\n")
         data = b""
@@ -147,11 +154,12 @@ def redis_calls(port: int) -> int:
             head, _, body = data.partition(b"\r\n")
             if head.startswith(b"$") and len(body) >= int(head[1:]):
                 break
-    calls = 0
+    calls: dict[str, int] = {}
     for line in body.decode().splitlines():
         if line.startswith("cmdstat_"):
-            fields = dict(part.split("=", 1) for part in line.split(":", 1)[1].split(","))
-            calls += int(fields["calls"])
+            name, _, stats = line.removeprefix("cmdstat_").partition(":")
+            fields = dict(part.split("=", 1) for part in stats.split(","))
+            calls[name] = int(fields["calls"])
     return calls
 
 

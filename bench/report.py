@@ -371,6 +371,14 @@ def cluster_section(found: dict[str, dict[str, Any]]) -> list[str]:
             f"| {num(r.get('postgres_cpu_s'))} | {num(r.get('upstream_usage', {}).get('cpu_s'))} "
             f"| {load_cell(r)} |"
         )
+    for r in runs:
+        by_command = (r.get("redis") or {}).get("by_command")
+        frames = r["streams"]["sse_text_events"]
+        if by_command and frames:
+            top = ", ".join(
+                f"{name} {count / frames:.2f}" for name, count in list(by_command.items())[:6]
+            )
+            lines += ["", f"Redis commands per frame, {r['label']}: {top}."]
     return lines
 
 
