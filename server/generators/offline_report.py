@@ -10,8 +10,16 @@ from typing import TYPE_CHECKING
 from server.generators import report as report_gen
 from server.generators.bank import normal
 from server.generators.journey import Journey
-from server.generators.scoring import Answered, DimensionScore, style
-from server.generators.wording import end_sentence, escape_md, masked, quote, signal_hits
+from server.generators.scoring import BRIEF_WORDS, Answered, DimensionScore, style
+from server.generators.wording import (
+    end_sentence,
+    escape_md,
+    excerpt_around,
+    leaning_spans,
+    masked,
+    quote,
+    signal_hits,
+)
 
 if TYPE_CHECKING:
     from server.generators.offline import OfflineWriter
@@ -21,6 +29,11 @@ NOT_ENOUGH = "not enough to go on"
 NO_STRENGTH = (
     "Your answers did not lean clearly enough on any dimension to name a strength with "
     "confidence. Answers that give your reasons paint a sharper picture."
+)
+# When the answers were not brief, it is the dimensions that did not lean, not the answers.
+NO_STRENGTH_READ = (
+    "None of these dimensions leaned high in your answers, so no strength is named from "
+    "them; the scores below show where each one stood and which words moved it."
 )
 NO_BLIND_SPOT = "No dimension leaned low in your answers, so no blind spot is named."
 
@@ -118,7 +131,9 @@ def _points(
             f"**{dim.label}** ({NOT_ENOUGH}): your answers said too little about this to "
             "read it either way, so it may be worth a thought of its own."
         )
-    return strengths or [NO_STRENGTH], blind or [NO_BLIND_SPOT]
+    typed = [a.reading.words for a in answered if a.reading.typed_english and not a.clicked]
+    brief = not typed or sum(typed) / len(typed) <= BRIEF_WORDS
+    return strengths or [NO_STRENGTH if brief else NO_STRENGTH_READ], blind or [NO_BLIND_SPOT]
 
 
 def _point(
@@ -134,7 +149,10 @@ def _point(
     head = f"**{dim.label}** ({score.score}/10): {sentence}"
     evidence = _evidence(writer, journey, answered, score.label, high=high)
     if evidence:
-        return end_sentence(f"{head} You wrote {quote(evidence)}")
+        # Quote the words that earned the score, not merely the answer's first words.
+        text = masked(normal(evidence), writer.bank.common.masks)
+        shown = excerpt_around(evidence, leaning_spans(text, dim, high=high))
+        return end_sentence(f"{head} You wrote \u201c{escape_md(shown)}\u201d")
     lean = "high" if high else "low"
     for item in answered:
         if item.reply is not None and item.reply[0] == score.label and item.reply[1].lean == lean:
@@ -186,10 +204,18 @@ def score_line(score: DimensionScore) -> str:
         for lean, replies in (("high", score.high_replies), ("low", score.low_replies))
         if replies
     ]
+    # A typed answer is the person's own words: say how it matched a reply, never that
+    # the reply was picked.
     parts += [
-        f"your answer \u201c{answer}\u201d, read as the reply \u201c{reply}\u201d (toward {lean})"
+        f"your answer \u201c{answer}\u201d, "
+        + (
+            f"which says what the quick reply \u201c{reply}\u201d says"
+            if how == "says"
+            else f"which starts like the quick reply \u201c{reply}\u201d"
+        )
+        + f" (toward {lean})"
         for lean, pairs in (("high", score.high_short), ("low", score.low_short))
-        for answer, reply in pairs
+        for answer, reply, how in pairs
     ]
     if score.high_hits or score.low_hits:
         parts.append(

@@ -43,10 +43,11 @@ class DimensionScore:
     # Quick replies chosen as answers (their text as the person sent it), by lean.
     high_replies: tuple[str, ...] = ()
     low_replies: tuple[str, ...] = ()
-    # Typed answers read as a reply (a bare yes or no, or an answer that starts with the
-    # reply's words), as (answer, reply) pairs.
-    high_short: tuple[tuple[str, str], ...] = ()
-    low_short: tuple[tuple[str, str], ...] = ()
+    # Typed answers read as a reply, as (answer, reply, how): how is "starts" for an answer
+    # that opens with the reply's words or is a bare yes or no read as the reply that starts
+    # with it, "says" for one that says the reply in other words. Never a reply clicked.
+    high_short: tuple[tuple[str, str, str], ...] = ()
+    low_short: tuple[tuple[str, str, str], ...] = ()
     ups: float = 0.0
     downs: float = 0.0
 
@@ -71,7 +72,7 @@ def score(dims: list[Dimension], answered: list[Answered], common: Common) -> li
     downs: dict[str, float] = dict.fromkeys((d.label for d in dims), 0.0)
     found: dict[str, tuple[list[str], list[str]]] = {d.label: ([], []) for d in dims}
     replies: dict[str, tuple[list[str], list[str]]] = {d.label: ([], []) for d in dims}
-    echoes: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
+    echoes: dict[str, tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]] = {
         d.label: ([], []) for d in dims
     }
     for item in answered:
@@ -90,7 +91,8 @@ def score(dims: list[Dimension], answered: list[Answered], common: Common) -> li
             if item.clicked:
                 replies[label][side].append(" ".join(item.exchange.answer.split()))
             else:
-                echoes[label][side].append((_shown(item.exchange.answer), reply.text))
+                how = "says" if item.loose else "starts"
+                echoes[label][side].append((_shown(item.exchange.answer), reply.text, how))
         if not item.clicked and reading.typed_english and "irony" not in reading.cues:
             text = masked(normal(item.exchange.answer), common.masks)
             if item.reply is not None and not item.loose:

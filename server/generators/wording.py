@@ -108,6 +108,26 @@ def category_hits(
     signal turned around by a close negation counts the other way, shown as "not …" ("not
     brave" toward low Courage, "don't want to invest" toward low Risk tolerance).
     """
+    result = {}
+    for dim in dims:
+        mine = [
+            (signal, is_high)
+            for _, _, label, signal, is_high in _taken(text, dims)
+            if label == dim.label
+        ]
+        high = tuple(dict.fromkeys(signal for signal, is_high in mine if is_high))
+        low = tuple(dict.fromkeys(signal for signal, is_high in mine if not is_high))
+        result[dim.label] = (high, low)
+    return result
+
+
+def leaning_spans(text: str, dim: Dimension, *, high: bool) -> list[tuple[int, int]]:
+    """Where the signals that lean one way on a dimension stand in the text."""
+    return [(start, end) for start, end, _, _, is_high in _taken(text, [dim]) if is_high == high]
+
+
+def _taken(text: str, dims: list[Dimension]) -> list[tuple[int, int, str, str, bool]]:
+    """Every signal hit as (start, end, dimension, shown, leans high), longest first wins."""
     found = [
         (start, end, dim.label, shown, high != turned)
         for dim in dims
@@ -122,13 +142,7 @@ def category_hits(
         if not any(hit[0] < other[1] and other[0] < hit[1] for other in taken):
             taken.append(hit)
     taken.sort()
-    result = {}
-    for dim in dims:
-        mine = [(signal, is_high) for _, _, label, signal, is_high in taken if label == dim.label]
-        high = tuple(dict.fromkeys(signal for signal, is_high in mine if is_high))
-        low = tuple(dict.fromkeys(signal for signal, is_high in mine if not is_high))
-        result[dim.label] = (high, low)
-    return result
+    return taken
 
 
 def excerpt(text: str, limit: int = QUOTE_CHARS) -> str:
@@ -153,6 +167,35 @@ def clause_around(answer: str, marker: str) -> str:
         # A question or exclamation keeps its mark; a full stop or comma is the template's job.
         return excerpt(sentence.rstrip(".,;:-\u2013\u2014 ") or sentence)
     return excerpt(flat)
+
+
+_SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
+# How much of a long sentence is kept before the words a quotation is about.
+_LEAD_CHARS = 30
+
+
+def excerpt_around(answer: str, places: list[tuple[int, int]], limit: int = QUOTE_CHARS) -> str:
+    """The part of an answer that holds the given spans: the sentence with the most of them,
+    whole when it is short, else cut around its first span with an ellipsis on each cut side.
+    Without spans, the answer's start (as `excerpt`)."""
+    sentences = [(m.start(), m.end()) for m in _SENTENCE.finditer(answer) if m.group().strip()]
+    if not places or not sentences:
+        return excerpt(answer, limit)
+    best = max(sentences, key=lambda s: sum(s[0] <= p[0] < s[1] for p in places))
+    inside = [p for p in places if best[0] <= p[0] < best[1]]
+    start, end = best
+    text = " ".join(answer[start:end].split())
+    if len(text) <= limit:
+        return text
+    first = inside[0][0] if inside else start
+    cut_start = max(start, first - _LEAD_CHARS)
+    if cut_start > start:
+        # Start on a word: move forward to just after a space.
+        space = answer.find(" ", cut_start, first + 1)
+        cut_start = space + 1 if space != -1 else cut_start
+    window = " ".join(answer[cut_start:end].split())
+    cut = excerpt(window, limit)
+    return "\u2026" + cut if cut_start > start else cut
 
 
 def fill(template: str, excerpt: str) -> str:
