@@ -33,6 +33,10 @@ POOL_MAX = 8
 # minute more to notice the server was back. Given up after a few seconds, the next request
 # starts a fresh attempt at once, so the pool is back within about a second of the server.
 RECONNECT_S = 2.0
+# While the server is known to be away a request waits this long, not ACQUIRE_TIMEOUT_S, before
+# its 503: long enough still for a server that is back (a reconnection attempt waits at most
+# about a second before it tries again).
+DOWN_WAIT_S = 2.0
 
 
 def describe(url: str) -> str:
@@ -54,8 +58,33 @@ def first_line(error: BaseException) -> str:
 class PostgresDatabase:
     """A pool of connections in autocommit, rows as dicts; transactions are explicit."""
 
-    def __init__(self, pool: AsyncConnectionPool[Connection]) -> None:
-        self._pool = pool
+    def __init__(self, url: str) -> None:
+        # True from the moment the pool gave up connecting (for RECONNECT_S) until it makes a
+        # connection again: while the server is known to be away, a request waits for a
+        # connection only DOWN_WAIT_S, not ACQUIRE_TIMEOUT_S, before its 503.
+        self.down = False
+        self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            url,
+            connection_class=psycopg.AsyncConnection[DictRow],
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            min_size=1,
+            max_size=POOL_MAX,
+            open=False,
+            # A connection broken by a server restart is replaced before it is handed out, so
+            # the app recovers without a restart of its own.
+            check=AsyncConnectionPool.check_connection,
+            timeout=ACQUIRE_TIMEOUT_S,
+            reconnect_timeout=RECONNECT_S,
+            reconnect_failed=self._gave_up,
+            configure=self._connected,
+            name="crossroads",
+        )
+
+    def _gave_up(self, pool: object) -> None:
+        self.down = True
+
+    async def _connected(self, conn: Connection) -> None:
+        self.down = False
 
     @classmethod
     async def connect(cls, url: str) -> PostgresDatabase:
@@ -68,26 +97,12 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             raise Unreachable(f"{describe(url)} is unreachable: {first_line(exc)}") from None
         await probe.close()
-        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-            url,
-            connection_class=psycopg.AsyncConnection[DictRow],
-            kwargs={"autocommit": True, "row_factory": dict_row},
-            min_size=1,
-            max_size=POOL_MAX,
-            open=False,
-            # A connection broken by a server restart is replaced before it is handed out, so
-            # the app recovers without a restart of its own.
-            check=AsyncConnectionPool.check_connection,
-            timeout=ACQUIRE_TIMEOUT_S,
-            reconnect_timeout=RECONNECT_S,
-            name="crossroads",
-        )
+        database = cls(url)
         try:
-            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-            database = cls(pool)
+            await database._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
             await database._migrate()
         except BaseException as exc:
-            await pool.close()
+            await database._pool.close()
             if isinstance(exc, PoolTimeout | psycopg.OperationalError):
                 raise Unreachable(f"{describe(url)} is unreachable: {first_line(exc)}") from None
             raise
@@ -100,6 +115,8 @@ class PostgresDatabase:
     async def connection(self, wait_s: float | None = None) -> AsyncIterator[Connection]:
         """A pooled connection (waiting at most `wait_s` for one); a database that cannot be
         reached becomes Unavailable, for the web layer to answer 503 with nothing acknowledged."""
+        if self.down:
+            wait_s = min(wait_s or ACQUIRE_TIMEOUT_S, DOWN_WAIT_S)
         try:
             async with self._pool.connection(wait_s) as conn:
                 yield conn

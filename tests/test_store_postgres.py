@@ -3,12 +3,13 @@ server's restart without one of its own."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import anyio
 import pytest
 
-from server.db_postgres import describe
+from server.db_postgres import ACQUIRE_TIMEOUT_S, describe
 from server.store import Unavailable, Unreachable
 from server.store_postgres import PostgresStore
 from tests.pg import PostgresServer, free_port
@@ -63,6 +64,11 @@ async def test_the_store_recovers_when_the_server_comes_back(own_server: Postgre
             while True:  # requests keep coming meanwhile, as they do to a live app
                 assert await store.ping() is False
                 await anyio.sleep(0.2)
+        # Known to be away, a request is refused without waiting out the acquire timeout.
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            await store.begin_generation(session.id, 0)
+        assert time.monotonic() - started < ACQUIRE_TIMEOUT_S
         own_server.start()
         # The first request after the server is back is served (it may wait for the pool's new
         # connection, within its usual acquire timeout): no restart, no polling.
