@@ -21,7 +21,7 @@ from server.reasons import memory_reason
 from server.render import REPORT_HEADINGS, markdown
 from server.settings import Category, Settings
 from server.steps import PREPARED, StepWriter
-from server.store import Conflict, Session, Step, Store
+from server.store import Conflict, Session, Step, Store, Unavailable
 from server.streaming import Generation, Render, Visible
 from server.watchdog import Level
 
@@ -260,6 +260,11 @@ class Journeys:
             # refused): the step is someone else's now, so it is left as it stands, never
             # stopped; the viewers get what the step is now.
             self._finish_as_it_stands(gen)
+        except Unavailable:
+            # The database is away: nothing can be stored, stopped or released now. The step
+            # stays `generating`, its viewers reconnect, and it is written again (a new
+            # version) when one of them asks once the database is back.
+            raise
         except Exception:
             # Not a model failure (those fall back inside the writer) but ours: a database
             # error, a category gone from the settings. The step is stopped with its
