@@ -227,6 +227,9 @@ http {{
             # Which worker answered, to see the round robin at work (and for the tests).
             add_header {WORKER_HEADER} $upstream_addr always;
         }}
+        location = /metrics {{
+            return 404;    # scrape each machine directly, not through the public door
+        }}
     }}
 }}
 """

@@ -17,7 +17,7 @@ import anyio
 import httpx
 import pytest
 
-from server.cluster_servers import WORKER_HEADER, free_port, listening
+from server.cluster_servers import WORKER_HEADER, free_port, listening, nginx_conf
 from tests import sse, stored
 from tests.cluster import RunningCluster, done_text
 from tests.servers import ROOT, clean_env
@@ -265,3 +265,41 @@ def test_the_cluster_program_refuses_a_taken_port_before_starting_anything() -> 
             output, _ = program.communicate(timeout=LIMIT_S)
     assert program.returncode == 2
     assert output.strip() == f"crossroads cluster: port {port} is taken; try --port"
+
+
+README_CLUSTER_SNIPPET = re.compile(
+    r"<!-- nginx-cluster-snippet:start -->\s*```nginx\n(.*?)```\s*<!-- nginx-cluster-snippet:end -->",
+    re.S,
+)
+# What differs between the README's machines and the cluster's own nginx: addresses, the files
+# of a server run from a temp dir, and the header that names the worker (for the tests).
+LOCAL = re.compile(
+    r"^(listen|server|daemon|master_process|worker_processes|error_log|pid|"
+    r"worker_connections|access_log|\w+_temp_path|add_header)\b"
+)
+
+
+def directives(conf: str) -> set[str]:
+    """Every `name value;` of a configuration, comments and local details left out."""
+    lines = (line.split("#", 1)[0].strip() for line in conf.splitlines())
+    return {line for line in lines if line.endswith(";") and not LOCAL.match(line)}
+
+
+def test_the_readme_cluster_snippet_is_the_configuration_make_cluster_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [snippet] = README_CLUSTER_SNIPPET.findall(readme)
+    ours = nginx_conf(8080, ["127.0.0.1:9001", "127.0.0.1:9002"], tmp_path)
+    assert directives(snippet) == directives(ours)
+    assert (
+        re.findall(r"max_fails=\S+ fail_timeout=\S+;", snippet)
+        == ["max_fails=1 fail_timeout=2s;"] * 3
+    )
+    assert "max_fails=1 fail_timeout=2s;" in ours
+
+
+def test_metrics_are_read_from_each_worker_not_through_the_public_door(
+    shared_cluster: RunningCluster,
+) -> None:
+    assert httpx.get(f"{shared_cluster.url}/metrics", timeout=5).status_code == 404
+    direct = httpx.get(f"{shared_cluster.workers[0].url}/metrics", timeout=5)
+    assert direct.status_code == 200 and "crossroads_active_streams" in direct.text
