@@ -456,6 +456,30 @@ CASES: tuple[Case, ...] = (
         "It slowly gets worse",
         "Most of it, honestly. I haven't told anyone how scared I am of leaving.",
     ), ".LH.", "balanced", ("contradiction",)),
+
+    # Three journeys typed in a browser (the look at the distributed deployment, finding 5),
+    # with the seeds that ask the same questions; each read by a human before the rules ran.
+    Case("health-look-doctor", "health", 21073, (
+        "I'd probably ignore it for a few weeks and hope it goes away. I hate going to the doctor and the waiting room makes me anxious.",
+        "My wife would push me to go. She's usually right about these things, to be honest, and I'd listen if she got worried.",
+        "I sleep about five hours on work nights. I know it's not enough but the evening is the only time that's mine.",
+        "I'd look it up online first, probably too much, and then scare myself with the worst case.",
+        "I want to be around and healthy when my kids are grown. That matters more than the evenings, when I actually think about it.",
+    ), "L.H.", "cautious", ("journey", "dislike")),
+    Case("finance-look-gambling", "finance", 122432, (
+        "I'd put most of it into paying off the credit card and keep a few thousand as a buffer. Investing feels like gambling to me after I lost money in 2022.",
+        "I'd check what my bank offers and maybe ask my sister, she knows more about this than me. I wouldn't decide the same day.",
+        "I would feel anxious and probably check the account every day, which I know isn't healthy.",
+        "No, I'd say no to lending it. I did that once and it ruined the friendship.",
+        "Long term I want to own a small flat. Short term I just want to stop worrying at the end of each month.",
+    ), "L.LH", "cautious", ("journey", "comparison")),
+    Case("career-look-partner", "career", 58298, (
+        "Honestly I'd probably take the safer option. I have a mortgage and two kids, and I've seen friends burn out chasing startups. But I'd ask for a week to think and talk to my partner first.",
+        "I'd want to know what the team is actually like day to day. Money matters but I left my last job because of a manager who micromanaged everything, so that's what I'd ask about.",
+        "Probably I would say yes but regret it a bit. I find it hard to say no to people I respect, even when I know my plate is full.",
+        "I think I'd write down the pros and cons and then mostly ignore the list and go with my gut. That's usually how it goes for me.",
+        "Security, I guess, but I don't want to be fifty and wonder what would have happened. Maybe a side project is the compromise.",
+    ), ".LHH", "exploratory", ("journey", "hedging")),
 )
 
 # Written after the reader was tuned on CASES, and not tuned on since: how it does on answers
@@ -545,5 +569,95 @@ HELD_OUT: tuple[Case, ...] = (
         "I wouldn't know how to start without it sounding like an attack.",
         "Not very. I keep things to myself.",
     ), "LL.L", "balanced"),
+)
+
+# Written before the reading changes that followed the browser journeys (finding 5 of the
+# look at the distributed deployment), by someone who had read the rules but not run these
+# answers through them; not tuned on since. The same purpose as HELD_OUT, a second sample.
+HELD_OUT_FRESH: tuple[Case, ...] = (
+    Case("finance-fresh-mother-care", "finance", 12, (
+        "Only if it's money I'd set aside anyway. I'm not putting the house at risk, full stop.",
+        "Whether Mum was looked after properly. The money will have sorted itself out one way or another.",
+        "Completely different. Right now I'd just say yes to everything out of guilt, so I'm giving it the weekend.",
+        "A lot. If the care home fees are higher than the leaflet says, the whole plan falls apart, so I'm ringing them tomorrow to get it in writing.",
+        "Doesn't bother me. I'd rather sleep at night.",
+    ), "L.HH", "deliberate"),
+    Case("finance-fresh-market-drop", "finance", 13, (
+        "Honestly I hate seeing it go down. If it drops much more I'll want to sell everything and put it in the bank.",
+        "For not panicking. My dad sold at the bottom in 2008 and never got it back.",
+        "Graham's. He checks the balance every morning and gets really wound up, and it rubs off on me.",
+        "Depends what it is. I'd probably ring the adviser before I did anything.",
+        "None of the emergency money. The rest can stay where it is and ride it out, I suppose.",
+    ), "LHLH", "cautious"),
+    Case("ethics-fresh-site-safety", "ethics", 12, (
+        "Safety. People will be in that building for decades, I'm not signing off wiring I haven't seen.",
+        "The electrician's probably under the same deadline pressure as me. Doesn't excuse it though.",
+        "Sick to my stomach every time I drove past it.",
+        "Yes. I'd still want my name off it.",
+        "No. Not with fire safety. I'd rather eat the delay.",
+    ), "HHHL", "decisive"),
+    Case("ethics-fresh-borrowed-address", "ethics", 13, (
+        "Fairness to the other families, I suppose. But it's not like the rule is sacred, the catchment lines are arbitrary anyway.",
+        "Mateo. He's seven and loves that school. I keep forgetting the kid on the waiting list who'd get his place.",
+        "Probably not. I'd hate to be the neighbour who reported a family.",
+        "Then I'd leave it. No point making enemies for nothing.",
+        "Mind your own business unless someone's getting hurt.",
+    ), "LHLH", "balanced"),
+    Case("relationships-fresh-holiday-dread", "relationships", 12, (
+        "That I dread going up there every year. I've never told Mum, she'd be crushed.",
+        "Awful. I usually cave within a day and say yes anyway.",
+        "Being on her own at Christmas since Dad died. I get it, I really do.",
+        "Nothing changes, I go up, I'm miserable, Rafael's annoyed with me again.",
+        "A huge row. I'd rather avoid that if I can.",
+    ), "LLHL", "cautious"),
+    Case("relationships-fresh-limit-said", "relationships", 13, (
+        "Nothing really, I've told Emma most of it. Jonah's the one I haven't told.",
+        "I'm not picking up at 2am anymore. I told him that last month, politely.",
+        "He'd probably say he didn't realise. He's been having a rough year too, to be fair.",
+        "We'd drift. Which might be fine honestly.",
+        "I'd want him to just tell me straight, not ghost me.",
+    ), ".HHH", "balanced"),
+    Case("career-fresh-fridays", "career", 12, (
+        "Doing fewer hours and still doing good work. I'm not interested in being head of design.",
+        "I went freelance for a year in my twenties and hated the uncertainty. Never again.",
+        "My own, for once. I know I'm better at four focused days than five tired ones.",
+        "I usually run it past Callum and the team, then decide.",
+        "Nothing to anyone. I just want my Fridays.",
+    ), "LLHH", "decisive"),
+    Case("career-fresh-graduate-unsure", "career", 13, (
+        "No idea honestly. Everyone says the grad scheme is the sensible move so maybe that.",
+        "The startup folds and I'm job hunting again in a year. That would be rough but I'm 23, I'd survive.",
+        "Learning, I think. And not being bored.",
+        "Just my dad, and he wants me to take the safe one. Haven't really asked anyone else.",
+        "Haven't thought about it. Enough to pay rent and not hate Mondays.",
+    ), ".HL.", "exploratory"),
+    Case("health-fresh-thursday-heart", "health", 12, (
+        "Waking up at 4am with my heart going after a big night. I keep telling myself it's nothing.",
+        "Cutting back without beating myself up when I slip. One week at a time.",
+        "My GP, she doesn't sugar-coat things. Not the lads at the pub, that's for sure.",
+        "Not very, if I'm honest. Thursdays are basically compulsory in sales.",
+        "Usually when it scares me. Which I know is late.",
+    ), "LHHL", "balanced"),
+    Case("health-fresh-flat-student", "health", 13, (
+        "Feeling flat all the time, not wanting to see anyone. I keep putting off the GP.",
+        "I'd tell a friend to go, no question. To myself I'm way harsher, I just think I'm being lazy.",
+        "I don't really. I end up on forums at midnight reading horror stories.",
+        "Running with my flatmate for a bit. Stopped when exams started.",
+        "Get on the waiting list now, obviously. Easier to say for someone else.",
+    ), ".LLL", "balanced"),
+    Case("family-fresh-go-between", "family", 12, (
+        "I owe Mum something, she's the one who keeps asking me to make peace. Tom\u00e1s I owe nothing.",
+        "Pablo's. He's the one getting married and this isn't about him.",
+        "I'd have to actually ask them, and I haven't. I've been avoiding the whole conversation.",
+        "An apology from Tom\u00e1s. A real one, not a text.",
+        "Me, and no it doesn't feel fair. I've been the go-between for years.",
+    ), "HHL.", "balanced"),
+    Case("family-fresh-sunday-lunch", "family", 13, (
+        "A lot. They raised me and never asked for anything, so saying no feels ungrateful.",
+        "Probably. My sister might say they never did this for her kids though.",
+        "That I'm scared of hurting Mum's feelings. I haven't said that to Chidi even.",
+        "Sunday lunch at theirs. I'd keep that whatever happens.",
+        "Ava is mine. The rest, ferrying everyone about, I picked up because nobody else would.",
+    ), "H.LL", "balanced"),
 )
 # fmt: on

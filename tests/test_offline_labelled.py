@@ -1,4 +1,13 @@
-"""The offline writer judged on the labelled set: directions, styles, and the report's honesty."""
+"""The offline writer judged on the labelled set: directions, styles, and the report's honesty.
+
+Held-out figures, measured with tests/offline_labelled.py's sets run through `judge`:
+- HELD_OUT (12 sets, written after the first tuning): 70.8 % of directions, 8 of 12 styles
+  when written; still 70.8 % and 8 of 12 after the reading changes for the browser journeys.
+- HELD_OUT_FRESH (12 sets, written before those changes and not tuned on): 33.3 % of
+  directions (16 of 48) and 5 of 12 styles before them, 33.3 % (16 of 48) and 5 of 12
+  after. Most misses are answers with no signal the bank knows ("Sick to my stomach every
+  time I drove past it"), read as "not enough to go on": the rules know words, not meaning.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +25,7 @@ from server.generators.journey import Exchange, Journey
 from server.generators.offline import OfflineWriter
 from server.generators.reading import read
 from server.generators.scoring import style
-from tests.offline_labelled import CASES, HELD_OUT, Case
+from tests.offline_labelled import CASES, HELD_OUT, HELD_OUT_FRESH, Case
 
 CATEGORIES = settings.load(environ={}).categories
 LETTER = {"high": "H", "low": "L", "none": "."}
@@ -123,6 +132,17 @@ def test_answers_not_tuned_on_are_still_read_mostly_right(bank: Bank) -> None:
     assert len(held) >= 12
     assert direction_accuracy(held)["overall"] >= 0.65
     assert sum(o.style == o.case.style for o in held) / len(held) >= 0.60
+
+
+def test_answers_written_before_the_last_changes_do_not_read_worse(bank: Bank) -> None:
+    """The second held-out sets (see the module's docstring for the figures): a floor at
+    what they scored before the changes, so a later rule that reads them worse fails."""
+    writer = OfflineWriter(bank)
+    held = [judge(writer, bank, case) for case in HELD_OUT_FRESH]
+    assert len(held) >= 12
+    assert not {case.name for case in HELD_OUT_FRESH} & {case.name for case in CASES}
+    assert direction_accuracy(held)["overall"] >= 16 / 48
+    assert sum(o.style == o.case.style for o in held) >= 5
 
 
 def test_styles_are_right_in_at_least_80_percent(outcomes: list[Outcome]) -> None:
@@ -399,3 +419,45 @@ def test_questions_name_the_people_of_a_scenario_the_model_wrote(bank: Bank) -> 
     later = [question_gen.parse(writer.write(journey, "question")).text]
     assert any(name in text for text in later for name in ("Marguerite", "Teodor")), later
     assert not any(name in text for text in later for name in ("Lisbon", "Last", "Your")), later
+
+
+# The journeys typed in a browser, each misread before (the look's finding 5).
+
+
+def test_hating_the_doctor_is_not_information_seeking_and_looking_it_up_is(
+    outcomes: list[Outcome], bank: Bank
+) -> None:
+    o = outcome(outcomes, "health-look-doctor")
+    info = {s.label: s for s in OfflineWriter(bank).scores(o.journey)}["Information seeking"]
+    assert "doctor" not in info.high_hits
+    assert "look up" in info.high_hits
+    strengths = section(o.report, "Strengths")
+    assert "**Information seeking**" in strengths
+    assert "look it up online first, probably too much" in strengths
+    # "probably too much" is overdoing, not exhaustion; her worry is not his.
+    assert not question_gen.parse(o.questions[4]).text.startswith(reaction_openings(bank, "weary"))
+    assert not question_gen.parse(o.questions[2]).text.startswith(reaction_openings(bank, "worry"))
+
+
+def test_asking_my_sister_is_information_seeking_and_gambling_is_low_risk(
+    outcomes: list[Outcome],
+) -> None:
+    o = outcome(outcomes, "finance-look-gambling")
+    assert (score_of(o, "Information seeking") or 0) > 5
+    assert (score_of(o, "Risk tolerance") or 10) < 5
+    assert "investing feels like gambling" in o.report
+    assert "read as the reply" not in o.report
+    assert "**Information seeking**" in section(o.report, "Strengths")
+
+
+def test_the_collaboration_quote_shows_talking_to_the_partner(outcomes: list[Outcome]) -> None:
+    o = outcome(outcomes, "career-look-partner")
+    line = next(x for x in section(o.report, "Strengths").splitlines() if "Collaboration" in x)
+    assert "talk to my partner first" in line
+
+
+def test_full_reasoned_answers_name_a_strength(outcomes: list[Outcome]) -> None:
+    """Regression: "did not lean clearly enough" in 2 of 3 browser journeys."""
+    for name in ("health-look-doctor", "finance-look-gambling", "career-look-partner"):
+        o = outcome(outcomes, name)
+        assert points(o.report, "Strengths"), name

@@ -138,3 +138,67 @@ def test_an_answer_in_other_words_is_read_as_the_one_reply_it_says(
     replies = tuple(Reply(text, lean) for text, lean in offered.items())
     found = paraphrased(answer, replies, bank.common)
     assert (found.text if found else None) == expected
+
+
+# Rules heard in answers typed in a browser (the look at the distributed deployment).
+
+
+@pytest.mark.parametrize(
+    ("category", "label", "answer", "high", "low"),
+    [
+        # A dislike turns a close signal around, and only cancels a far one.
+        ("finance", "Risk tolerance", "I hate gambling.", (), ("hate gambling",)),
+        ("health", "Information seeking", "I hate going to the doctor.", (), ()),
+        # A verb and its particle with a pronoun between them.
+        ("health", "Information seeking", "I'd look it up online first.", ("look up",), ()),
+        # A thing compared with a hazard leans low, the thing compared taken in.
+        (
+            "finance",
+            "Risk tolerance",
+            "Investing feels like gambling to me.",
+            (),
+            ("investing feels like gambling",),
+        ),
+        ("finance", "Risk tolerance", "I'd gamble on it.", ("gamble",), ()),
+        # A signal that is the object of the one before it leans as that one does.
+        ("health", "Consistency", "I tend to give up on routines.", (), ("give up on routines",)),
+        # A close negation is shown with the words that say it.
+        (
+            "finance",
+            "Emotional control",
+            "I wouldn't decide the same day.",
+            ("wouldn't decide the same day",),
+            (),
+        ),
+    ],
+)
+def test_dislikes_particles_comparisons_and_objects_are_read_as_a_person_would(
+    bank: Bank, category: str, label: str, answer: str, high: tuple[str, ...], low: tuple[str, ...]
+) -> None:
+    dims = list(bank.categories[category].dimensions.values())
+    assert category_hits(normal(answer), dims)[label] == (high, low)
+
+
+@pytest.mark.parametrize(
+    ("answer", "cue", "heard"),
+    [
+        ("My wife would push me to go, and I'd listen if she got worried.", "worry", False),
+        ("She worries about it, and I'm worried too.", "worry", True),
+        ("I find it hard to say no to people I respect.", "doubt", False),
+        ("Hard to say.", "doubt", True),
+        ("I don't know if it's right.", "doubt", True),
+        (
+            "I'd check what my bank offers and maybe ask my sister, she knows more than me.",
+            "doubt",
+            False,
+        ),
+        ("Security, I guess, but maybe a side project is the compromise.", "doubt", True),
+        ("maybe", "doubt", True),
+        ("I'd look it up online first, probably too much.", "weary", False),
+        ("It's all too much right now.", "weary", True),
+    ],
+)
+def test_a_cue_is_the_persons_own_and_means_what_it_says(
+    bank: Bank, answer: str, cue: str, heard: bool
+) -> None:
+    assert (cue in read(answer, bank.common).cues) == heard

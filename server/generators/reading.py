@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from server.generators.bank import Common, Reply, normal
-from server.generators.wording import masked, mentions
+from server.generators.wording import masked, spans
 
 # "words": English (or nothing else recognisable); "wordless": emoji or punctuation only;
 # "bare": a yes or a no in a word or two; "foreign": written in another language.
@@ -17,6 +17,27 @@ _WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 _EDGES = " \t\n.,;:!?\u2026\"'\u201c\u201d()-"
 # A language needs this many of its own marker words to be named for a longer answer.
 _LANGUAGE_HITS = 2
+# A cue whose subject is someone else is theirs, not the person's: "I'd listen if she got
+# worried" is no worry of the speaker's.
+_OTHERS = frozenset(
+    {"she", "he", "they", "she's", "he's", "they're", "she'd", "he'd", "they'd", "she'll",
+     "he'll", "they'll", "her", "his", "their"}
+)  # fmt: skip
+_SELF = frozenset(
+    {"i", "i'm", "i'd", "i've", "i'll", "me", "my", "myself", "we", "we're", "we'd", "our"}
+)
+_CLAUSE = re.compile(r"[.,;:!?\n]")
+# "I find it hard to say no" is no doubt: these say doubt only when they end their thought
+# or ask something ("hard to say.", "I don't know if it's right").
+_OPEN_ENDED = frozenset({"hard to say", "can't tell", "cannot tell", "don't know", "i don't know"})
+_ASKING = frozenset(
+    {"if", "whether", "what", "which", "who", "how", "why", "when", "where", "yet", "really",
+     "about", "either", "anymore"}
+)  # fmt: skip
+# One soft hedge in an answer this long is a manner of speaking ("I'd check what my bank
+# offers and maybe ask my sister"), not doubt; two of them, or a short answer, are.
+_SOFT_HEDGES = ("maybe", "perhaps", "possibly", "i guess")
+_SOFT_HEDGE_WORDS = 12
 
 
 @dataclass(frozen=True)
@@ -46,13 +67,34 @@ def read(answer: str, common: Common) -> Reading:
     language = _language(text, tokens, common)
     if language:
         return Reading(answer, "foreign", len(tokens), language=language)
-    cues = frozenset(kind for kind, found in common.markers.items() if _any(text, found, common))
-    return Reading(answer, "words", len(tokens), cues)
+    hidden = masked(text, common.masks)
+    cues = {kind for kind, found in common.markers.items() if _any(hidden, found)}
+    if "doubt" in cues and len(tokens) >= _SOFT_HEDGE_WORDS:
+        hedges = [m for m in common.markers["doubt"] for _ in _own(hidden, m)]
+        if len(hedges) == 1 and hedges[0] in _SOFT_HEDGES:
+            cues.discard("doubt")
+    return Reading(answer, "words", len(tokens), frozenset(cues))
 
 
-def _any(text: str, markers: tuple[str, ...], common: Common) -> bool:
-    text = masked(text, common.masks)
-    return any(mentions(text, marker) for marker in markers)
+def _any(text: str, markers: tuple[str, ...]) -> bool:
+    return any(_own(text, marker) for marker in markers)
+
+
+def _own(text: str, marker: str) -> list[int]:
+    """Where the person says a marker of their own: not someone else's feeling, and an
+    open-ended doubt only where it ends its thought or asks something."""
+    found = []
+    for start, end in spans(text, marker):
+        before = _CLAUSE.split(text[:start])[-1].split()
+        subject = next((w for w in reversed(before) if w in _OTHERS or w in _SELF), "")
+        if subject in _OTHERS:
+            continue
+        if marker in _OPEN_ENDED:
+            after = _CLAUSE.split(text[end:])[0].split()
+            if after and after[0] not in _ASKING:
+                continue
+        found.append(start)
+    return found
 
 
 def _language(text: str, tokens: list[str], common: Common) -> str:

@@ -11,6 +11,26 @@ QUOTE_CHARS = 110
 _NEGATORS = frozenset(
     {"not", "no", "never", "cannot", "hardly", "without", "nobody", "nothing", "neither", "nor"}
 )
+# Dislike and avoidance turn a signal around as a negation does ("I'd avoid the risk", "I
+# hate gambling"); far from it they only cancel it ("I hate going to the doctor" says nothing
+# of whether the person looks for information).
+_AVERSE = frozenset(
+    {
+        "hate", "hates", "hated", "hating", "dread", "dreads", "dreaded", "dreading",
+        "avoid", "avoids", "avoided", "avoiding", "dislike", "dislikes", "disliked",
+        "refuse", "refuses", "refused", "refusing",
+    }
+)  # fmt: skip
+# A verb and its particle match with a pronoun between them: "look it up" for "look up".
+_PARTICLES = frozenset({"up", "out", "down", "through", "over", "back", "off", "around"})
+_PARTICLE_OBJECTS = r"(?:it|them|this|that|things|stuff|everything|something|anything|all|him|her)"
+# A hazard a thing is compared with says the thing is risky: "investing feels like
+# gambling" leans low on risk, the reverse of "I'd gamble".
+_HAZARDS = frozenset({"gamble", "gambling", "bet", "roll the dice", "all in", "risk it"})
+_COMPARED = re.compile(
+    r"(?:feels?|felt|seems?|seemed|looks?|looked|sounds?|sounded|is|was|are|it's|that's|"
+    r"basically|just|more)\s+like\s+(?:a\s+|an\s+)?$"
+)
 _CLAUSE_END = re.compile(r"[.,;:!?\n]")
 # A negation reaches this many words ahead ("I do not think there is a fair way")...
 _NEGATION_REACH = 6
@@ -45,7 +65,7 @@ def negation_distance(text: str, start: int) -> int | None:
     for distance, word in enumerate(reversed(clause), start=1):
         if word in _NEGATION_STOPS:
             return None
-        if word in _NEGATORS or word.endswith("n't"):
+        if word in _NEGATORS or word in _AVERSE or word.endswith("n't"):
             before = clause[: len(clause) - distance][-1:]
             if word == "no" and before and before[0] in _SAYING:
                 continue  # "I'd say no when I'm exhausted": a no said, not a negation
@@ -82,11 +102,26 @@ def _matches(text: str, signal: str) -> list[tuple[int, int, bool]]:
     negated from further away is left out."""
     found = []
     # Not inside a longer word, nor before a contraction ("say it" is not in "say it's").
-    for match in re.finditer(rf"(?<!\w){re.escape(signal)}(?![\w'])", text):
+    for match in re.finditer(rf"(?<!\w){_pattern(signal)}(?![\w'])", text):
         distance = negation_distance(text, match.start())
         if distance is None or distance <= _TURNING_REACH:
             found.append((match.start(), match.end(), distance is not None))
     return found
+
+
+def _pattern(signal: str) -> str:
+    """A signal as a pattern: one word also in its plural ("routines" for "routine"; other
+    forms are the bank's to list, since "protecting" or "protected" may not lean as the
+    verb does), a verb and its particle with a pronoun between them ("look it up"),
+    anything else word for word."""
+    words = signal.split()
+    if len(words) == 1 and signal.isalpha() and len(signal) >= 4:
+        if signal.endswith("y") and signal[-2] not in "aeiou":
+            return re.escape(signal[:-1]) + "(?:y|ies)"
+        return re.escape(signal) + ("(?:s|es)?" if not signal.endswith("s") else "")
+    if len(words) == 2 and words[1] in _PARTICLES:
+        return rf"{re.escape(words[0])}(?:\s+{_PARTICLE_OBJECTS})?\s+{words[1]}"
+    return re.escape(signal)
 
 
 def mentions(text: str, signal: str) -> bool:
@@ -105,8 +140,9 @@ def category_hits(
 
     The longest match wins a span, across dimensions too: "future security" (long-term
     thinking) hides its "security" (risk tolerance), "change the plan" its "the plan". A
-    signal turned around by a close negation counts the other way, shown as "not …" ("not
-    brave" toward low Courage, "don't want to invest" toward low Risk tolerance).
+    signal turned around by a close negation or dislike counts the other way, shown with the
+    words that turn it ("not brave" toward low Courage, "don't want to invest" toward low
+    Risk tolerance).
     """
     result = {}
     for dim in dims:
@@ -129,12 +165,11 @@ def leaning_spans(text: str, dim: Dimension, *, high: bool) -> list[tuple[int, i
 def _taken(text: str, dims: list[Dimension]) -> list[tuple[int, int, str, str, bool]]:
     """Every signal hit as (start, end, dimension, shown, leans high), longest first wins."""
     found = [
-        (start, end, dim.label, shown, high != turned)
+        (start, end, dim.label, _shown(text, start, end, signal, turned), high != turned)
         for dim in dims
         for high, signals in ((True, dim.signals_high), (False, dim.signals_low))
         for signal in signals
         for start, end, turned in _matches(text, signal)
-        for shown in ((f"not {signal}",) if turned else (signal,))
     ]
     found.sort(key=lambda hit: (hit[0] - hit[1], hit[0]))
     taken: list[tuple[int, int, str, str, bool]] = []
@@ -142,7 +177,61 @@ def _taken(text: str, dims: list[Dimension]) -> list[tuple[int, int, str, str, b
         if not any(hit[0] < other[1] and other[0] < hit[1] for other in taken):
             taken.append(hit)
     taken.sort()
-    return taken
+    return _compared(text, _governed(text, taken))
+
+
+def _governed(
+    text: str, taken: list[tuple[int, int, str, str, bool]]
+) -> list[tuple[int, int, str, str, bool]]:
+    """A signal that is the object of the one just before it, on the same dimension, leans
+    as that one does: "give up on routines" is one low hit, not a low and a high."""
+    result: list[tuple[int, int, str, str, bool]] = []
+    for hit in taken:
+        if result:
+            start, end, label, shown, high = result[-1]
+            between = text[end : hit[0]]
+            if (
+                label == hit[2]
+                and high != hit[4]
+                and len(between.split()) <= 2
+                and not _CLAUSE_END.search(between)
+            ):
+                said = " ".join(text[start : hit[1]].split())
+                result[-1] = (start, hit[1], label, said if len(said) > len(shown) else shown, high)
+                continue
+        result.append(hit)
+    return result
+
+
+def _shown(text: str, start: int, end: int, signal: str, turned: bool) -> str:
+    """How a hit is named: the signal, or when a negation or a dislike turns it, the words
+    from that word to the signal ("not brave", "wouldn't decide the same day")."""
+    if not turned:
+        return signal
+    back = negation_distance(text, start) or 1
+    return " ".join([*text[:start].split()[-back:], *text[start:end].split()])
+
+
+def _compared(
+    text: str, taken: list[tuple[int, int, str, str, bool]]
+) -> list[tuple[int, int, str, str, bool]]:
+    """A hazard a thing is compared with ("investing feels like gambling") turns low, and
+    takes in the thing compared (the "investing" before it), shown as one hit."""
+    result = list(taken)
+    for start, end, label, shown, high in taken:
+        if not high or shown not in _HAZARDS:
+            continue
+        found = _COMPARED.search(text[:start])
+        if found is None:
+            continue
+        clause = _CLAUSE_END.split(text[: found.start()])[-1]
+        begins = found.start() - len(clause)
+        subjects = [h for h in result if h[2] == label and h[4] and begins <= h[0] < found.start()]
+        first = min([start, *(h[0] for h in subjects)])
+        result = [h for h in result if h not in subjects]
+        said = " ".join(text[first:end].split())
+        result[result.index((start, end, label, shown, high))] = (first, end, label, said, False)
+    return sorted(result)
 
 
 def excerpt(text: str, limit: int = QUOTE_CHARS) -> str:
