@@ -3,6 +3,7 @@ lock, and the server's failures in the store's terms (Unreachable, Unavailable).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from server import schema
+from server import logs, schema
 from server.records import Unavailable, Unreachable
 
 Connection = psycopg.AsyncConnection[DictRow]
@@ -59,6 +60,7 @@ class PostgresDatabase:
     """A pool of connections in autocommit, rows as dicts; transactions are explicit."""
 
     def __init__(self, url: str) -> None:
+        self._where = describe(url)
         # True from the moment the pool gave up connecting (for RECONNECT_S) until it makes a
         # connection again: while the server is known to be away, a request waits for a
         # connection only DOWN_WAIT_S, not ACQUIRE_TIMEOUT_S, before its 503.
@@ -81,9 +83,17 @@ class PostgresDatabase:
         )
 
     def _gave_up(self, pool: object) -> None:
+        if not self.down:
+            logs.event(
+                logging.WARNING,
+                "Database unreachable: requests get a 503 until it answers",
+                database=self._where,
+            )
         self.down = True
 
     async def _connected(self, conn: Connection) -> None:
+        if self.down:
+            logs.event(logging.INFO, "Database reachable again", database=self._where)
         self.down = False
 
     @classmethod
@@ -97,6 +107,10 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             raise Unreachable(f"{describe(url)} is unreachable: {first_line(exc)}") from None
         await probe.close()
+        # The pool's own warning for every failed attempt (about one a second while the server
+        # is away, as plain text) gives way to this module's one line when it gives up and one
+        # when it connects again.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         database = cls(url)
         try:
             await database._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)

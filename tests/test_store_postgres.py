@@ -3,6 +3,7 @@ server's restart without one of its own."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -47,7 +48,10 @@ def own_server() -> Iterator[PostgresServer]:
         server.remove()
 
 
-async def test_the_store_recovers_when_the_server_comes_back(own_server: PostgresServer) -> None:
+async def test_the_store_recovers_when_the_server_comes_back(
+    own_server: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="crossroads")
     store = await PostgresStore.connect(own_server.create_database())
     try:
         session = await store.create_session(
@@ -77,3 +81,10 @@ async def test_the_store_recovers_when_the_server_comes_back(own_server: Postgre
         assert (await store.session(session.id)) == session
     finally:
         await store.close()
+    # Said once each, in the app's log: gone (when the pool gave up connecting), and back.
+    said = [r.getMessage() for r in caplog.records if r.name == "crossroads"]
+    assert said == [
+        "Database unreachable: requests get a 503 until it answers",
+        "Database reachable again",
+    ]
+    assert not [r for r in caplog.records if r.name.startswith("psycopg")]
