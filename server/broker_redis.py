@@ -13,13 +13,14 @@ import anyio
 from anyio.abc import TaskGroup
 
 from server.broker_lease_redis import HELD, RETAKEN, Lease, Leases
+from server.broker_publish_redis import Publisher
 from server.broker_stops_redis import Stop, announce, forget, listen
 from server.broker_stream_redis import (
-    DONE_TTL_S,
     Reader,
     Shared,
     StepKeys,
     header,
+    sleep_until_ended,
     streamed,
 )
 from server.shared_redis import UNAVAILABLE, SharedRedis
@@ -54,12 +55,13 @@ class RedisBroker:
         self._renew_s = lease_s / 3
         # Takeover within lease + this; stops come by pub/sub, this only bounds a lost message.
         self.check_s = min(0.5, lease_s / 3)
-        self._frame_s = frame_s
-        self._live_ttl_ms = int(live_ttl_s * 1000)
         self._on_abandon = on_abandon
         self._local: dict[Key, Shared] = {}
         self._reader = Reader(redis)
         self._leases = Leases(redis, lease_s)
+        self._publisher = Publisher(
+            store, frame_s=frame_s, live_ttl_s=live_ttl_s, check_s=self.check_s, lost=self._lost
+        )
         self.abandoned = 0
         self.started = 0
 
@@ -176,7 +178,7 @@ class RedisBroker:
                 if await self._ended_in_store(gen):
                     gen.finish()
                     return
-            await _sleep_until_ended(gen, self.check_s if gen.watched else EARLY_POLL_S)
+            await sleep_until_ended(gen, self.check_s if gen.watched else EARLY_POLL_S)
 
     async def _ended_in_store(self, gen: Shared) -> bool:
         try:
@@ -204,7 +206,7 @@ class RedisBroker:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._keep, gen, lease, away)
-                tg.start_soon(self._publisher, gen, lease, published)
+                tg.start_soon(self._publisher.run, gen, lease, published)
                 try:
                     with gen.cancel_scope:
                         await work(gen)
@@ -296,96 +298,6 @@ class RedisBroker:
         gen._end()
         gen.cancel_scope.cancel()
 
-    async def _publisher(self, gen: Shared, lease: Lease, published: anyio.Event) -> None:
-        """Publish the generation's frames; while Redis is away this worker's viewers still
-        read it, and when Redis is back the step is claimed and published again, whole."""
-        try:
-            while not gen.ended and (not gen.ready.is_set() or gen.version == gen.stale):
-                await gen.changed.wait()
-            while not await self._frames(gen, lease):
-                logger.warning("Generation not published: Redis is unreachable", exc_info=True)
-                gen.published = None  # nobody elsewhere can follow now: show all here
-                gen._notify()
-                if not await self._reclaim(gen, lease):
-                    return
-        finally:
-            published.set()
-
-    async def _frames(self, gen: Shared, lease: Lease) -> bool:
-        """One entry per frame with the text added since the last one (first text at once),
-        a new stream per version; the last entry says how the generation ended. False when
-        Redis went away."""
-        version, sent, status = 0, 0, ""
-        try:
-            while True:
-                changed = gen.changed
-                text, ended = gen.text, gen.ended
-                fields: list[str] = []
-                previous: tuple[int, int] | None = None
-                new_version = gen.version != version
-                if new_version:
-                    # Readers of the old version's stream learn where the text went.
-                    previous = (version, sent) if version else None
-                    version, sent = gen.version, 0
-                if len(text) > sent or new_version:
-                    fields += ["t", text[sent:]]
-                if gen.status != status or new_version:
-                    status = gen.status
-                    fields += ["s", status]
-                if ended:
-                    fields += ["e", "finished" if gen.finished else "ended"]
-                if fields:
-                    ttl = DONE_TTL_S * 1000 if ended else self._live_ttl_ms
-                    appended = await lease.append(
-                        version,
-                        fields,
-                        offset=len(text),
-                        ttl_ms=ttl,
-                        new=new_version,
-                        previous=previous,
-                    )
-                    if not appended:
-                        self._lost(gen)
-                        return True
-                    sent = len(text)
-                    gen.published = (version, sent)
-                    gen._notify()
-                if ended:
-                    return True
-                await changed.wait()
-                if self._frame_s > 0 and sent > 0 and not gen.ended:
-                    await anyio.sleep(self._frame_s)
-        except UNAVAILABLE:
-            return False
-
-    async def _reclaim(self, gen: Shared, lease: Lease) -> bool:
-        """Redis is back (or this worker began the step while it was away): hold the step's
-        lease again, unless another worker took it meanwhile (then this one gives way), and
-        go on under a new version, so that whatever Redis lost or missed is published whole
-        and mirrors anywhere follow the new stream. False when there is nothing to publish."""
-        while not gen.ended:
-            await _sleep_until_ended(gen, self.check_s)
-            try:
-                held = await lease.renew()
-            except UNAVAILABLE:
-                continue
-            if not held:
-                self._lost(gen)
-                return False
-            try:
-                version = await self._store.bump_version(*gen.key, gen.version)
-            except Exception:
-                # Stopped, deleted or written by another worker meanwhile (a Conflict), or the
-                # database away: the viewers reconnect and get what the step is.
-                logger.warning("Generation not published again", exc_info=True)
-                self._lost(gen)
-                return False
-            gen.replace(gen.text, version)
-            return True
-        # Ended while Redis was away: workers that follow the step find it in the store when
-        # they find its lease gone.
-        return False
-
     # Stop, delete, rewind: announced to every worker.
 
     def _end_local(self, stop: Stop) -> None:
@@ -417,9 +329,3 @@ def _database_away(exc: Exception) -> bool:
         _, rest = exc.split(Unavailable)
         return rest is None
     return isinstance(exc, Unavailable)
-
-
-async def _sleep_until_ended(gen: Generation, seconds: float) -> None:
-    with anyio.move_on_after(seconds):
-        while not gen.ended:
-            await gen.changed.wait()

@@ -202,3 +202,10 @@ class Reader:
 def _streams_of(reply: Any) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
     """XREAD's reply (RESP2, the client's protocol) as (stream, entries)."""
     return [(stream, entries) for stream, entries in reply or []]
+
+
+async def sleep_until_ended(gen: Generation, seconds: float) -> None:
+    """Sleep `seconds`, or less if the generation ends meanwhile."""
+    with anyio.move_on_after(seconds):
+        while not gen.ended:
+            await gen.changed.wait()
