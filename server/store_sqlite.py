@@ -114,7 +114,7 @@ class SQLiteStore(SQLiteSteps, SQLiteJourneyEdits):
         row = await self._db.run(
             lambda db: db.execute(
                 "INSERT INTO report_feedback VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING 1",
-                (session_id, time.time()),
+                (session_id, self._clock()),
             ).fetchone()
         )
         return row is not None

@@ -4,7 +4,6 @@ shared, deleted, expired), each forgetting the session the store remembers."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable
 
 from server.db_sqlite import SQLiteDatabase
@@ -63,7 +62,7 @@ class SQLiteJourneyEdits:
         or stopped."""
 
         def rewind(db: sqlite3.Connection) -> None:
-            now = time.time()
+            now = self._clock()
             row = db.execute(
                 "SELECT kind, status FROM steps WHERE session_id = ? AND n = ?", (session_id, n)
             ).fetchone()

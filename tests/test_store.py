@@ -342,6 +342,19 @@ async def test_a_step_written_again_opens_under_a_new_seed(store: Store) -> None
     assert session is not None and session.seed == 99
 
 
+async def test_a_rewind_is_dated_by_the_stores_clock(database: Database) -> None:
+    now = time.time() - 5 * 86400
+    store = await database.open(clock=lambda: now)
+    try:
+        sid = await answered_to_two(store)
+        now += 3600
+        await store.rewind(sid, 1, answer="changed")
+        session = await store.session(sid)
+        assert session is not None and session.updated_at == pytest.approx(now)
+    finally:
+        await store.close()
+
+
 async def test_rewinding_what_is_not_finished_or_not_answered_is_a_conflict(store: Store) -> None:
     sid = await new_session(store)
     with pytest.raises(Conflict):
