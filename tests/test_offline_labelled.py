@@ -430,7 +430,7 @@ def test_hating_the_doctor_is_not_information_seeking_and_looking_it_up_is(
     o = outcome(outcomes, "health-look-doctor")
     info = {s.label: s for s in OfflineWriter(bank).scores(o.journey)}["Information seeking"]
     assert "doctor" not in info.high_hits
-    assert "look up" in info.high_hits
+    assert "look it up" in info.high_hits
     strengths = section(o.report, "Strengths")
     assert "**Information seeking**" in strengths
     assert "look it up online first, probably too much" in strengths
@@ -447,6 +447,8 @@ def test_asking_my_sister_is_information_seeking_and_gambling_is_low_risk(
     assert (score_of(o, "Risk tolerance") or 10) < 5
     assert "investing feels like gambling" in o.report
     assert "read as the reply" not in o.report
+    risk = next(x for x in section(o.report, "Blind spots").splitlines() if "Risk" in x)
+    assert "Investing feels like gambling" in risk, risk
     assert "**Information seeking**" in section(o.report, "Strengths")
 
 
@@ -454,6 +456,7 @@ def test_the_collaboration_quote_shows_talking_to_the_partner(outcomes: list[Out
     o = outcome(outcomes, "career-look-partner")
     line = next(x for x in section(o.report, "Strengths").splitlines() if "Collaboration" in x)
     assert "talk to my partner first" in line
+    assert "\u201cI find it hard\u201d" in o.report  # a signal shows "I" as written
 
 
 def test_full_reasoned_answers_name_a_strength(outcomes: list[Outcome]) -> None:

@@ -150,7 +150,7 @@ def test_an_answer_in_other_words_is_read_as_the_one_reply_it_says(
         ("finance", "Risk tolerance", "I hate gambling.", (), ("hate gambling",)),
         ("health", "Information seeking", "I hate going to the doctor.", (), ()),
         # A verb and its particle with a pronoun between them.
-        ("health", "Information seeking", "I'd look it up online first.", ("look up",), ()),
+        ("health", "Information seeking", "I'd look it up online first.", ("look it up",), ()),
         # A thing compared with a hazard leans low, the thing compared taken in.
         (
             "finance",
@@ -160,6 +160,7 @@ def test_an_answer_in_other_words_is_read_as_the_one_reply_it_says(
             ("investing feels like gambling",),
         ),
         ("finance", "Risk tolerance", "I'd gamble on it.", ("gamble",), ()),
+        ("finance", "Risk tolerance", "Crypto feels like a gamble.", (), ("feels like a gamble",)),
         # A signal that is the object of the one before it leans as that one does.
         ("health", "Consistency", "I tend to give up on routines.", (), ("give up on routines",)),
         # A close negation is shown with the words that say it.

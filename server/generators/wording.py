@@ -32,6 +32,7 @@ _COMPARED = re.compile(
     r"basically|just|more)\s+like\s+(?:a\s+|an\s+)?$"
 )
 _CLAUSE_END = re.compile(r"[.,;:!?\n]")
+_LOWER_I = re.compile(r"(?<![\w'])i(?![\w])")
 # A negation reaches this many words ahead ("I do not think there is a fair way")...
 _NEGATION_REACH = 6
 # ...but not past a word that starts a new thought ("I don't mind, and I'd go for it").
@@ -204,12 +205,16 @@ def _governed(
 
 
 def _shown(text: str, start: int, end: int, signal: str, turned: bool) -> str:
-    """How a hit is named: the signal, or when a negation or a dislike turns it, the words
-    from that word to the signal ("not brave", "wouldn't decide the same day")."""
-    if not turned:
-        return signal
-    back = negation_distance(text, start) or 1
-    return " ".join([*text[:start].split()[-back:], *text[start:end].split()])
+    """How a hit is named: the words matched, and when a negation or a dislike turns them,
+    the words from that one on ("not brave", "wouldn't decide the same day")."""
+    if turned:
+        back = negation_distance(text, start) or 1
+        words = [*text[:start].split()[-back:], *text[start:end].split()]
+    else:
+        # The person's own words: "look it up" for "look up", "routines" for "routine".
+        words = text[start:end].split()
+    # Matched in lower case; "I" is shown as the person wrote it.
+    return _LOWER_I.sub("I", " ".join(words))
 
 
 def _compared(
@@ -219,7 +224,8 @@ def _compared(
     takes in the thing compared (the "investing" before it), shown as one hit."""
     result = list(taken)
     for start, end, label, shown, high in taken:
-        if not high or shown not in _HAZARDS:
+        # The words as matched, a plural too ("bets").
+        if not high or (shown not in _HAZARDS and shown.removesuffix("s") not in _HAZARDS):
             continue
         found = _COMPARED.search(text[:start])
         if found is None:
@@ -227,7 +233,7 @@ def _compared(
         clause = _CLAUSE_END.split(text[: found.start()])[-1]
         begins = found.start() - len(clause)
         subjects = [h for h in result if h[2] == label and h[4] and begins <= h[0] < found.start()]
-        first = min([start, *(h[0] for h in subjects)])
+        first = min([found.start(), *(h[0] for h in subjects)])
         result = [h for h in result if h not in subjects]
         said = " ".join(text[first:end].split())
         result[result.index((start, end, label, shown, high))] = (first, end, label, said, False)
@@ -270,7 +276,15 @@ def excerpt_around(answer: str, places: list[tuple[int, int]], limit: int = QUOT
     sentences = [(m.start(), m.end()) for m in _SENTENCE.finditer(answer) if m.group().strip()]
     if not places or not sentences:
         return excerpt(answer, limit)
-    best = max(sentences, key=lambda s: sum(s[0] <= p[0] < s[1] for p in places))
+    # The sentence with the most of them, then the most words of them ("investing feels
+    # like gambling" says more than "buffer").
+    best = max(
+        sentences,
+        key=lambda s: (
+            sum(s[0] <= p[0] < s[1] for p in places),
+            sum(p[1] - p[0] for p in places if s[0] <= p[0] < s[1]),
+        ),
+    )
     inside = [p for p in places if best[0] <= p[0] < best[1]]
     start, end = best
     text = " ".join(answer[start:end].split())
