@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
 from server.app import create_app
-from server.settings import Settings, load
+from server.settings import Settings
 from tests.fake_upstream import FakeUpstream, serve
 from tests.servers import inherited, serve_app
 
+if TYPE_CHECKING:
+    from tests.databases import Database
+
 SettingsFactory = Callable[..., Settings]
 # The browser tests' fixtures (module-scoped Chromium, a context with the page probe), a
-# PostgreSQL server for the session with a fresh database per test, both store backends as a
-# parametrized `database` and `store`, a Redis server for the session, emptied for each test, and
-# the process harness (`cluster`, `start_cluster`: workers, nginx and the fake upstream as
-# processes).
+# PostgreSQL server for the session with a fresh database per test, both backends as `backend`,
+# `database` and `store` (and which tests run on both), a Redis server for the session, emptied
+# for each test, and the process harness (`cluster`, `start_cluster`: workers, nginx and the fake
+# upstream as processes).
 pytest_plugins = [
     "tests.chromium",
     "tests.pg",
@@ -58,21 +60,13 @@ def fast_limits(**overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path) -> SettingsFactory:
-    """Settings from the shipped file with short deadlines, a temporary data dir and no env."""
-
-    def make(**sections: dict[str, Any]) -> Settings:
-        overrides: dict[str, dict[str, Any]] = {
-            "storage": {"data_dir": str(tmp_path / "data")},
-            "limits": fast_limits(),
-            "stream": {"heartbeat_s": 1.0, "frame_ms": 20, "abandon_grace_s": 1.0},
-            "offline": {"chars_per_s": 4000.0},
-        }
-        for section, values in sections.items():
-            overrides.setdefault(section, {}).update(values)
-        return load(environ={}, overrides=overrides)
-
-    return make
+def make_settings(backend: str, request: pytest.FixtureRequest) -> SettingsFactory:
+    """Settings from the shipped file with short deadlines, a temporary data dir and no env, on
+    the test's backend (tests/databases.py: SQLite unless the test runs on both)."""
+    # Asked for here, not as an argument: a test that asks for `database` itself runs on both
+    # backends, and `backend` alone says whether this one does.
+    database: Database = request.getfixturevalue("database")
+    return database.settings
 
 
 @pytest.fixture

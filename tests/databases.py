@@ -1,5 +1,16 @@
-"""Both backends for the tests: `database` is an empty SQLite file (embedded) or PostgreSQL database
-with an empty Redis (distributed), parametrized, and `store` a store opened on it."""
+"""Both backends for the tests, through one fixture.
+
+`database` is an empty SQLite file (embedded: SQLite, in-process broker and admission, diskcache)
+or an empty PostgreSQL database with an empty Redis (distributed: PostgreSQL, RedisBroker,
+RedisAdmission, Redis cache and rate limits); `store` is a store opened on it, and conftest's
+`make_settings` builds the app's settings on it.
+
+Which tests run on both: every test that asks for `database` (or `store`), and every test of a
+module or class marked `pytest.mark.both_backends` (`make_settings`, `settings`, `base_url`...
+then follow the backend). A test of such a module that is about an embedded-only mechanism says
+so with `pytest.mark.embedded_only("why")` and runs on SQLite alone. Test ids end in `[sqlite]`
+or `[postgres]`; the PostgreSQL and Redis servers start once per session, on first use, and each
+test gets a fresh database and a flushed Redis."""
 
 from __future__ import annotations
 
@@ -22,6 +33,7 @@ from tests.conftest import fast_limits
 
 Backend = Literal["sqlite", "postgres"]
 BACKENDS: tuple[Backend, ...] = ("sqlite", "postgres")
+SECRET_KEY = "shared-by-every-worker"  # the distributed backend needs one (every worker's)
 
 
 @dataclass(frozen=True)
@@ -58,20 +70,63 @@ class Database:
                 "database_url": self.where,
                 "redis_url": self.redis_url,
             }
-            environ["CROSSROADS_SECRET_KEY"] = "shared-by-every-worker"
+            environ["CROSSROADS_SECRET_KEY"] = SECRET_KEY
         for section, values in sections.items():
             overrides.setdefault(section, {}).update(values)
         return load(environ=environ, overrides=overrides)
+
+    def environ(self) -> dict[str, str]:
+        """The environment that points an app process (`run.py`) at this backend."""
+        env = {"CROSSROADS_STORAGE__DATA_DIR": str(self.data_dir)}
+        if self.backend == "postgres":
+            env |= {
+                "CROSSROADS_SCALE__BACKEND": "distributed",
+                "CROSSROADS_SCALE__DATABASE_URL": self.where,
+                "CROSSROADS_SCALE__REDIS_URL": self.redis_url,
+                "CROSSROADS_SECRET_KEY": SECRET_KEY,
+            }
+        return env
 
     async def open_backends(self, **sections: dict[str, Any]) -> Backends:
         """The cache and rate limits an app with these settings opens (close() them)."""
         return await open_backends(self.settings(**sections))
 
 
-@pytest.fixture(params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    """An empty database of each backend in turn (PostgreSQL and Redis start on first use)."""
-    if request.param == "postgres":
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "both_backends: run on the embedded and the distributed backend (tests/databases.py)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "embedded_only(why): about an embedded-only mechanism; runs on SQLite alone",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each test that depends on the backend runs once per backend (see the module's doc)."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    single = metafunc.definition.get_closest_marker("embedded_only")
+    if "database" in metafunc.fixturenames:
+        if single is not None:
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: embedded_only with `database`")
+    elif single is not None or metafunc.definition.get_closest_marker("both_backends") is None:
+        return
+    metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The backend this test runs on: SQLite unless the test is parametrized over both."""
+    chosen: Backend = getattr(request, "param", "sqlite")
+    return chosen
+
+
+@pytest.fixture
+def database(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """An empty database of the test's backend (PostgreSQL and Redis start on first use)."""
+    if backend == "postgres":
         url = request.getfixturevalue("postgres_url")
         redis_url = request.getfixturevalue("redis_url")
         # The secret still lives in a data dir: the URLs name the servers only.

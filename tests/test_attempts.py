@@ -20,7 +20,8 @@ from tests.servers import serve_app
 from tests.sse import Stream
 from tests.visitor import Visitor
 
-pytestmark = pytest.mark.anyio
+# Attempts are stored, and a retry waits in admission: on both backends.
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 WORDS = [f"word{i} " for i in range(12)]
 RETRY_WAIT = "asking again (2 of 3)"

@@ -23,7 +23,8 @@ from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
 from tests.visitor import Visitor, htmx_form
 
-pytestmark = pytest.mark.anyio
+# Stop, delete, share and write-again change the store, the broker and the cache: on both backends.
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 SHARE = re.compile(r'href="/r/([\w-]+)"')
 

@@ -34,7 +34,8 @@ from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
 from tests.visitor import Visitor
 
-pytestmark = pytest.mark.anyio
+# Journeys through the store, the broker, admission and the cache: on both backends.
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 HEARTBEAT_S = 0.5
 SCENARIO = [f"w{i} " for i in range(150)]
@@ -249,6 +250,9 @@ class DiskFullStore(SQLiteStore):
         raise sqlite3.OperationalError("database or disk is full")
 
 
+@pytest.mark.embedded_only(
+    "builds the embedded pieces by hand around an SQLite store whose disk fills"
+)
 async def test_a_step_that_cannot_be_recorded_stops_with_done_instead_of_looping(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:

@@ -13,7 +13,8 @@ from tests.conftest import SettingsFactory
 from tests.servers import serve_app
 from tests.visitor import Visitor
 
-pytestmark = pytest.mark.anyio
+# Pages, forms and streams read and write the store and follow the broker: on both backends.
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 
 @pytest.fixture

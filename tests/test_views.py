@@ -50,6 +50,7 @@ def report_without_some_scores(request: dict[str, Any]) -> Script:
 
 
 @pytest.mark.anyio
+@pytest.mark.both_backends  # a whole journey through the store, the broker and the cache
 async def test_the_report_page_says_which_scores_the_model_left_out(
     make_settings: SettingsFactory,
 ) -> None:
