@@ -20,13 +20,14 @@ if TYPE_CHECKING:
 SettingsFactory = Callable[..., Settings]
 # The browser tests' fixtures (module-scoped Chromium, a context with the page probe), a
 # PostgreSQL server for the session with a fresh database per test, both backends as `backend`,
-# `database` and `store` (and which tests run on both), a Redis server for the session, emptied
-# for each test, and the process harness (`cluster`, `start_cluster`: workers, nginx and the fake
-# upstream as processes).
+# `database` and `store` (and which tests run on both), the generation broker of the test's
+# backend as `brokers`, a Redis server for the session, emptied for each test, and the process
+# harness (`cluster`, `start_cluster`: workers, nginx and the fake upstream as processes).
 pytest_plugins = [
     "tests.chromium",
     "tests.pg",
     "tests.databases",
+    "tests.brokers",
     "tests.redis_server",
     "tests.cluster",
 ]

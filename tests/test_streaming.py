@@ -1,41 +1,49 @@
-"""Generations without HTTP: single flight, snapshot then tail, resume, coalescing, grace."""
+"""The generation broker without HTTP: single flight, snapshot then tail, resume, coalescing,
+grace. On both backends (tests/brokers.py): the embedded Generations, and a RedisBroker whose
+owned generations its viewers follow through the same `follow`."""
 
 from __future__ import annotations
 
 import asyncio
 import html
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import pytest
 
-from server.streaming import Event, Generation, Generations, parse_event_id
+from server.broker import Broker
+from server.streaming import Event, Generation, parse_event_id
 from server.viewing import follow
+from tests.brokers import BrokerFactory
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
 
 PIECES = [f"word{i} " for i in range(40)] + ["caf\u00e9 \U0001f600 <b>&amp;</b>"]
 FINAL = "".join(PIECES)
 
 
 class Script:
-    """A writer that appends one piece each time the test says so."""
+    """A writer that appends one piece each time the test says so. Each word counts, even one
+    said before the writer runs (a distributed broker begins it after a round trip to Redis)."""
 
     def __init__(self) -> None:
         self.calls = 0
+        self.said = 0
         self.step = anyio.Event()
         self.cancelled = anyio.Event()
 
     def advance(self) -> None:
+        self.said += 1
         self.step.set()
 
     async def work(self, gen: Generation) -> None:
         self.calls += 1
         gen.start(1)
         try:
-            for piece in PIECES:
-                await self.step.wait()
-                self.step = anyio.Event()
+            for index, piece in enumerate(PIECES):
+                while self.said <= index:
+                    await self.step.wait()
+                    self.step = anyio.Event()
                 gen.append(piece)
             gen.finish(f"<section id='step-0'>{html.escape(FINAL)}</section>")
         except anyio.get_cancelled_exc_class():
@@ -62,19 +70,32 @@ def apply(events: list[Event]) -> str:
     return text
 
 
+def known_gap(backend: str, request: pytest.FixtureRequest, why: str) -> None:
+    """A known failure of the distributed broker, expected (strictly: it must fail) until its
+    owner fixes it; then this line goes."""
+    if backend == "postgres":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=why))
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Wait for the generation's state: what the broker does next may take a round trip to
+    Redis, which `wait_all_tasks_blocked` does not wait for."""
+    with anyio.fail_after(10):
+        while not predicate():  # noqa: ASYNC110 - the broker changes it on its own tasks
+            await anyio.sleep(0.005)
+
+
 async def collect(stream: AsyncIterator[Event]) -> list[Event]:
     with anyio.fail_after(10):
         return [event async for event in stream]
 
 
 @pytest.fixture
-async def generations() -> AsyncIterator[Generations]:
-    async with anyio.create_task_group() as tg:
-        yield Generations(tg, grace_s=5.0)
-        tg.cancel_scope.cancel()
+async def generations(brokers: BrokerFactory) -> Broker:
+    return await brokers(grace_s=5.0)
 
 
-async def test_single_flight_under_twenty_subscribers(generations: Generations) -> None:
+async def test_single_flight_under_twenty_subscribers(generations: Broker) -> None:
     script = Script()
     gens = [generations.start(("s", 0), script.work) for _ in range(20)]
     assert all(gen is gens[0] for gen in gens)
@@ -98,7 +119,7 @@ async def test_single_flight_under_twenty_subscribers(generations: Generations) 
 
 
 async def test_every_subscriber_gets_exactly_the_final_text_whenever_it_joins(
-    generations: Generations,
+    generations: Broker,
 ) -> None:
     script = Script()
     gen = generations.start(("s", 0), script.work)
@@ -126,7 +147,7 @@ async def test_every_subscriber_gets_exactly_the_final_text_whenever_it_joins(
 
 
 async def test_resume_with_the_current_version_sends_only_the_missing_text(
-    generations: Generations,
+    generations: Broker,
 ) -> None:
     script = Script()
     gen = generations.start(("s", 0), script.work)
@@ -134,6 +155,7 @@ async def test_resume_with_the_current_version_sends_only_the_missing_text(
     for _ in range(10):
         script.advance()
         await anyio.wait_all_tasks_blocked()
+    await until(lambda: gen.text == "".join(PIECES[:10]))
     shown = len(gen.text) - 7  # the browser saw all but the last 7 code points
     events: list[Event] = []
 
@@ -153,7 +175,7 @@ async def test_resume_with_the_current_version_sends_only_the_missing_text(
 
 @pytest.mark.parametrize("last_event_id", ["2.3", "0.1", "1.99999", "-1.2", "abc", "1.x", "", "1"])
 async def test_an_unusable_last_event_id_gets_a_full_snapshot(
-    generations: Generations, last_event_id: str
+    generations: Broker, last_event_id: str
 ) -> None:
     gen = generations.start(("s", 0), free_running)
     events = await collect(follow(gen, last_event_id, frame_s=0))
@@ -162,7 +184,7 @@ async def test_an_unusable_last_event_id_gets_a_full_snapshot(
 
 
 async def test_a_replaced_text_arrives_as_a_new_versioned_snapshot(
-    generations: Generations,
+    generations: Broker,
 ) -> None:
     release = anyio.Event()
 
@@ -179,8 +201,10 @@ async def test_a_replaced_text_arrives_as_a_new_versioned_snapshot(
     async def watch() -> None:
         events.extend(await collect(follow(gen, None, frame_s=0)))
 
+    await until(lambda: gen.text != "")  # joins a generation that has begun
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
+        await until(lambda: gen.viewers == 1)
         await anyio.wait_all_tasks_blocked()
         release.set()
     snapshots = [e for e in events if e.event == "snapshot"]
@@ -188,7 +212,7 @@ async def test_a_replaced_text_arrives_as_a_new_versioned_snapshot(
     assert apply(events) == "A prepared scenario."
 
 
-async def test_chunks_are_coalesced_into_frames(generations: Generations) -> None:
+async def test_chunks_are_coalesced_into_frames(generations: Broker) -> None:
     burst = anyio.Event()
 
     async def work(gen: Generation) -> None:
@@ -215,7 +239,7 @@ async def test_chunks_are_coalesced_into_frames(generations: Generations) -> Non
     assert apply(events) == "first " + "".join(f"t{i} " for i in range(200))
 
 
-async def test_a_status_change_reaches_viewers(generations: Generations) -> None:
+async def test_a_status_change_reaches_viewers(generations: Broker) -> None:
     go = anyio.Event()
 
     async def work(gen: Generation) -> None:
@@ -227,6 +251,7 @@ async def test_a_status_change_reaches_viewers(generations: Generations) -> None
         gen.finish("<section>text</section>")
 
     gen = generations.start(("s", 0), work)
+    await until(lambda: gen.status.startswith("queued"))
     events: list[Event] = []
 
     async def watch() -> None:
@@ -234,6 +259,7 @@ async def test_a_status_change_reaches_viewers(generations: Generations) -> None
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
+        await until(lambda: gen.viewers == 1)
         await anyio.wait_all_tasks_blocked()
         go.set()
     statuses = [e.data for e in events if e.event == "status"]
@@ -241,54 +267,57 @@ async def test_a_status_change_reaches_viewers(generations: Generations) -> None
     assert all(e.id is None for e in events if e.event in ("status", "done"))
 
 
-async def test_a_generation_nobody_watches_is_cancelled_after_the_grace_period() -> None:
+async def test_a_generation_nobody_watches_is_cancelled_after_the_grace_period(
+    brokers: BrokerFactory,
+) -> None:
     script = Script()
-    async with anyio.create_task_group() as tg:
-        generations = Generations(tg, grace_s=0.2)
-        gen = generations.start(("s", 0), script.work)
-        with anyio.fail_after(5):
-            await script.cancelled.wait()
-        await anyio.wait_all_tasks_blocked()
-        assert gen.ended and not gen.finished
-        assert generations.get(("s", 0)) is None
-        assert generations.abandoned == 1
+    generations = await brokers(grace_s=0.2)
+    gen = generations.start(("s", 0), script.work)
+    with anyio.fail_after(5):
+        await script.cancelled.wait()
+    await anyio.wait_all_tasks_blocked()
+    assert gen.ended and not gen.finished
+    assert generations.get(("s", 0)) is None
+    assert generations.abandoned == 1
 
 
-async def test_the_last_viewer_leaving_starts_the_grace_period_and_a_return_cancels_it() -> None:
+async def test_the_last_viewer_leaving_starts_the_grace_period_and_a_return_cancels_it(
+    brokers: BrokerFactory,
+) -> None:
     script = Script()
-    async with anyio.create_task_group() as tg:
-        # The return comes at once: a grace of a second (not 0.3 s) outlasts any pause a busy
-        # machine puts between two lines here. The grace timer, due before the sleep below
-        # ends, has run by the time the sleep returns (the loop runs timers in order), so the
-        # check after it is not a race.
-        generations = Generations(tg, grace_s=1.0)
-        gen = generations.start(("s", 0), script.work)
-        viewer = follow(gen, None, frame_s=0)
-        await viewer.__anext__()  # joined
-        assert gen.viewers == 1
-        await viewer.aclose()  # left: the grace period starts
-        assert gen.viewers == 0
-        again = follow(gen, None, frame_s=0)
-        await again.__anext__()  # back before the grace ran out
-        await anyio.sleep(1.2)  # past the grace: nothing may have been abandoned
-        assert not gen.ended and generations.abandoned == 0
-        assert not script.cancelled.is_set()
-        await again.aclose()
-        with anyio.fail_after(5):
-            await script.cancelled.wait()
+    # The return comes at once: a grace of a second (not 0.3 s) outlasts any pause a busy
+    # machine puts between two lines here. The grace timer, due before the sleep below
+    # ends, has run by the time the sleep returns (the loop runs timers in order), so the
+    # check after it is not a race.
+    generations = await brokers(grace_s=1.0)
+    gen = generations.start(("s", 0), script.work)
+    viewer = follow(gen, None, frame_s=0)
+    await viewer.__anext__()  # joined
+    assert gen.viewers == 1
+    await viewer.aclose()  # left: the grace period starts
+    assert gen.viewers == 0
+    again = follow(gen, None, frame_s=0)
+    await again.__anext__()  # back before the grace ran out
+    await anyio.sleep(1.2)  # past the grace: nothing may have been abandoned
+    assert not gen.ended and generations.abandoned == 0
+    assert not script.cancelled.is_set()
+    await again.aclose()
+    with anyio.fail_after(5):
+        await script.cancelled.wait()
 
 
-async def test_no_task_is_left_after_two_hundred_generations() -> None:
-    before = len(asyncio.all_tasks())
-    async with anyio.create_task_group() as tg:
-        generations = Generations(tg, grace_s=5.0)
-        for index in range(200):
-            gen = generations.start((f"s{index}", 0), free_running)
-            events = await collect(follow(gen, None, frame_s=0))
-            assert events[-1].event == "done"
-        await anyio.wait_all_tasks_blocked()
-        assert len(generations) == 0
-        assert generations.started == 200
+async def test_no_task_is_left_after_two_hundred_generations(brokers: BrokerFactory) -> None:
+    generations = await brokers(grace_s=5.0)
+    await anyio.wait_all_tasks_blocked()
+    before = len(asyncio.all_tasks())  # the test's own and the broker's long-lived tasks
+    for index in range(200):
+        gen = generations.start((f"s{index}", 0), free_running)
+        events = await collect(follow(gen, None, frame_s=0))
+        assert events[-1].event == "done"
+    with anyio.fail_after(10):
+        while len(generations):  # noqa: ASYNC110 - each ends on a task of the broker's
+            await anyio.sleep(0.01)
+    await anyio.wait_all_tasks_blocked()
     assert len(asyncio.all_tasks()) == before
 
 
@@ -298,9 +327,7 @@ def test_event_ids_parse_strictly() -> None:
         assert parse_event_id(bad) is None
 
 
-async def test_a_failing_generation_ends_alone_and_the_others_go_on(
-    generations: Generations,
-) -> None:
+async def test_a_failing_generation_ends_alone_and_the_others_go_on(generations: Broker) -> None:
     async def broken(gen: Generation) -> None:
         gen.start(1)
         gen.append("half")
@@ -318,7 +345,7 @@ async def test_a_failing_generation_ends_alone_and_the_others_go_on(
     assert (await collect(follow(again, None, frame_s=0)))[-1].event == "done"
 
 
-async def test_done_never_waits_for_a_frame(generations: Generations) -> None:
+async def test_done_never_waits_for_a_frame(generations: Broker) -> None:
     async def quick(gen: Generation) -> None:
         gen.start(1)
         gen.append("all of it at once")
@@ -333,7 +360,16 @@ async def test_done_never_waits_for_a_frame(generations: Generations) -> None:
     assert apply(events) == "all of it at once, and the end"
 
 
-async def test_a_viewer_arriving_while_an_abandoned_generation_cleans_up_gets_a_fresh_one() -> None:
+async def test_a_viewer_arriving_while_an_abandoned_generation_cleans_up_gets_a_fresh_one(
+    brokers: BrokerFactory, backend: str, request: pytest.FixtureRequest
+) -> None:
+    known_gap(
+        backend,
+        request,
+        "a start while the old owner still holds the lease mirrors the old, ended stream and "
+        "ends without done, instead of waiting for the lease and writing the step (owner: "
+        "drills; /work/notes/both.md)",
+    )
     cleanup_may_finish = anyio.Event()
 
     async def slow_to_clean_up(gen: Generation) -> None:
@@ -345,9 +381,9 @@ async def test_a_viewer_arriving_while_an_abandoned_generation_cleans_up_gets_a_
             with anyio.CancelScope(shield=True):
                 await cleanup_may_finish.wait()
 
-    async with anyio.create_task_group() as tg:
-        generations = Generations(tg, grace_s=0.05)
-        old = generations.start(("s", 0), slow_to_clean_up)
+    generations = await brokers(grace_s=0.05)
+    old = generations.start(("s", 0), slow_to_clean_up)
+    try:
         with anyio.fail_after(5):
             while not old.ended:  # noqa: ASYNC110 - the grace timer is a loop callback
                 await anyio.sleep(0.01)
@@ -355,11 +391,12 @@ async def test_a_viewer_arriving_while_an_abandoned_generation_cleans_up_gets_a_
         assert fresh is not old
         events = await collect(follow(fresh, None, frame_s=0))
         assert events[-1].event == "done"
-        cleanup_may_finish.set()
+    finally:
+        cleanup_may_finish.set()  # whatever happened, the broker's tasks can end
 
 
 async def test_only_the_visible_part_is_streamed_and_ids_count_into_the_text(
-    generations: Generations,
+    generations: Broker,
 ) -> None:
     """`visible` holds back a tail: snapshot and chunks stop where it says, and their ids are
     offsets into the text itself, so a resume picks up exactly where the browser stopped."""
@@ -382,3 +419,28 @@ async def test_only_the_visible_part_is_streamed_and_ids_count_into_the_text(
     assert all("hidden" not in e.data for e in text_events)
     assert text_events[-1].id == "1.8"
     assert events[-1].event == "done"
+
+
+async def test_a_step_started_again_right_after_it_was_ended_is_written_and_finishes(
+    generations: Broker, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Stop, then "Write it again" at once: the new generation is not the stopped one's, and
+    the end of the old one (announced to every worker) must not end the new one."""
+    known_gap(
+        backend,
+        request,
+        "the old owner still holds the step's lease as the new generation begins: the new one "
+        "mirrors the old, ended stream and ends without done, so a stop then retry on the "
+        "distributed backend is not written until a viewer comes back after the lease is gone "
+        "(owner: drills; /work/notes/both.md)",
+    )
+    script = Script()
+    old = generations.start(("s", 0), script.work)
+    script.advance()
+    await until(lambda: old.text != "")
+    generations.end("s", 0)
+    again = generations.start(("s", 0), free_running)
+    assert again is not old
+    events = await collect(follow(again, None, frame_s=0))
+    assert events[-1].event == "done"
+    assert apply(events) == FINAL
