@@ -7,6 +7,9 @@ Held-out figures, measured with tests/offline_labelled.py's sets run through `ju
   directions (16 of 48) and 5 of 12 styles before them, 33.3 % (16 of 48) and 5 of 12
   after. Most misses are answers with no signal the bank knows ("Sick to my stomach every
   time I drove past it"), read as "not enough to go on": the rules know words, not meaning.
+  One fix came from reading those misses afterwards, so it is named here: a negated word
+  is no paraphrase ("Doesn't bother me" had been read as the reply "It bothers me a lot").
+  It turned one wrong direction into "not enough to go on"; the figure stayed at 33.3 %.
 """
 
 from __future__ import annotations

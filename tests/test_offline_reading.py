@@ -116,6 +116,7 @@ def test_look_alike_phrases_are_masked_without_moving_indexes(bank: Bank) -> Non
         ("Giving each person what they need, I think.", "What each person needs"),
         ("maybe the work, maybe the status", None),  # two replies fit: neither is taken
         ("I'd need someone to back me up", None),  # one shared word is not a paraphrase
+        ("Doesn't bother me. I'd rather sleep at night.", None),  # a negation is no match
     ],
 )
 def test_an_answer_in_other_words_is_read_as_the_one_reply_it_says(
@@ -134,6 +135,7 @@ def test_an_answer_in_other_words_is_read_as_the_one_reply_it_says(
         "Mostly the work itself": "neutral",
         "Honestly, some of it is status": "high",
         "Yes, on my own if needed": "high",
+        "It bothers me a lot": "high",
     }
     replies = tuple(Reply(text, lean) for text, lean in offered.items())
     found = paraphrased(answer, replies, bank.common)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from server.generators.bank import Common, Reply, normal
-from server.generators.wording import masked, spans
+from server.generators.wording import masked, negated, spans
 
 # "words": English (or nothing else recognisable); "wordless": emoji or punctuation only;
 # "bare": a yes or a no in a word or two; "foreign": written in another language.
@@ -128,20 +128,35 @@ def paraphrased(answer: str, replies: tuple[Reply, ...], common: Common) -> Repl
     telling word ("Everything. I'd want to know…" for "Everything, even the hard parts"),
     or it holds all of the reply's telling words, or two and at least half of them ("I
     said yes before I saw the price, and I regret it" for "Yes, and I regret it"). When
-    more than one reply fits, the answer is left to its own words."""
+    more than one reply fits, the answer is left to its own words. A word said with a
+    negation on one side and without on the other is no match: "Doesn't bother me" does
+    not say "It bothers me a lot"."""
     said = _telling(answer, common)
     if not said:
         return None
+    turned = _negated(answer, common)
     fitting = []
     for reply in replies:
         words = set(_telling(reply.text, common))
         if not words:
+            continue
+        if (words & turned) != (words & set(said) & _negated(reply.text, common)):
             continue
         shared = len(words & set(said))
         opens_alike = _telling(reply.text, common)[0] == said[0]
         if opens_alike or shared == len(words) or (shared >= 2 and shared * 2 >= len(words)):
             fitting.append(reply)
     return fitting[0] if len(fitting) == 1 else None
+
+
+def _negated(text: str, common: Common) -> set[str]:
+    """The telling words (stemmed) that a negation before them turns around."""
+    flat = normal(text)
+    return {
+        _stem(m.group())
+        for m in _WORD.finditer(flat)
+        if m.group() not in common.stopwords and negated(flat, m.start())
+    }
 
 
 def _telling(text: str, common: Common) -> list[str]:
