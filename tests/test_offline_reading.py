@@ -187,6 +187,10 @@ def test_dislikes_particles_comparisons_and_objects_are_read_as_a_person_would(
     [
         ("My wife would push me to go, and I'd listen if she got worried.", "worry", False),
         ("She worries about it, and I'm worried too.", "worry", True),
+        ("My parents will worry, but it's my call.", "worry", False),
+        ("Sam's afraid I'll resent them.", "worry", False),
+        ("My biggest fear is losing the house.", "worry", True),
+        ("I worry about my kids.", "worry", True),
         ("I find it hard to say no to people I respect.", "doubt", False),
         ("Hard to say.", "doubt", True),
         ("I don't know if it's right.", "doubt", True),

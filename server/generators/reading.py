@@ -26,6 +26,13 @@ _OTHERS = frozenset(
 _SELF = frozenset(
     {"i", "i'm", "i'd", "i've", "i'll", "me", "my", "myself", "we", "we're", "we'd", "our"}
 )
+# "My parents will worry", "Sam's afraid": the people a "my" names, and a name's "'s".
+_PEOPLE = frozenset(
+    {"wife", "husband", "partner", "mum", "mom", "mother", "dad", "father", "parents",
+     "sister", "brother", "son", "daughter", "kids", "children", "friend", "friends", "boss",
+     "manager", "family", "colleague", "colleagues", "team", "girlfriend", "boyfriend"}
+)  # fmt: skip
+_NOT_NAMES = frozenset({"it's", "that's", "what's", "there's", "here's", "who's", "let's"})
 _CLAUSE = re.compile(r"[.,;:!?\n]")
 # "I find it hard to say no" is no doubt: these say doubt only when they end their thought
 # or ask something ("hard to say.", "I don't know if it's right").
@@ -80,14 +87,25 @@ def _any(text: str, markers: tuple[str, ...]) -> bool:
     return any(_own(text, marker) for marker in markers)
 
 
+def _someone_elses(before: list[str]) -> bool:
+    """Whether the nearest subject before a marker is someone other than the person."""
+    for back, word in enumerate(reversed(before)):
+        if word in _OTHERS:
+            return True
+        if word.endswith("'s") and word not in _NOT_NAMES and word not in _OTHERS and back == 0:
+            return True  # "sam's afraid"
+        if word in _SELF:
+            following = before[len(before) - back :][:1]
+            return word in ("my", "our") and bool(following) and following[0] in _PEOPLE
+    return False
+
+
 def _own(text: str, marker: str) -> list[int]:
     """Where the person says a marker of their own: not someone else's feeling, and an
     open-ended doubt only where it ends its thought or asks something."""
     found = []
     for start, end in spans(text, marker):
-        before = _CLAUSE.split(text[:start])[-1].split()
-        subject = next((w for w in reversed(before) if w in _OTHERS or w in _SELF), "")
-        if subject in _OTHERS:
+        if _someone_elses(_CLAUSE.split(text[:start])[-1].split()):
             continue
         if marker in _OPEN_ENDED:
             after = _CLAUSE.split(text[end:])[0].split()
