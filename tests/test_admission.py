@@ -394,9 +394,21 @@ def slow_upstream(upstream: Upstream) -> Upstream:
     return upstream
 
 
+@pytest.mark.both_backends  # the app's admission: in this process, or in Redis
 async def test_two_slots_serve_ten_sessions_with_queue_positions_and_fallbacks(
-    make_settings: SettingsFactory, slow_upstream: Upstream
+    make_settings: SettingsFactory,
+    slow_upstream: Upstream,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    if backend == "postgres":  # strict: it must fail until fixed; then these lines go
+        why = (
+            "RedisAdmission.waiting is refreshed only by a grant or a renewal, never when a "
+            "waiter leaves the line (RELEASE returns the slots' count only): once the queue "
+            "empties, crossroads_queue_depth keeps its last reading (owner: global; "
+            "/work/notes/both.md)"
+        )
+        request.applymarker(pytest.mark.xfail(strict=True, reason=why))
     upstream, upstream_url = slow_upstream
     settings = make_settings(
         llm={"base_url": upstream_url, "model": "fake-model"},
@@ -435,9 +447,16 @@ async def test_two_slots_serve_ten_sessions_with_queue_positions_and_fallbacks(
 
                 # Each finished scenario opened question 1, which also queues for the model:
                 # wait until every generation has ended.
-                metrics = await when_idle(visitor.http)
+                await when_idle(visitor.http)
                 await upstream.wait_for(lambda f: f.open_streams == 0)
-            assert value(metrics, "crossroads_slots_in_use") == 0
+                # No slot leaked and nobody is left in line. Distributed, a slot's release is a
+                # round trip to Redis that may end a moment after its generation did.
+                with anyio.fail_after(10):
+                    while True:
+                        metrics = await scrape(visitor.http)
+                        if value(metrics, "crossroads_slots_in_use") == 0:
+                            break
+                        await anyio.sleep(0.05)
             assert value(metrics, "crossroads_queue_depth") == 0
 
     assert upstream.max_open_streams == 2
@@ -468,6 +487,7 @@ async def test_two_slots_serve_ten_sessions_with_queue_positions_and_fallbacks(
     assert len(scenario_requests) == 10 - len(fell_back)
 
 
+@pytest.mark.both_backends  # the app's admission: in this process, or in Redis
 async def test_metrics_show_free_slots_when_the_app_is_idle(make_settings: SettingsFactory) -> None:
     with serve_app(create_app(make_settings())) as url:
         async with httpx.AsyncClient(base_url=url) as client:
