@@ -165,6 +165,7 @@ def test_an_answer_in_other_words_is_read_as_the_one_reply_it_says(
         ("finance", "Risk tolerance", "Crypto feels like a gamble.", (), ("feels like a gamble",)),
         # A signal that is the object of the one before it leans as that one does.
         ("health", "Consistency", "I tend to give up on routines.", (), ("give up on routines",)),
+        ("finance", "Risk tolerance", "Safe or bold?", ("bold",), ("safe",)),
         # A close negation is shown with the words that say it.
         (
             "finance",

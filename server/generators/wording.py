@@ -32,6 +32,8 @@ _COMPARED = re.compile(
     r"basically|just|more)\s+like\s+(?:a\s+|an\s+)?$"
 )
 _CLAUSE_END = re.compile(r"[.,;:!?\n]")
+# Words that join two things rather than make one the object of the other.
+_JOINING = frozenset({"and", "or", "but", "than", "nor", "versus", "vs"})
 _LOWER_I = re.compile(r"(?<![\w'])i(?![\w])")
 # A negation reaches this many words ahead ("I do not think there is a fair way")...
 _NEGATION_REACH = 6
@@ -196,6 +198,7 @@ def _governed(
                 and high != hit[4]
                 and len(between.split()) <= 2
                 and not _CLAUSE_END.search(between)
+                and not set(between.split()) & _JOINING
             ):
                 said = " ".join(text[start : hit[1]].split())
                 result[-1] = (start, hit[1], label, said if len(said) > len(shown) else shown, high)
