@@ -49,6 +49,7 @@ def held_model(make_settings: SettingsFactory) -> Iterator[tuple[Script, str]]:
             yield script, base
 
 
+@pytest.mark.both_backends  # the page over the store and the broker (tests/databases.py)
 def test_a_whole_journey_in_the_browser(
     make_settings: SettingsFactory, context: BrowserContext
 ) -> None:
@@ -103,6 +104,7 @@ def test_a_streaming_question_never_shows_its_quick_reply_tail(
         assert page.evaluate("window.__sawTail") is False
 
 
+@pytest.mark.both_backends  # the page over the store and the broker (tests/databases.py)
 def test_a_reload_mid_stream_resumes_without_duplicated_or_lost_text(
     make_settings: SettingsFactory, context: BrowserContext
 ) -> None:
@@ -124,6 +126,7 @@ def test_a_reload_mid_stream_resumes_without_duplicated_or_lost_text(
     assert words(before_done) == words(final) == WORDS
 
 
+@pytest.mark.both_backends  # the page over the store and the broker (tests/databases.py)
 def test_a_second_tab_shows_the_same_live_text(
     make_settings: SettingsFactory, context: BrowserContext
 ) -> None:

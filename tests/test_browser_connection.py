@@ -55,6 +55,7 @@ def words(text: str) -> list[str]:
     return text.split()
 
 
+@pytest.mark.both_backends  # the page over the store and the broker (tests/databases.py)
 def test_a_cut_connection_shows_reconnecting_then_back_and_the_text_resumes_whole(
     make_settings: SettingsFactory, context: BrowserContext
 ) -> None:
