@@ -167,7 +167,11 @@ class LimitsSettings(_Section):
 
 class StreamSettings(_Section):
     heartbeat_s: float = Field(
-        5.0, gt=0, le=60, description="Seconds between heartbeat comments on an SSE stream."
+        5.0,
+        gt=0,
+        le=60,
+        description="The longest an SSE stream stays silent, in seconds: a heartbeat "
+        "comment goes out after half of it without a byte sent.",
     )
     frame_ms: int = Field(
         50,
