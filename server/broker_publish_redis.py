@@ -42,6 +42,11 @@ class Publisher:
         try:
             while not gen.ended and (not gen.ready.is_set() or gen.version == gen.stale):
                 await gen.changed.wait()
+            if gen.version == gen.stale:
+                # Ended before this writer began a version (a takeover that found the step
+                # finished): the stream is the old owner's, and an entry at this text's offset
+                # (none yet) is below its top, which XADD refuses.
+                return
             while not await self._frames(gen, lease):
                 logger.warning("Generation not published: Redis is unreachable", exc_info=True)
                 gen.published = None  # nobody elsewhere can follow now: show all here

@@ -1,0 +1,67 @@
+"""The distributed broker's publishing under the races a loaded cluster runs into, against real
+Redis and PostgreSQL (two workers in one test process, as in test_broker_redis.py)."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import pytest
+
+from server.broker_stream_redis import StepKeys
+from server.records import Finished
+from server.store import Conflict
+from server.streaming import Event, Generation
+from tests.test_broker_redis import LEASE_S, Writer, _read, _session, _until, workers
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_takeover_of_a_step_finished_meanwhile_publishes_nothing_under_the_old_version(
+    redis_url: str, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with workers(redis_url, postgres_url, 2) as (a, b):
+        sid = await _session(a.store)
+        first = Writer(a.store, sid)
+        gen_a = a.broker.start((sid, 0), first)
+        first.give("The whole text")
+        await _until(lambda: gen_a.text == "The whole text")
+        begun: list[int] = []
+
+        async def work(gen: Generation) -> None:
+            # What Journeys._run does on a step that is no longer open: nothing.
+            try:
+                begun.append(await b.store.begin_generation(sid, 0))
+            except Conflict:
+                return
+
+        gen_b = b.broker.start((sid, 0), work)
+        seen: list[Event] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_read, gen_b, None, seen)
+            await _until(lambda: gen_b.text == "The whole text")
+            # The owner finishes the step in the store and its lease is gone before its last
+            # frame reaches Redis (a loaded worker between two awaits): B takes the step over
+            # and finds it finished.
+            await a.store.finish_step(
+                sid,
+                0,
+                Finished(text="The whole text", source="model", model="test"),
+                version=first.versions[0],
+                open_next=None,
+            )
+            keys = StepKeys((sid, 0))
+            with caplog.at_level(logging.WARNING, logger="crossroads"):
+                await a.redis.client.delete(keys.lease)
+                with anyio.fail_after(LEASE_S + 5):
+                    await _until(lambda: gen_b.ended)
+                await anyio.sleep(0.3)  # B's publisher and lease release have run
+        assert not begun and gen_b.finished
+        assert seen[-1] == Event("done", "<p>done</p>")
+        # Nothing appended under the version B did not write (its text is A's, at offset 14:
+        # an entry at offset 0 was refused by XADD and failed the generation).
+        entries = await a.redis.client.xrange(keys.stream(first.versions[0]))
+        assert [entry_id.split("-")[0] for entry_id, _ in entries] == ["14"]
+        failed = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert failed == [], [r.getMessage() for r in failed]
+        first.give("<end>")
