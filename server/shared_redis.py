@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.records import Unreachable
@@ -29,6 +30,20 @@ HEALTH_CHECK_S = 30
 # partitioned Redis costs one request SOCKET_TIMEOUT_S now and then, not every request.
 PAUSE_S = 5.0
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# The client's connections, shared by every call of the worker: one reader blocked on its
+# mirrors' streams, the stop listener, and for the rest one call at a time each (a frame's
+# publish, a lease renewal, a cache read). Hundreds of generations publishing their frames at
+# once outnumber any pool, so a call waits for a connection instead of failing (redis-py's
+# default pool raised "Too many connections", which read as Redis being away); each connection
+# is back within SOCKET_TIMEOUT_S of its call, so the wait is bounded by the calls ahead of it.
+MAX_CONNECTIONS = 128
+POOL_WAIT_S = 30.0
+
+
+class RedisBusy(RedisConnectionError):
+    """No connection of the worker's pool came free within POOL_WAIT_S: the call fails (a
+    ConnectionError, so its caller falls back as it does for Redis away), but this worker is
+    busy, Redis is not away: nothing is paused for it."""
 
 
 class RedisUnreachable(Unreachable):
@@ -42,10 +57,25 @@ def describe(url: str) -> str:
     return f"Redis at {parts.scheme or 'redis'}://{where}"
 
 
-def client(url: str) -> Redis:
+class WaitingPool(BlockingConnectionPool):
+    """A pool whose callers wait for a free connection: RedisBusy after `timeout`."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        try:
+            connection: AbstractConnection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except RedisConnectionError as exc:
+            if isinstance(exc.__cause__, TimeoutError):
+                raise RedisBusy(f"no free Redis connection within {self.timeout} s") from exc
+            raise
+        return connection
+
+
+def client(url: str, *, max_connections: int = MAX_CONNECTIONS) -> Redis:
     """A client with its connection pool; connections are made when first used."""
-    return Redis.from_url(
+    pool = WaitingPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=POOL_WAIT_S,
         decode_responses=True,
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
@@ -54,6 +84,7 @@ def client(url: str) -> Redis:
             ExponentialBackoff(cap=0.1, base=0.01), 1, supported_errors=(RedisConnectionError,)
         ),
     )
+    return Redis.from_pool(pool)
 
 
 async def connect(url: str) -> Redis:
@@ -106,6 +137,9 @@ class SharedRedis:
         self.calls += 1
         try:
             result = await operation()
+        except (RedisBusy, MaxConnectionsError):
+            # A full pool is this worker's load, not Redis away: the next call is tried.
+            raise
         except UNAVAILABLE:
             self._paused_until = self._clock() + self._pause_s
             raise

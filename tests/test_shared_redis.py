@@ -87,3 +87,45 @@ async def test_an_error_in_a_command_is_not_redis_being_away(
     with pytest.raises(ResponseError):
         await redis.call(lambda: redis.client.lpush("text", "x"))
     assert not redis.paused
+
+
+async def test_more_calls_at_once_than_connections_wait_for_one_and_pause_nothing(
+    redis_url: str,
+) -> None:
+    # A worker's hundreds of generations publishing at once: more calls than its pool holds.
+    redis = SharedRedis(shared_redis.client(redis_url))
+    try:
+        calls = 3 * shared_redis.MAX_CONNECTIONS
+
+        async def hold(results: list[object]) -> None:
+            # BLPOP on an empty list keeps its connection for the whole 0.1 s.
+            results.append(await redis.call(lambda: redis.client.blpop(["nothing"], timeout=0.1)))
+
+        results: list[object] = []
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for _ in range(calls):
+                    tg.start_soon(hold, results)
+        assert results == [None] * calls
+        assert not redis.paused
+    finally:
+        await redis.close()
+
+
+async def test_a_pool_that_stays_full_fails_the_call_without_pausing_redis(
+    redis_url: str,
+) -> None:
+    redis = SharedRedis(shared_redis.client(redis_url, max_connections=1))
+    pool = redis.client.connection_pool
+    assert isinstance(pool, shared_redis.WaitingPool)
+    pool.timeout = 0.2
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(redis.call, lambda: redis.client.blpop(["nothing"], timeout=1))
+            await anyio.sleep(0.1)
+            with pytest.raises(shared_redis.RedisBusy):
+                await redis.call(lambda: redis.client.get("k"))
+        assert not redis.paused
+        assert await redis.call(lambda: redis.client.get("k")) is None
+    finally:
+        await redis.close()
