@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 import httpx
@@ -402,17 +403,16 @@ async def test_with_postgresql_stopped_a_running_step_is_written_once_it_is_back
                 while len(running.stream.of("chunk")) < 3:  # noqa: ASYNC110
                     await anyio.sleep(0.02)
                 await anyio.to_thread.run_sync(cluster.postgres.stop)
-                for worker in cluster.workers:
-                    async with httpx.AsyncClient(base_url=worker.url) as direct:
-                        ready = await direct.get("/readyz")
-                    assert ready.status_code == 503, ready.text
-                    assert ready.json()["store"] == "unreachable"
-                # Past the model's end (3 s): its writer cannot store the step.
-                await anyio.sleep(4)
+                readiness = await anyio.to_thread.run_sync(ready_everywhere, cluster)
+                assert readiness == [503] * 3
+                # The model sends its whole text, which its writer cannot store: the stream
+                # ends without `done`, and the page connects again (refused meanwhile).
+                while len(running.connections) < 2:  # noqa: ASYNC110
+                    await anyio.sleep(0.1)
                 await anyio.to_thread.run_sync(cluster.postgres.start)
         # The page connected again and got the step, written again once the database was back.
         assert exact_everywhere(cluster, running) == ""
-        assert running.stream.text() != "" and len(running.connections) > 1
+        assert running.stream.text() != ""
     assert [worker.pid for worker in cluster.workers] == pids  # no restart
     # Honest warnings, no unhandled error (each 503 is logged as "Database unavailable").
     errors = logged(cluster, "error", "critical")
@@ -420,8 +420,10 @@ async def test_with_postgresql_stopped_a_running_step_is_written_once_it_is_back
 
 
 def ready_everywhere(cluster: RunningCluster) -> list[int]:
-    """Each worker's /readyz status, asked directly."""
-    return [httpx.get(f"{worker.url}/readyz", timeout=10).status_code for worker in cluster.workers]
+    """Each worker's /readyz status, asked directly (at once: each may wait for its database)."""
+    with ThreadPoolExecutor(len(cluster.workers)) as pool:
+        asked = pool.map(lambda w: httpx.get(f"{w.url}/readyz", timeout=10), cluster.workers)
+        return [response.status_code for response in asked]
 
 
 def plain(text: str) -> str:
