@@ -4,6 +4,7 @@ lock, and the server's failures in the store's terms (Unreachable, Unavailable).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,11 +24,19 @@ Connection = psycopg.AsyncConnection[DictRow]
 MIGRATION_LOCK = 0x63726F7373  # "cross"
 # At start-up an unreachable server is reported, not waited for (whole seconds: libpq's).
 CONNECT_TIMEOUT_S = 5
-ACQUIRE_TIMEOUT_S = 5.0  # a request waits this long for a connection before it fails (503)
+# While the server is up a request waits this long for a connection before it fails (503). A
+# worker carrying hundreds of streams holds each connection far longer than its query takes
+# (the event loop comes back to it late), so under a burst the queue for one lasts seconds:
+# the request is served late rather than refused (at 5 s, 1,000 sessions started at once on
+# two workers got hundreds of 503s and ended generations). A server that is away is known
+# (`down`) and refused within DOWN_WAIT_S, so this wait is only ever spent on a live server.
+ACQUIRE_TIMEOUT_S = 30.0
+ACQUIRE_SLICE_S = 5.0  # how often a waiting request looks whether the server is away
 PING_TIMEOUT_S = 2.0  # /readyz answers within a probe's usual timeout
 # Per worker: N workers on M machines open up to N * M * POOL_MAX connections, which must stay
-# under the server's max_connections (100 by default).
-POOL_MAX = 8
+# under the server's max_connections (100 by default): 3 workers on one machine open 60. More
+# connections than cores still help, since a connection's time is mostly the worker's.
+POOL_MAX = 20
 # How long the pool keeps trying to replace a lost connection before it gives the attempt up.
 # psycopg_pool's default (300 s) backs off exponentially while PostgreSQL is away, and while one
 # attempt waits out its delay no request starts another: an outage of a minute took up to a
@@ -129,13 +138,24 @@ class PostgresDatabase:
     async def connection(self, wait_s: float | None = None) -> AsyncIterator[Connection]:
         """A pooled connection (waiting at most `wait_s` for one); a database that cannot be
         reached becomes Unavailable, for the web layer to answer 503 with nothing acknowledged."""
-        if self.down:
-            wait_s = min(wait_s or ACQUIRE_TIMEOUT_S, DOWN_WAIT_S)
-        try:
-            async with self._pool.connection(wait_s) as conn:
-                yield conn
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise Unavailable(first_line(exc)) from exc
+        deadline = time.monotonic() + (wait_s or ACQUIRE_TIMEOUT_S)
+        while True:
+            # Waited for in slices: a request queued while the server was up is refused once
+            # the pool finds it away (`down`), not after the whole wait for a busy pool.
+            left = deadline - time.monotonic()
+            acquired = False
+            try:
+                async with self._pool.connection(
+                    max(0.01, min(left, DOWN_WAIT_S if self.down else ACQUIRE_SLICE_S))
+                ) as conn:
+                    acquired = True
+                    yield conn
+                return
+            except PoolTimeout as exc:
+                if acquired or self.down or time.monotonic() >= deadline:
+                    raise Unavailable(first_line(exc)) from exc
+            except psycopg.OperationalError as exc:
+                raise Unavailable(first_line(exc)) from exc
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from server.db_postgres import ACQUIRE_TIMEOUT_S, describe
+from server.db_postgres import ACQUIRE_TIMEOUT_S, POOL_MAX, PostgresDatabase, describe
 from server.store import Unavailable, Unreachable
 from server.store_postgres import PostgresStore
 from tests.pg import PostgresServer, free_port
@@ -88,3 +88,34 @@ async def test_the_store_recovers_when_the_server_comes_back(
         "Database reachable again",
     ]
     assert not [r for r in caplog.records if r.name.startswith("psycopg")]
+
+
+async def test_a_request_behind_a_busy_pool_waits_for_a_connection_instead_of_failing(
+    postgres_url: str,
+) -> None:
+    # A worker carrying hundreds of streams keeps every connection busy for seconds on end
+    # (its event loop runs late); the server is up, so a request queues rather than gets a
+    # 503. Held longer than a request used to wait (5 s) before it failed.
+    hold_s = 6.0
+    database = await PostgresDatabase.connect(postgres_url)
+    try:
+        held = anyio.Event()
+        holding = 0
+
+        async def hold() -> None:
+            nonlocal holding
+            async with database.connection() as conn:
+                await conn.execute("SELECT 1")
+                holding += 1
+                if holding == POOL_MAX:
+                    held.set()
+                await anyio.sleep(hold_s)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(POOL_MAX):
+                tg.start_soon(hold)
+            await held.wait()
+            row = await database.one("SELECT 1 AS one")
+        assert row is not None and row["one"] == 1
+    finally:
+        await database.close()
