@@ -7,8 +7,9 @@ RedisAdmission, Redis cache and rate limits); `store` is a store opened on it, a
 
 Which tests run on both: every test that asks for `database` (or `store`), and every test of a
 module or class marked `pytest.mark.both_backends` (`make_settings`, `settings`, `base_url`...
-then follow the backend). A test of such a module that is about an embedded-only mechanism says
-so with `pytest.mark.embedded_only("why")` and runs on SQLite alone. Test ids end in `[sqlite]`
+then follow the backend). A test of such a module that runs on SQLite alone says why with
+`pytest.mark.embedded_only("why")`: an embedded-only mechanism, the suite's time budget, or a
+distributed failure at random that a strict xfail elsewhere pins down. Test ids end in `[sqlite]`
 or `[postgres]`; the PostgreSQL and Redis servers start once per session, on first use, and each
 test gets a fresh database and a flushed Redis."""
 
@@ -99,7 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "embedded_only(why): about an embedded-only mechanism; runs on SQLite alone",
+        "embedded_only(why): runs on SQLite alone, for the reason given (tests/databases.py)",
     )
 
 
