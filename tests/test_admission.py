@@ -22,6 +22,11 @@ from tests.servers import serve_app
 from tests.sse import Stream
 from tests.visitor import Visitor
 
+# The unit tests here check the in-process Admission's exact counts and hand-offs, which are
+# embedded mechanics (the distributed one's counts are the deployment's "as last seen"): they run
+# on SQLite alone, and tests/test_admission_redis.py holds RedisAdmission to the same contract
+# (one FIFO line, global positions, timeouts, no slot leaked). The app-level tests below run on
+# both backends.
 pytestmark = pytest.mark.anyio
 
 LONG_S = 30.0  # a queue wait that never runs out within a test

@@ -266,6 +266,7 @@ async def wait_for_samples(probe: MemoryProbe, count: int) -> None:
             await anyio.sleep(0.01)
 
 
+@pytest.mark.both_backends  # shedding drains admission and cancels the broker's generations
 async def test_the_app_sheds_at_soft_cancels_at_hard_and_recovers(
     make_settings: SettingsFactory,
     upstream: Upstream,
