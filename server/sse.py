@@ -15,6 +15,7 @@ from server import logs
 from server.services import Services
 from server.store import Unavailable
 from server.streaming import Event
+from server.viewing import DATABASE_AWAY
 
 SHUTDOWN_GRACE_S = 1.0
 
@@ -85,12 +86,13 @@ async def _counted(svc: Services, events: AsyncGenerator[Event]) -> AsyncIterato
                 # The generation's own encoded frame: escaped and encoded once for all viewers.
                 yield event.encoded
     except Unavailable as exc:
-        # The last event (`done`) is rendered from the store, which is away: the stream ends
-        # without it, as a dropped connection does, and the page connects again from its
-        # Last-Event-ID (answered 503 until the database is back, then the step as stored).
-        # Raised on, it would be a broken response logged as an unhandled error.
+        # The last event (`done`) is rendered from the store, which is away (or too busy to
+        # hand out a connection in time): the stream says so and ends, and the page connects
+        # again from its Last-Event-ID (answered 503 until the database is back, then the step
+        # as stored). Raised on, it would be a broken response logged as an unhandled error.
         logs.event(
             logging.WARNING, "Stream ended early: the database is unreachable", error=str(exc)
         )
+        yield Event("status", DATABASE_AWAY).encoded
     finally:
         svc.metrics.streams.dec()

@@ -11,6 +11,9 @@ from collections.abc import AsyncGenerator
 from server.streaming import Done, Event, Generation, Visible, event_id, parse_event_id
 
 RESTARTING = "the server is restarting; this page reconnects by itself"
+# The last event of a stream cut short by the database (too busy to answer in time, or away):
+# the page says so and connects again from its Last-Event-ID.
+DATABASE_AWAY = "the database is not answering; this page reconnects by itself"
 
 
 async def follow(

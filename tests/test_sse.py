@@ -5,15 +5,18 @@ from __future__ import annotations
 import inspect
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from types import SimpleNamespace
 
 import anyio
 import pytest
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message
 
-from server.sse import FrameResponse
+from server.sse import FrameResponse, sse
+from server.store import Unavailable
 from server.streaming import Event
+from server.viewing import DATABASE_AWAY
 
 CASES = [
     Event("status", "writing"),
@@ -103,3 +106,52 @@ async def test_a_stream_being_written_sends_no_heartbeat_and_a_silent_one_sends_
     for (before, _), (at, body) in itertools.pairwise(silent):
         if body == PING.encode():
             assert at - before >= HEARTBEAT_S / 2 - 0.01
+
+
+class _Streams:
+    def __init__(self) -> None:
+        self.open = 0
+
+    def inc(self) -> None:
+        self.open += 1
+
+    def dec(self) -> None:
+        self.open -= 1
+
+
+@pytest.mark.anyio
+async def test_a_stream_cut_short_by_the_database_says_so_and_ends_cleanly() -> None:
+    """The store raised Unavailable after the response began (its pool timed out rendering
+    `done`): the stream's last event says the database is not answering, the response ends
+    (no 500, nothing raised), and the page connects again."""
+    streams = _Streams()
+    svc = SimpleNamespace(
+        metrics=SimpleNamespace(streams=streams),
+        settings=SimpleNamespace(stream=SimpleNamespace(heartbeat_s=HEARTBEAT_S)),
+    )
+
+    async def events() -> AsyncGenerator[Event]:
+        yield Event("status", "writing")
+        yield Event("snapshot", "Half a text", "3.11")
+        raise Unavailable("couldn't get a connection after 5.00 sec")
+
+    sent: list[bytes] = []
+
+    async def receive() -> Message:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            sent.append(message["body"])
+
+    response = sse(svc, events())  # type: ignore[arg-type]
+    scope = {"type": "http", "method": "GET", "asgi": {"spec_version": "2.4"}}
+    with anyio.fail_after(10):
+        await response(scope, receive, send)
+    assert sent == [
+        Event("status", "writing").encoded,
+        Event("snapshot", "Half a text", "3.11").encoded,
+        Event("status", DATABASE_AWAY).encoded,
+    ]
+    assert streams.open == 0

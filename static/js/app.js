@@ -62,6 +62,8 @@
       };
     }
     if (RESTARTING.test(status)) return { state: "reconnecting", text: "The server is restarting; reconnecting by itself…" };
+    // A stream the server ends while its database does not answer (server/viewing.py).
+    if (/reconnects by itself/i.test(status)) return { state: "reconnecting", text: status.charAt(0).toUpperCase() + status.slice(1) };
     return { state: "writing", text: status.charAt(0).toUpperCase() + status.slice(1) };
   }
 
