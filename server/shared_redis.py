@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis
+import anyio
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -36,7 +38,7 @@ UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 # once outnumber any pool, so a call waits for a connection instead of failing (redis-py's
 # default pool raised "Too many connections", which read as Redis being away); each connection
 # is back within SOCKET_TIMEOUT_S of its call, so the wait is bounded by the calls ahead of it.
-MAX_CONNECTIONS = 128
+MAX_CONNECTIONS = 256
 POOL_WAIT_S = 30.0
 
 
@@ -57,17 +59,45 @@ def describe(url: str) -> str:
     return f"Redis at {parts.scheme or 'redis'}://{where}"
 
 
-class WaitingPool(BlockingConnectionPool):
-    """A pool whose callers wait for a free connection: RedisBusy after `timeout`."""
+class WaitingPool(ConnectionPool):
+    """A pool whose callers wait their turn for a free connection (RedisBusy after `timeout`)
+    where redis-py's pool raised "Too many connections". A semaphore, not redis-py's
+    BlockingConnectionPool: that one takes a condition's lock on every call and every release,
+    a hand-over between tasks each time, which under hundreds of publishing generations queued
+    even the lease renewals past their lease."""
+
+    def __init__(self, *, timeout: float = POOL_WAIT_S, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout = timeout
+        self._free = asyncio.Semaphore(self.max_connections)
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        if self._free.locked():
+            try:
+                with anyio.fail_after(self.timeout):
+                    await self._free.acquire()
+            except TimeoutError:
+                raise RedisBusy(f"no free Redis connection within {self.timeout} s") from None
+        else:
+            await self._free.acquire()  # at once: no task switch on the usual path
         try:
-            connection: AbstractConnection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-        except RedisConnectionError as exc:
-            if isinstance(exc.__cause__, TimeoutError):
-                raise RedisBusy(f"no free Redis connection within {self.timeout} s") from exc
+            async with self._lock:
+                connection: AbstractConnection = self.get_available_connection()  # type: ignore[no-untyped-call]
+        except BaseException:
+            self._free.release()
+            raise
+        try:
+            await self.ensure_connection(connection)
+        except BaseException:
+            await self.release(connection)
             raise
         return connection
+
+    async def release(self, connection: AbstractConnection) -> None:
+        taken = connection in self._in_use_connections
+        await super().release(connection)
+        if taken:
+            self._free.release()
 
 
 def client(url: str, *, max_connections: int = MAX_CONNECTIONS) -> Redis:
