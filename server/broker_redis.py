@@ -252,7 +252,10 @@ class RedisBroker:
                 self._lost(gen)
                 return
             try:
-                step = await self._store.step(*gen.key)
+                # Read within one renewal period: a busy database (a request may queue for a
+                # connection for many seconds) must not hold up the next renewal past the lease.
+                with anyio.fail_after(self._renew_s):
+                    step = await self._store.step(*gen.key)
             except Exception:
                 # The database away for a moment must not end a step that is being written.
                 logger.warning("Step not read at lease renewal", exc_info=True)

@@ -8,9 +8,10 @@ import logging
 import anyio
 import pytest
 
+from server.broker_redis import RedisBroker
 from server.broker_stream_redis import StepKeys
 from server.records import Finished
-from server.store import Conflict
+from server.store import Conflict, Step, Store
 from server.streaming import Event, Generation
 from tests.test_broker_redis import LEASE_S, Writer, _read, _session, _until, workers
 
@@ -65,3 +66,46 @@ async def test_a_takeover_of_a_step_finished_meanwhile_publishes_nothing_under_t
         failed = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert failed == [], [r.getMessage() for r in failed]
         first.give("<end>")
+
+
+class SlowSteps:
+    """The owner's store, whose step reads wait as a busy pool makes them (the rest as is)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def step(self, session_id: str, n: int) -> Step | None:
+        await anyio.sleep(10 * LEASE_S)
+        return await self._store.step(session_id, n)
+
+
+async def test_a_slow_store_read_at_renewal_does_not_cost_the_owner_its_lease(
+    redis_url: str, postgres_url: str
+) -> None:
+    async with workers(redis_url, postgres_url, 1) as (a,), anyio.create_task_group() as tg:
+        owner = RedisBroker(
+            tg,
+            a.redis,
+            SlowSteps(a.store),  # type: ignore[arg-type]
+            grace_s=5.0,
+            lease_s=LEASE_S,
+            frame_s=0.02,
+            live_ttl_s=60.0,
+        )
+        tg.start_soon(owner.run)
+        sid = await _session(a.store)
+        writer = Writer(a.store, sid)
+        gen = owner.start((sid, 0), writer)
+        writer.give("Before ")
+        await _until(lambda: gen.text == "Before ")
+        await anyio.sleep(2.5 * LEASE_S)  # renewals come due while the store is slow
+        # Renewed all along: no other worker could have taken the step over meanwhile.
+        assert await a.redis.client.pttl(StepKeys((sid, 0)).lease) > 0
+        writer.give("and after", "<end>")
+        with anyio.fail_after(LEASE_S + 5):
+            await _until(lambda: gen.ended)
+        assert gen.finished and gen.text == "Before and after"
+        tg.cancel_scope.cancel()
