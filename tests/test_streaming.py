@@ -201,7 +201,8 @@ async def test_a_replaced_text_arrives_as_a_new_versioned_snapshot(
     async def watch() -> None:
         events.extend(await collect(follow(gen, None, frame_s=0)))
 
-    await until(lambda: gen.text != "")  # joins a generation that has begun
+    # Joins once the text is shown (distributed: once published, so no worker runs ahead).
+    await until(lambda: gen.shown == len("half a sentence that the model "))
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
         await until(lambda: gen.viewers == 1)
