@@ -8,7 +8,9 @@ from typing import Any
 
 import anyio
 import pytest
+import redis
 
+from server.admission_redis import QUEUE, SLOTS
 from server.app import create_app
 from server.settings import Settings
 from tests import stored
@@ -155,7 +157,7 @@ async def test_every_fault_ends_in_content(
 
 @pytest.mark.both_backends  # a hundred viewers through the broker, admission and the store
 async def test_a_hundred_clients_and_ten_vanish(
-    make_settings: SettingsFactory, upstream: Upstream
+    make_settings: SettingsFactory, upstream: Upstream, backend: str
 ) -> None:
     fake, url = upstream
     # Longer than the grace period, so a vanished viewer's generation is abandoned, not finished.
@@ -213,8 +215,17 @@ async def test_a_hundred_clients_and_ten_vanish(
             await fake.wait_for(lambda f: f.client_closed >= 10 and f.open_streams == 0, timeout=30)
             await when_idle(visitor.http)
             metrics = await scrape(visitor.http)
-            assert value(metrics, "crossroads_slots_in_use") == 0
-            assert value(metrics, "crossroads_queue_depth") == 0
+            if backend == "postgres":
+                # Distributed, these gauges are this worker's last reading of Redis, which can
+                # stay stale once idle (a known gap, /work/notes/both.md, owner: global): what
+                # holds a slot or a place in line is in Redis.
+                # (A release may end a moment after its generation: polled, bounded.)
+                with redis.Redis.from_url(settings.scale.redis_url) as shared, anyio.fail_after(10):
+                    while (shared.zcard(SLOTS), shared.zcard(QUEUE)) != (0, 0):  # noqa: ASYNC110 - in Redis
+                        await anyio.sleep(0.05)
+            else:
+                assert value(metrics, "crossroads_slots_in_use") == 0
+                assert value(metrics, "crossroads_queue_depth") == 0
             assert value(metrics, "crossroads_abandoned_generations_total") >= 10
             assert value(metrics, "crossroads_active_streams") == 0
     # The vanished clients' scenarios were never finished: they wait to be written again.
