@@ -108,7 +108,7 @@ RELEASE = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-return redis.call('ZCARD', KEYS[1])
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
 """
 KEYS = [SLOTS, QUEUE, ALIVE, SEQ, LIMIT_KEY]
 
@@ -274,9 +274,12 @@ class RedisAdmission:
         slot until the lease ends); when Redis is away, the lease ends it."""
         with anyio.CancelScope(shield=True):
             with contextlib.suppress(*UNAVAILABLE):
-                self.in_use = int(
-                    await self._redis.call(lambda: self._leave(keys=KEYS[:3], args=[ticket]))
+                # Both counts: the last waiter leaving must not leave the gauge of the line
+                # at its last reading while nobody asks again.
+                in_use, waiting = await self._redis.call(
+                    lambda: self._leave(keys=KEYS[:3], args=[ticket])
                 )
+                self.in_use, self.waiting = int(in_use), int(waiting)
                 self.read_at = time.time()
         self._nudge()
 

@@ -406,14 +406,6 @@ async def test_two_slots_serve_ten_sessions_with_queue_positions_and_fallbacks(
     backend: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    if backend == "postgres":  # strict: it must fail until fixed; then these lines go
-        why = (
-            "RedisAdmission.waiting is refreshed only by a grant or a renewal, never when a "
-            "waiter leaves the line (RELEASE returns the slots' count only): once the queue "
-            "empties, crossroads_queue_depth keeps its last reading (owner: global; "
-            "/work/notes/both.md)"
-        )
-        request.applymarker(pytest.mark.xfail(strict=True, reason=why))
     upstream, upstream_url = slow_upstream
     settings = make_settings(
         llm={"base_url": upstream_url, "model": "fake-model"},
