@@ -55,18 +55,27 @@ async def announce(redis: SharedRedis, stop: Stop) -> None:
 
 async def listen(redis: SharedRedis, on_stop: Callable[[Stop], None]) -> None:
     """The worker's one stop listener (runs in its task group for good)."""
+    failing = False  # said once while Redis is away, not at every retry
     while True:
         pubsub = redis.client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(CHANNEL)
+            if failing:
+                failing = False
+                logger.info("Stop listener listening again")
             while True:
                 message = await pubsub.get_message(timeout=1.0)
                 stop = Stop.parse(message["data"]) if message else None
                 if stop is not None:
                     on_stop(stop)
-        except Exception:
+        except Exception as exc:
             # Never the app's task group down: stops still arrive through the store.
-            logger.warning("Stop listener failed; listening again", exc_info=True)
+            if not failing:
+                failing = True
+                logger.warning(
+                    "Stop listener failed; listening again",
+                    extra={"fields": {"error": str(exc) or type(exc).__name__}},
+                )
             await anyio.sleep(1.0)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):

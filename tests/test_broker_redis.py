@@ -3,6 +3,7 @@ each a RedisBroker with its own Redis client and store, writing one step between
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -422,3 +423,28 @@ async def _step(postgres_url: str, sid: str) -> Step | None:
         return await store.step(sid, 0)
     finally:
         await store.close()
+
+
+async def test_the_stop_listener_says_once_that_redis_is_away_and_once_that_it_is_back(
+    redis_server: RedisServer,
+    redis_url: str,
+    postgres_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="crossroads")
+    async with workers(redis_url, postgres_url, 1):
+        await anyio.sleep(0.5)  # listening
+        redis_server.stop()
+        await anyio.sleep(4)  # the listener retries every second meanwhile
+        await anyio.to_thread.run_sync(redis_server.start)
+        with anyio.fail_after(PAUSE_S + 10):
+            while not _logged(caplog, "Stop listener listening again"):  # noqa: ASYNC110
+                await anyio.sleep(0.1)
+    failed = _logged(caplog, "Stop listener failed; listening again")
+    assert len(failed) == 1
+    assert failed[0].levelno == logging.WARNING and failed[0].exc_info is None
+    assert len(_logged(caplog, "Stop listener listening again")) == 1
+
+
+def _logged(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage() == message]
