@@ -48,7 +48,6 @@ class Publisher:
                 # (none yet) is below its top, which XADD refuses.
                 return
             while not await self._frames(gen, lease):
-                logger.warning("Generation not published: Redis is unreachable", exc_info=True)
                 gen.published = None  # nobody elsewhere can follow now: show all here
                 gen._notify()
                 if not await self._reclaim(gen, lease):
@@ -100,7 +99,18 @@ class Publisher:
                 await changed.wait()
                 if self._frame_s > 0 and sent > 0 and not gen.ended:
                     await anyio.sleep(self._frame_s)
-        except UNAVAILABLE:
+        except UNAVAILABLE as exc:
+            # Its one-line text: the traceback of a refused connection says nothing more.
+            logger.warning(
+                "Generation not published: Redis is unreachable",
+                extra={
+                    "fields": {
+                        "session_id": gen.key[0],
+                        "step": gen.key[1],
+                        "error": str(exc) or type(exc).__name__,
+                    }
+                },
+            )
             return False
 
     async def _reclaim(self, gen: Shared, lease: Lease) -> bool:

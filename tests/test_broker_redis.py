@@ -360,7 +360,10 @@ async def test_deleting_a_session_removes_its_keys_at_once_on_every_worker(
 
 
 async def test_a_step_begun_while_redis_is_away_is_claimed_and_published_when_it_returns(
-    redis_server: RedisServer, redis_url: str, postgres_url: str
+    redis_server: RedisServer,
+    redis_url: str,
+    postgres_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with workers(redis_url, postgres_url, 2) as (a, b), anyio.create_task_group() as tg:
         sid = await _session(a.store)
@@ -395,6 +398,10 @@ async def test_a_step_begun_while_redis_is_away_is_claimed_and_published_when_it
     assert step is not None
     assert (step.status, step.text) == ("done", "Written while Redis was away")
     assert step.version == gen_a.version > writer.versions[0]
+    # Said with the error's text, never with an empty traceback ("NoneType: None").
+    unpublished = _logged(caplog, "Generation not published: Redis is unreachable")
+    assert unpublished and all(r.exc_info is None for r in unpublished)
+    assert "NoneType: None" not in caplog.text
 
 
 async def test_a_stop_pressed_while_redis_is_away_reaches_the_owner_through_the_store(
