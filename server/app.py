@@ -88,7 +88,9 @@ def create_app(
         try:
             async with anyio.create_task_group() as tg:
                 admission = backends.admission(tg, settings)
-                generations = backends.broker(tg, store, settings, metrics.abandoned.inc)
+                generations = backends.broker(
+                    tg, store, settings, metrics.abandoned.inc, metrics.takeovers.inc
+                )
                 writer = StepWriter(
                     settings,
                     model=chosen,

@@ -45,6 +45,7 @@ class Backends:
         store: Store,
         settings: Settings,
         on_abandon: Callable[[], None] = lambda: None,
+        on_takeover: Callable[[], None] = lambda: None,
     ) -> Broker:
         """The generation broker, running in `task_group`: in-process, or across every worker
         through Redis (its reader and stop listener start here)."""
@@ -60,6 +61,7 @@ class Backends:
             frame_s=settings.stream.frame_ms / 1000,
             live_ttl_s=LIVE_TTL_FACTOR * settings.limits.worker_time_limit_s,
             on_abandon=on_abandon,
+            on_takeover=on_takeover,
         )
         task_group.start_soon(broker.run, name="generation broker")
         return broker

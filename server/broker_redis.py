@@ -47,6 +47,7 @@ class RedisBroker:
         frame_s: float,
         live_ttl_s: float,
         on_abandon: Callable[[], None] = lambda: None,
+        on_takeover: Callable[[], None] = lambda: None,
     ) -> None:
         self._tg = task_group
         self._redis = redis
@@ -56,6 +57,7 @@ class RedisBroker:
         # Takeover within lease + this; stops come by pub/sub, this only bounds a lost message.
         self.check_s = min(0.5, lease_s / 3)
         self._on_abandon = on_abandon
+        self._on_takeover = on_takeover
         self._local: dict[Key, Shared] = {}
         self._reader = Reader(redis)
         self._leases = Leases(redis, lease_s)
@@ -64,6 +66,7 @@ class RedisBroker:
         )
         self.abandoned = 0
         self.started = 0
+        self.takeovers = 0
 
     async def run(self) -> None:
         """The worker's one stream reader and its one stop listener (run in the task group)."""
@@ -189,7 +192,8 @@ class RedisBroker:
 
     async def _own(self, gen: Shared, work: Work, lease: Lease) -> None:
         keys = lease.keys
-        if gen.ready.is_set():
+        taken_over = gen.ready.is_set()
+        if taken_over:
             # A takeover: the step is written again from nothing under the version it begins;
             # nothing is published or checked under the old one.
             self._reader.unwatch(gen)
@@ -207,6 +211,8 @@ class RedisBroker:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._keep, gen, lease, away)
                 tg.start_soon(self._publisher.run, gen, lease, published)
+                if taken_over:
+                    tg.start_soon(self._note_takeover, gen)
                 try:
                     with gen.cancel_scope:
                         await work(gen)
@@ -223,6 +229,27 @@ class RedisBroker:
             # Also when the worker shuts down (SIGTERM cancels everything): the step's lease is
             # handed back at once, so a worker with viewers takes it over now, not a lease later.
             await lease.release()
+
+    async def _note_takeover(self, gen: Shared) -> None:
+        """Said once the work begins the step again (not when it finds the step finished): a
+        worker died, or was paused or cut off past its lease."""
+        while not gen.ended and gen.version == gen.stale:
+            await gen.changed.wait()
+        if gen.ended:
+            return
+        self.takeovers += 1
+        self._on_takeover()
+        logger.info(
+            "Step taken over",
+            extra={
+                "fields": {
+                    "session_id": gen.key[0],
+                    "step": gen.key[1],
+                    "version": gen.version,
+                    "previous_version": gen.stale,
+                }
+            },
+        )
 
     async def _keep(self, gen: Shared, lease: Lease, away: bool) -> None:
         """Renew the lease, keep the step alive while anyone watches it anywhere, and read the

@@ -111,6 +111,12 @@ class Metrics:
             "Generations cancelled after their last viewer left.",
             registry=r,
         )
+        self.takeovers = Counter(
+            "crossroads_takeovers_total",
+            "Steps this worker wrote again after their writer's lease lapsed (distributed "
+            "backend: a worker died, or was paused past lease_s).",
+            registry=r,
+        )
         self.high_risk = Counter(
             "crossroads_high_risk_requests_total",
             "Requests that ran long or grew memory.",

@@ -217,8 +217,9 @@ async def test_only_one_reader_blocks_for_every_mirror_on_a_worker(
 
 
 async def test_a_lost_lease_is_taken_over_under_a_new_version(
-    redis_url: str, postgres_url: str
+    redis_url: str, postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="crossroads")
     async with workers(redis_url, postgres_url, 2) as (a, b):
         sid = await _session(a.store)
         first = Writer(a.store, sid)
@@ -249,6 +250,15 @@ async def test_a_lost_lease_is_taken_over_under_a_new_version(
         step = await a.store.step(sid, 0)
         assert step is not None
         assert (step.status, step.text, step.version) == ("done", "A new text", second.versions[0])
+        # Said to the operator once, by the worker that took it over, and counted there.
+        (taken,) = _logged(caplog, "Step taken over")
+        fields = taken.__dict__["fields"]
+        assert (fields["session_id"], fields["step"]) == (sid, 0)
+        assert (fields["version"], fields["previous_version"]) == (
+            second.versions[0],
+            first.versions[0],
+        )
+        assert (a.broker.takeovers, b.broker.takeovers) == (0, 1)
 
 
 async def test_a_paused_owners_late_writes_change_nothing(

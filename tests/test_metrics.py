@@ -40,6 +40,7 @@ FAMILIES: dict[str, tuple[str, set[str]]] = {
     "crossroads_ratelimit_unavailable": ("counter", {"limit"}),
     "crossroads_model_concurrency_limit": ("gauge", set()),
     "crossroads_model_attempts": ("counter", {"outcome"}),
+    "crossroads_takeovers": ("counter", set()),
 }
 
 
