@@ -22,6 +22,8 @@ DONE_TTL_S = 300
 READ_BLOCK_MS = 250
 # Streams at most this many per XREAD; more are read in turns.
 MAX_STREAMS = 1000
+# The status of a step taken over, until its new text comes: why the text started again.
+TAKEN_OVER = "The server writing this went away; writing it again"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Shared(Generation):
     stale = 0  # a taken-over step's old version: nothing is published or checked under it
     replacing = False  # the next entry read starts a new version: its text replaces this one's
     forgotten = False  # its session was deleted: its keys go when it ends
+    restarting = False  # taken over and begun again: TAKEN_OVER stays until text comes
 
     # Owned: how much of which version Redis has. Viewers here are shown no more, so that any
     # event id they hold can be resumed on any worker. None: not limited (Redis is away).
@@ -74,6 +77,30 @@ class Shared(Generation):
     def touch(self) -> None:
         self.touched = True
         super().touch()
+
+    def start(self, version: int) -> None:
+        if self.stale and version != self.stale:
+            # A takeover begins the step again: its viewers everywhere (the status goes out
+            # with the new version's first entry) are told why the text restarts.
+            self.status = TAKEN_OVER
+            self.restarting = True
+        super().start(version)
+
+    def set_status(self, status: str) -> None:
+        # "writing" says nothing new until the text comes; a queue or retry status does.
+        if not (self.restarting and status == "writing"):
+            super().set_status(status)
+
+    def append(self, text: str) -> None:
+        if text and self.restarting:
+            self.restarting = False
+            self.status = "writing"
+        super().append(text)
+
+    def replace(self, text: str, version: int) -> None:
+        if text:
+            self.restarting = False  # its own status said what the new text is
+        super().replace(text, version)
 
     def _schedule_grace(self) -> None:
         if not self.owned:

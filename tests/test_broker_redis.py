@@ -14,7 +14,7 @@ import pytest
 from anyio.abc import TaskGroup
 
 from server.broker_redis import RedisBroker
-from server.broker_stream_redis import StepKeys
+from server.broker_stream_redis import TAKEN_OVER, StepKeys
 from server.records import Finished
 from server.shared_redis import PAUSE_S, SharedRedis
 from server.store import Conflict, Step, Store
@@ -259,6 +259,37 @@ async def test_a_lost_lease_is_taken_over_under_a_new_version(
             first.versions[0],
         )
         assert (a.broker.takeovers, b.broker.takeovers) == (0, 1)
+
+
+async def test_a_viewer_elsewhere_is_told_why_a_taken_over_step_starts_again(
+    redis_url: str, postgres_url: str
+) -> None:
+    async with workers(redis_url, postgres_url, 3) as (a, b, c):
+        sid = await _session(a.store)
+        first = Writer(a.store, sid)
+        gen_a = a.broker.start((sid, 0), first)
+        first.give("The old text")
+        await _until(lambda: gen_a.text == "The old text")
+        others = [Writer(worker.store, sid) for worker in (b, c)]
+        gens = [w.broker.start((sid, 0), writer) for w, writer in zip((b, c), others, strict=True)]
+        seen: list[list[Event]] = [[], []]
+        async with anyio.create_task_group() as tg:
+            for gen, out in zip(gens, seen, strict=True):
+                tg.start_soon(_read, gen, None, out)
+            await _until(lambda: all(gen.text == "The old text" for gen in gens))
+            await a.redis.client.delete(StepKeys((sid, 0)).lease)  # the owner died
+            with anyio.fail_after(LEASE_S + 2):
+                await _until(lambda: any(writer.versions for writer in others))
+            taker = 0 if others[0].versions else 1
+            viewer = 1 - taker
+            # Told before any of the new text is written.
+            await _until(lambda: Event("status", TAKEN_OVER) in seen[viewer])
+            others[taker].give("A new text", "<end>")
+        assert _text(seen[viewer]) == "A new text"
+        assert not others[viewer].versions
+        statuses = [e.data for e in seen[viewer] if e.event == "status"]
+        assert statuses[-1] == "writing"  # once the new text came
+        assert seen[viewer][-1] == Event("done", "<p>done</p>")
 
 
 async def test_a_paused_owners_late_writes_change_nothing(
