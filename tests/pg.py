@@ -51,9 +51,8 @@ class PostgresServer(PostgresProcess):
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """PostgreSQL for the whole session, started the first time a test asks for it."""
+def running() -> Iterator[PostgresServer]:
+    """A server started now, stopped and its files removed at the end."""
     server = PostgresServer()
     try:
         server.start()
@@ -61,6 +60,18 @@ def postgres() -> Iterator[PostgresServer]:
     finally:
         server.stop()
         server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """PostgreSQL for the whole session, started the first time a test asks for it."""
+    yield from running()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A server of the test's own, for a test that stops and starts it mid-test."""
+    yield from running()
 
 
 @pytest.fixture

@@ -403,6 +403,16 @@ def test_every_control_is_at_least_24_px_on_a_phone(fast: str, browser: Browser)
         ctx.close()
 
 
+def reach_the_chart(page: Page, fast: str, area: str) -> None:
+    """A journey in `area` answered with quick replies until its report's chart shows."""
+    start(page, fast, area)
+    for n in (1, 2):
+        step = page.locator(f"#step-{n}.is-done")
+        expect(step.locator(".reply").first).to_be_visible(timeout=WAIT_MS)
+        step.locator(".reply").first.click()
+    expect(page.locator("#step-3.is-done .score-chart")).to_be_visible(timeout=WAIT_MS)
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_the_score_chart_is_readable_light_and_dark(
     fast: str, browser: Browser, scheme: str
@@ -410,12 +420,7 @@ def test_the_score_chart_is_readable_light_and_dark(
     ctx = new_context(browser, color_scheme=scheme, viewport=DESKTOP)
     try:
         page = ctx.new_page()
-        start(page, fast, "Health")
-        for n in (1, 2):
-            step = page.locator(f"#step-{n}.is-done")
-            expect(step.locator(".reply").first).to_be_visible(timeout=WAIT_MS)
-            step.locator(".reply").first.click()
-        expect(page.locator("#step-3.is-done .score-chart")).to_be_visible(timeout=WAIT_MS)
+        reach_the_chart(page, fast, "Health")
         card = style(page, "#step-3", "background-color")
         track = style(page, "#step-3 .chart-track", "fill")
         for text in ("chart-label", "chart-value", "chart-none"):
@@ -434,12 +439,7 @@ def test_the_score_chart_labels_are_body_sized_on_a_phone_and_a_desktop(
     ctx = new_context(browser, viewport=viewport)
     try:
         page = ctx.new_page()
-        start(page, fast, "Money")
-        for n in (1, 2):
-            step = page.locator(f"#step-{n}.is-done")
-            expect(step.locator(".reply").first).to_be_visible(timeout=WAIT_MS)
-            step.locator(".reply").first.click()
-        expect(page.locator("#step-3.is-done .score-chart")).to_be_visible(timeout=WAIT_MS)
+        reach_the_chart(page, fast, "Money")
         # The chart scales with the page: what counts is the size its text is drawn at.
         sizes = page.evaluate(
             """() => [...document.querySelectorAll('#step-3 .chart-label')].map(t => {

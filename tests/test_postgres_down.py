@@ -4,7 +4,6 @@ app serves again by itself once the server is back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -25,22 +24,10 @@ JOURNEYS = 8
 RECOVERY_BOUND_S = 30  # generous: proves the app comes back by itself, not how fast
 
 
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    """A server of the test's own, since it is stopped and started mid-test."""
-    server = PostgresServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        server.remove()
-
-
 async def test_with_postgresql_gone_answers_get_the_503_page_and_none_is_lost(
-    own_server: PostgresServer, redis_url: str, tmp_path: Path
+    own_postgres: PostgresServer, redis_url: str, tmp_path: Path
 ) -> None:
-    database = Database("postgres", own_server.create_database(), tmp_path / "data", redis_url)
+    database = Database("postgres", own_postgres.create_database(), tmp_path / "data", redis_url)
     # A request waiting for a connection is cut by the time limit (503 too) well after the
     # pool's own acquire timeout would have answered.
     settings = database.settings(
@@ -66,7 +53,7 @@ async def test_with_postgresql_gone_answers_get_the_503_page_and_none_is_lost(
                 for sid in sids:
                     tg.start_soon(send, sid)
                 await anyio.sleep(0.01)
-                await anyio.to_thread.run_sync(own_server.stop)
+                await anyio.to_thread.run_sync(own_postgres.stop)
             assert set(statuses.values()) <= {303, 503}, statuses
 
             ready = await visitor.http.get("/readyz")
@@ -81,7 +68,7 @@ async def test_with_postgresql_gone_answers_get_the_503_page_and_none_is_lost(
             page = await visitor.http.get(f"/s/{sids[0]}")
             assert page.status_code == 503 and "cannot reach its database" in page.text
 
-            await anyio.to_thread.run_sync(own_server.start)
+            await anyio.to_thread.run_sync(own_postgres.start)
             with anyio.fail_after(RECOVERY_BOUND_S):  # no restart of the app
                 while (await visitor.http.get("/readyz")).status_code != 200:  # noqa: ASYNC110 - a server to poll
                     await anyio.sleep(0.1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -36,28 +35,16 @@ async def test_an_unreachable_server_is_one_line_saying_which_and_where() -> Non
     assert "hunter2" not in message
 
 
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    """A server of the test's own, since it is stopped and started mid-test."""
-    server = PostgresServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        server.remove()
-
-
 async def test_the_store_recovers_when_the_server_comes_back(
-    own_server: PostgresServer, caplog: pytest.LogCaptureFixture
+    own_postgres: PostgresServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="crossroads")
-    store = await PostgresStore.connect(own_server.create_database())
+    store = await PostgresStore.connect(own_postgres.create_database())
     try:
         session = await store.create_session(
             owner="o", category="finance", seed=1, questions_total=1
         )
-        own_server.stop()
+        own_postgres.stop()
         assert await store.ping() is False
         with pytest.raises(Unavailable):  # not a driver error: the web layer answers 503
             await store.begin_generation(session.id, 0)
@@ -73,7 +60,7 @@ async def test_the_store_recovers_when_the_server_comes_back(
         with pytest.raises(Unavailable):
             await store.begin_generation(session.id, 0)
         assert time.monotonic() - started < ACQUIRE_TIMEOUT_S
-        own_server.start()
+        own_postgres.start()
         # The first request after the server is back is served (it may wait for the pool's new
         # connection, within its usual acquire timeout): no restart, no polling.
         assert await store.begin_generation(session.id, 0) == 1
