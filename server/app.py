@@ -28,9 +28,10 @@ from server.generators.offline import OfflineWriter
 from server.guards import RETRY_AFTER_S
 from server.identity import Identity
 from server.journeys import UNTOUCHED_S, Journeys, LoadShedder, NotOpen
-from server.llm import Deadlines, Model, OfflineModel, OpenAIModel, build_client
+from server.llm import OpenAIModel, build_client
 from server.metrics import LEVEL_VALUE, Metrics
 from server.middleware import BodyLimit, RequestContext, RequestGuard, SecurityHeaders
+from server.model import Deadlines, Model, OfflineModel
 from server.pages import is_stream_path, problem_response
 from server.services import Services
 from server.settings import Settings, secret_key

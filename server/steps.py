@@ -12,8 +12,8 @@ from server.admission import ModelAdmission, NotAdmitted
 from server.attempts import StepWatcher
 from server.cache import ResponseCache, request_key
 from server.generators.journey import Prompt, StepKind
-from server.llm import Model, ModelError, OfflineModel
 from server.metrics import Metrics
+from server.model import Model, ModelError, OfflineModel
 from server.reasons import CAUSES, FailureReason
 from server.settings import Settings
 from server.store import Finished, Session, Store

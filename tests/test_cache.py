@@ -12,7 +12,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from server import llm, shared_redis, watch
+from server import model as models
+from server import shared_redis, watch
 from server.admission import Admission
 from server.app import create_app
 from server.cache import POOL_SIZE, ResponseCache, normalize, request_key
@@ -326,11 +327,11 @@ class WritingModel:
 
     async def stream(
         self, prompt: Prompt, *, deadline: float, watcher: watch.Watcher = watch.UNWATCHED
-    ) -> AsyncGenerator[llm.Delta]:
+    ) -> AsyncGenerator[models.Delta]:
         self.calls += 1
         for chunk in self.chunks[:-1]:
-            yield llm.Delta(chunk)
-        yield llm.Delta(self.chunks[-1], "stop")
+            yield models.Delta(chunk)
+        yield models.Delta(self.chunks[-1], "stop")
 
 
 class FailingModel:
@@ -345,12 +346,12 @@ class FailingModel:
 
     async def stream(
         self, prompt: Prompt, *, deadline: float, watcher: watch.Watcher = watch.UNWATCHED
-    ) -> AsyncGenerator[llm.Delta]:
+    ) -> AsyncGenerator[models.Delta]:
         self.calls += 1
         if self.meanwhile is not None:
             await self.meanwhile()
-        raise llm.FirstTokenTimeout("no token within 1.0s (fake)")
-        yield llm.Delta("")  # makes this an async generator
+        raise models.FirstTokenTimeout("no token within 1.0s (fake)")
+        yield models.Delta("")  # makes this an async generator
 
 
 class Rig:
@@ -363,9 +364,9 @@ class Rig:
         self.cache = cache
         self.metrics = Metrics()
         self.admission = Admission(2, queue_timeout_s=5.0)
-        self.offline = llm.OfflineModel(OfflineWriter(load_bank()), chars_per_s=4000.0)
+        self.offline = models.OfflineModel(OfflineWriter(load_bank()), chars_per_s=4000.0)
 
-    def writer(self, model: llm.Model) -> StepWriter:
+    def writer(self, model: models.Model) -> StepWriter:
         return StepWriter(
             self.settings,
             model=model,
@@ -382,7 +383,7 @@ class Rig:
         )
 
     async def write(
-        self, model: llm.Model, session: Session, prompt: Prompt
+        self, model: models.Model, session: Session, prompt: Prompt
     ) -> tuple[Finished, Generation]:
         results: list[Finished] = []
 
@@ -549,8 +550,8 @@ class BrokenModel:
 
     async def stream(
         self, prompt: Prompt, *, deadline: float, watcher: watch.Watcher = watch.UNWATCHED
-    ) -> AsyncGenerator[llm.Delta]:
-        yield llm.Delta("You stand ")
+    ) -> AsyncGenerator[models.Delta]:
+        yield models.Delta("You stand ")
         raise RuntimeError("a bug in the model layer")
 
 

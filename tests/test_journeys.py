@@ -19,9 +19,9 @@ from server.generators.bank import load_bank
 from server.generators.journey import Prompt
 from server.generators.offline import OfflineWriter
 from server.journeys import Journeys
-from server.llm import Delta, IncompleteStream, OfflineModel
 from server.logs import JsonFormatter
 from server.metrics import Metrics
+from server.model import Delta, IncompleteStream, OfflineModel
 from server.settings import Settings
 from server.steps import StepWriter
 from server.store_sqlite import SQLiteStore

@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from server import llm, watch
+from server import model as models
 from server.generators import scenario
 from server.generators.bank import load_bank
 from server.generators.journey import Journey, Prompt
@@ -62,7 +63,7 @@ def model_for(
     return llm.OpenAIModel(
         client or llm.build_client(settings, transport),
         name=settings.llm.model,
-        deadlines=llm.Deadlines.from_settings(settings),
+        deadlines=models.Deadlines.from_settings(settings),
         max_tokens_param=kw.pop("max_tokens_param", settings.llm.max_tokens_param),
         sleep=sleeps or Sleeps(),
         jitter=lambda: 0.5,
@@ -72,10 +73,10 @@ def model_for(
 
 async def run(
     model: llm.OpenAIModel, prompt: Prompt = PROMPT, budget_s: float = 5.0
-) -> list[llm.Delta]:
+) -> list[models.Delta]:
     deltas = []
     with anyio.fail_after(budget_s + 10):
-        stream: AsyncIterator[llm.Delta] = model.stream(
+        stream: AsyncIterator[models.Delta] = model.stream(
             prompt, deadline=time.monotonic() + budget_s
         )
         async for delta in stream:
@@ -143,7 +144,7 @@ async def test_first_token_deadline_on_every_attempt_is_a_typed_error(
     fake: FakeUpstream, settings: Settings
 ) -> None:
     fake.default = Script(first_delay_s=30)
-    with pytest.raises(llm.FirstTokenTimeout) as caught:
+    with pytest.raises(models.FirstTokenTimeout) as caught:
         await run(model_for(settings, fake.transport()))
     assert caught.value.attempts == 3
     assert len(fake.requests) == 3
@@ -155,7 +156,7 @@ async def test_stall_before_headers_is_a_first_token_timeout(
     fake: FakeUpstream, settings: Settings
 ) -> None:
     fake.default = Script(headers_delay_s=30)
-    with pytest.raises(llm.FirstTokenTimeout):
+    with pytest.raises(models.FirstTokenTimeout):
         await run(model_for(settings, fake.transport()))
 
 
@@ -164,7 +165,7 @@ async def test_between_chunk_deadline_closes_upstream(
 ) -> None:
     fake.script(Script(stall_after=3))
     seen: list[str] = []
-    with pytest.raises(llm.ChunkTimeout):
+    with pytest.raises(models.ChunkTimeout):
         with anyio.fail_after(10):
             async for delta in model_for(settings, fake.transport()).stream(
                 PROMPT, deadline=time.monotonic() + 5
@@ -179,7 +180,7 @@ async def test_between_chunk_deadline_closes_upstream(
 async def test_whole_step_deadline_ends_a_trickle(fake: FakeUpstream, settings: Settings) -> None:
     fake.script(Script(chunk_delay_s=0.3, endless=True))
     started = time.monotonic()
-    with pytest.raises(llm.StepTimeout):
+    with pytest.raises(models.StepTimeout):
         await run(model_for(settings, fake.transport()), budget_s=1.5)
     assert time.monotonic() - started < 1.5 + 2  # the deadline fired
     await closed(fake)
@@ -190,7 +191,7 @@ async def test_an_endless_stream_ends_at_the_step_deadline(
     fake: FakeUpstream, settings: Settings
 ) -> None:
     fake.script(Script(endless=True, chunk_delay_s=0.01))
-    with pytest.raises(llm.StepTimeout):
+    with pytest.raises(models.StepTimeout):
         await run(model_for(settings, fake.transport()), budget_s=1.0)
     await closed(fake)
 
@@ -210,7 +211,7 @@ async def test_429_with_retry_after_past_the_budget_fails_at_once(
 ) -> None:
     fake.script(Script(status=429, retry_after="120"))
     sleeps = Sleeps()
-    with pytest.raises(llm.RateLimited) as caught:
+    with pytest.raises(models.RateLimited) as caught:
         await run(model_for(settings, fake.transport(), sleeps), budget_s=5)
     assert sleeps.waits == []
     assert caught.value.attempts == 1
@@ -222,7 +223,7 @@ async def test_500_on_every_try_backs_off_then_fails(
 ) -> None:
     fake.default = Script(status=500)
     sleeps = Sleeps()
-    with pytest.raises(llm.UpstreamStatus) as caught:
+    with pytest.raises(models.UpstreamStatus) as caught:
         await run(model_for(settings, fake.transport(), sleeps))
     assert len(fake.requests) == 3
     assert caught.value.attempts == 3
@@ -232,7 +233,7 @@ async def test_500_on_every_try_backs_off_then_fails(
 
 async def test_a_client_error_is_not_retried(fake: FakeUpstream, settings: Settings) -> None:
     fake.script(Script(status=400))
-    with pytest.raises(llm.UpstreamStatus):
+    with pytest.raises(models.UpstreamStatus):
         await run(model_for(settings, fake.transport()))
     assert len(fake.requests) == 1
 
@@ -243,7 +244,7 @@ async def test_a_connection_dropped_after_text_is_an_incomplete_stream_not_retri
     """Regression: a real model's stream cut after 496 characters was reported as "could not
     be reached"; what happened is that it stopped mid-answer."""
     fake.script(Script(drop_after=4))
-    with pytest.raises(llm.IncompleteStream) as caught:
+    with pytest.raises(models.IncompleteStream) as caught:
         await run(model_for(settings, fake.transport()))
     assert "broke off mid-answer" in caught.value.detail
     assert len(fake.requests) == 1
@@ -251,7 +252,7 @@ async def test_a_connection_dropped_after_text_is_an_incomplete_stream_not_retri
 
 async def test_a_malformed_chunk_is_a_typed_error(fake: FakeUpstream, settings: Settings) -> None:
     fake.script(Script(malformed_at=2))
-    with pytest.raises(llm.MalformedChunk):
+    with pytest.raises(models.MalformedChunk):
         await run(model_for(settings, fake.transport()))
     await closed(fake)
 
@@ -260,7 +261,7 @@ async def test_a_malformed_first_chunk_is_a_typed_error(
     fake: FakeUpstream, settings: Settings
 ) -> None:
     fake.script(Script(malformed_at=0))
-    with pytest.raises(llm.MalformedChunk):
+    with pytest.raises(models.MalformedChunk):
         await run(model_for(settings, fake.transport()))
 
 
@@ -276,7 +277,7 @@ async def test_a_stream_without_finish_reason_is_never_complete(
     fake: FakeUpstream, settings: Settings, script: Script
 ) -> None:
     fake.script(script)
-    with pytest.raises(llm.IncompleteStream):
+    with pytest.raises(models.IncompleteStream):
         await run(model_for(settings, fake.transport()))
 
 
@@ -290,7 +291,7 @@ async def test_nothing_listening_is_a_connection_error_after_retries(settings: S
     sleeps = Sleeps()
     client = llm.build_client(real)
     model = model_for(real, None, sleeps, client=client)
-    with pytest.raises(llm.ConnectionFailed) as caught:
+    with pytest.raises(models.ConnectionFailed) as caught:
         await run(model)
     await client.close()
     assert caught.value.attempts == 3
@@ -307,7 +308,7 @@ async def test_over_real_http_the_first_token_deadline_closes_the_connection(
         )
         client = llm.build_client(real)
         model = model_for(real, None, client=client)
-        with pytest.raises(llm.FirstTokenTimeout):
+        with pytest.raises(models.FirstTokenTimeout):
             await run(model)
         await fake.wait_for(lambda f: f.client_closed == 3 and f.open_streams == 0, timeout=10)
         await client.close()
@@ -323,7 +324,7 @@ async def test_over_real_http_a_stall_mid_stream_closes_the_connection(
         )
         client = llm.build_client(real)
         model = model_for(real, None, client=client)
-        with pytest.raises(llm.ChunkTimeout):
+        with pytest.raises(models.ChunkTimeout):
             await run(model)
         await fake.wait_for(lambda f: f.client_closed == 1 and f.open_streams == 0, timeout=10)
         await client.close()
@@ -345,7 +346,7 @@ async def test_a_consumer_that_leaves_closes_the_upstream(
 
 async def test_the_offline_model_types_at_its_pace_or_delivers_at_once() -> None:
     writer = OfflineWriter(load_bank())
-    paced = llm.OfflineModel(writer, chars_per_s=100000.0)
+    paced = models.OfflineModel(writer, chars_per_s=100000.0)
     deltas = await run_offline(paced)
     at_once = await run_offline(paced.at_once())
     assert len(deltas) > 20
@@ -355,7 +356,7 @@ async def test_the_offline_model_types_at_its_pace_or_delivers_at_once() -> None
     assert not paced.live
 
 
-async def run_offline(model: llm.OfflineModel) -> list[llm.Delta]:
+async def run_offline(model: models.OfflineModel) -> list[models.Delta]:
     with anyio.fail_after(10):
         return [d async for d in model.stream(PROMPT, deadline=time.monotonic() + 10)]
 
@@ -414,7 +415,7 @@ class Heard:
         self.retried_after.append(attempt.number)
 
 
-async def run_watched(model: llm.OpenAIModel, heard: Heard) -> list[llm.Delta]:
+async def run_watched(model: llm.OpenAIModel, heard: Heard) -> list[models.Delta]:
     with anyio.fail_after(15):
         stream = model.stream(PROMPT, deadline=time.monotonic() + 5, watcher=heard)
         return [delta async for delta in stream]
@@ -443,7 +444,7 @@ async def test_the_watcher_hears_the_last_failure_and_a_cut_after_text(
 ) -> None:
     fake.script(Script(status=500), Script(drop_after=3))
     heard = Heard()
-    with pytest.raises(llm.IncompleteStream) as caught:
+    with pytest.raises(models.IncompleteStream) as caught:
         await run_watched(model_for(settings, fake.transport()), heard)
     assert caught.value.attempts == 2
     assert [a.outcome for a in heard.attempts] == ["upstream_status", "incomplete_stream"]
