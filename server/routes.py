@@ -19,12 +19,12 @@ from starlette.staticfiles import StaticFiles
 
 from server import browser, logs
 from server.errors import Problem
+from server.events import Event
 from server.forms import answer_text, form
 from server.guards import limit, refuse_when_short_of_memory
 from server.pages import go_to, owned_session, page, services, step_number, step_or_page
 from server.sse import sse
 from server.store import Session, Step
-from server.streaming import Event
 from server.viewing import finished_events, follow
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"

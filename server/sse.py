@@ -12,9 +12,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Send
 
 from server import logs
+from server.events import Event
 from server.services import Services
 from server.store import Unavailable
-from server.streaming import Event
 from server.viewing import DATABASE_AWAY
 
 SHUTDOWN_GRACE_S = 1.0

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from functools import cached_property
 
 import anyio
 from anyio.abc import TaskGroup
 
 from server.blocks import complete_end
+from server.events import Event, event_id
 from server.reasons import FailureReason
 
 logger = logging.getLogger("crossroads")
@@ -26,27 +24,6 @@ Visible = Callable[[str], int]
 Render = Callable[[str, int], str]
 # The step's element for the `done` event, rendered from the store by the web layer.
 Done = Callable[[], Awaitable[str]]
-_LINES = re.compile(r"\r\n|\r|\n")
-
-
-@dataclass(frozen=True)
-class Event:
-    """One SSE event: `status`, `snapshot`, `chunk`, `blocks` or `done`; only the text events
-    (snapshot, chunk) carry an id."""
-
-    event: str
-    data: str
-    id: str | None = None
-
-    @cached_property
-    def encoded(self) -> bytes:
-        """The event on the wire (sse-starlette's framing), built once however many viewers
-        send it: a generation hands the same text event to every viewer at the same offset."""
-        head = (
-            f"id: {self.id}\r\nevent: {self.event}\r\n" if self.id else f"event: {self.event}\r\n"
-        )
-        lines = "".join(f"data: {line}\r\n" for line in _LINES.split(self.data))
-        return f"{head}{lines}\r\n".encode()
 
 
 class Generation:
@@ -389,17 +366,3 @@ def _remember(
     if any(old[0] != key[0] or old[2] != key[2] for old in frames):
         frames.clear()  # the text moved on: older frames are never asked for again
     frames[key] = frame
-
-
-def event_id(version: int, offset: int) -> str:
-    return f"{version}.{offset}"
-
-
-def parse_event_id(value: str | None) -> tuple[int, int] | None:
-    """`<version>.<offset>`; anything malformed or negative is treated as absent."""
-    if not value:
-        return None
-    version, dot, offset = value.strip().partition(".")
-    if not dot or not (version + offset).isascii() or not version.isdigit() or not offset.isdigit():
-        return None
-    return int(version), int(offset)

@@ -8,7 +8,8 @@ import math
 import time
 from collections.abc import AsyncGenerator
 
-from server.streaming import Done, Event, Generation, Visible, event_id, parse_event_id
+from server.events import Event, event_id, parse_event_id
+from server.streaming import Done, Generation, Visible
 
 RESTARTING = "the server is restarting; this page reconnects by itself"
 # The last event of a stream cut short by the database (too busy to answer in time, or away):

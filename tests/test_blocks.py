@@ -12,8 +12,9 @@ import anyio.lowlevel
 import pytest
 
 from server.blocks import complete_end
+from server.events import Event
 from server.render import markdown
-from server.streaming import Event, Generation, Generations
+from server.streaming import Generation, Generations
 from server.viewing import follow
 
 

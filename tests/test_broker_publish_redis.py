@@ -10,9 +10,10 @@ import pytest
 
 from server.broker_redis import RedisBroker
 from server.broker_stream_redis import StepKeys
+from server.events import Event
 from server.records import Finished
 from server.store import Conflict, Step, Store
-from server.streaming import Event, Generation
+from server.streaming import Generation
 from tests.test_broker_redis import LEASE_S, Writer, _read, _session, _until, workers
 
 pytestmark = pytest.mark.anyio

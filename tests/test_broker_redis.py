@@ -15,11 +15,12 @@ from anyio.abc import TaskGroup
 
 from server.broker_redis import RedisBroker
 from server.broker_stream_redis import TAKEN_OVER, StepKeys
+from server.events import Event
 from server.records import Finished
 from server.shared_redis import PAUSE_S, SharedRedis
 from server.store import Conflict, Step, Store
 from server.store_postgres import PostgresStore
-from server.streaming import Event, Generation
+from server.streaming import Generation
 from server.viewing import follow
 from tests.redis_server import RedisServer
 

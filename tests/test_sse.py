@@ -13,9 +13,9 @@ import pytest
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message
 
+from server.events import Event
 from server.sse import FrameResponse, sse
 from server.store import Unavailable
-from server.streaming import Event
 from server.viewing import DATABASE_AWAY
 
 CASES = [

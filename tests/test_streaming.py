@@ -12,7 +12,8 @@ import anyio
 import pytest
 
 from server.broker import Broker
-from server.streaming import Event, Generation, parse_event_id
+from server.events import Event, parse_event_id
+from server.streaming import Generation
 from server.viewing import follow
 from tests.brokers import BrokerFactory
 
