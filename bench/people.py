@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bench.wire import Connection, HttpError, clock, form
 
 if TYPE_CHECKING:
-    from bench.client import Client, Identity
+    from bench.browser import Browser, Identity
 
 # Typed answers of the lengths people write: a few words to a short paragraph.
 ANSWERS = (
@@ -35,7 +35,7 @@ ANSWERS = (
 
 
 async def journey(
-    client: Client,
+    client: Browser,
     who: Identity,
     rec: dict[str, Any],
     *,
