@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import os
@@ -44,7 +45,16 @@ def decide(rss_mb: float, thresholds: Thresholds, current: Level) -> Level:
 
 
 def process_rss_mb() -> float:
-    return float(psutil.Process(os.getpid()).memory_info().rss) / (1024 * 1024)
+    return float(_process(os.getpid()).memory_info().rss) / (1024 * 1024)
+
+
+@functools.lru_cache(maxsize=1)
+def _process(pid: int) -> psutil.Process:
+    """The handle of this process, made once per pid (a forked worker gets its own): every
+    request reads the RSS twice, and building the handle, which reads /proc/<pid>/stat for the
+    process's start time, cost more than the reading (7 % of the app's CPU under a burst of
+    sessions, bench/RESULTS.md)."""
+    return psutil.Process(pid)
 
 
 def heap_trimmer() -> Callable[[], None]:

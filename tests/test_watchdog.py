@@ -13,7 +13,15 @@ import pytest
 
 from server.app import create_app
 from server.logs import JsonFormatter
-from server.watchdog import RELEASE_EVERY, Level, Thresholds, Watchdog, decide, heap_trimmer
+from server.watchdog import (
+    RELEASE_EVERY,
+    Level,
+    Thresholds,
+    Watchdog,
+    decide,
+    heap_trimmer,
+    process_rss_mb,
+)
 from tests.conftest import SettingsFactory, Upstream
 from tests.fake_upstream import Script
 from tests.servers import serve_app
@@ -189,6 +197,16 @@ def test_releasing_memory_collects_and_trims_the_heap() -> None:
 def test_the_real_heap_trim_runs() -> None:
     # On glibc this calls malloc_trim(0); elsewhere it is a no-op. Either way it must not fail.
     heap_trimmer()()
+
+
+def test_the_rss_reading_follows_the_process_as_its_memory_grows() -> None:
+    # The process handle is kept between readings: each reading must still be a fresh one.
+    before = process_rss_mb()
+    block = bytearray(64 * 1024 * 1024)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page so it is resident
+    grown = process_rss_mb()
+    del block
+    assert grown - before >= 48
 
 
 async def test_run_samples_every_interval_until_cancelled() -> None:
