@@ -1,0 +1,159 @@
+"""What the offline writer writes: punctuation, quotes, escaping, and which words count."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+
+from server.generators import question as question_gen
+from server.generators.bank import Bank, load_bank
+from server.generators.journey import Exchange
+from server.generators.offline import OfflineWriter
+from tests.offline_journey import (
+    bank_question,
+    quotes_in,
+    run,
+    start,
+)
+
+
+@pytest.fixture(scope="module")
+def bank() -> Bank:
+    return load_bank()
+
+
+@pytest.fixture(scope="module")
+def writer(bank: Bank) -> OfflineWriter:
+    return OfflineWriter(bank)
+
+
+ODD_PUNCTUATION = re.compile(r"\?\.|!\.|(?<!\.)\.\.(?!\.)|[.?!]\u201d\.|\s[,.;:?!]|,,")
+
+
+@pytest.mark.parametrize("category_id", ["finance", "career", "ethics"])
+def test_written_text_has_no_doubled_punctuation(
+    bank: Bank, writer: OfflineWriter, category_id: str
+) -> None:
+    answers = [
+        "I'm scared of losing everything, what if it all goes wrong?",
+        "Because my family depends on me.",
+        "Honestly? I feel relieved!",
+        "Maybe. I don't know yet...",
+        "Definitely the second option; I decided last night.",
+    ]
+    journey = run(writer, start(category_id), answers)
+    for text in [*journey.questions, journey.report]:
+        assert not ODD_PUNCTUATION.search(text), ODD_PUNCTUATION.search(text)
+
+
+def test_question_quoting_a_long_answer_cuts_at_a_word(writer: OfflineWriter) -> None:
+    answer = (
+        "We talked for hours about it and the conclusion, after a very long evening at the "
+        "kitchen table with cold tea, was that nothing is simple"
+    )
+    assert len(answer) > 110
+    journey = replace(start("family"), exchanges=(Exchange("First?", answer),))
+    text = question_gen.parse(writer.write(journey, "question")).text
+    (quote,) = quotes_in(text)
+    assert quote.endswith("\u2026")
+    shown = quote.removesuffix("\u2026")
+    assert answer.startswith(shown)
+    assert not answer[len(shown)].isalnum()  # the cut falls between words
+    assert not shown.endswith((",", " "))
+
+
+def test_markdown_and_html_in_answers_are_escaped_in_quotes(writer: OfflineWriter) -> None:
+    answer = "<script>alert(1)</script> I think *bold* moves are fine because _risk_ is #1"
+    journey = replace(
+        start("finance"),
+        exchanges=tuple(Exchange(f"Question {k}?", answer) for k in range(1, 4)),
+    )
+    question_text = question_gen.parse(writer.write(journey, "question")).text
+    report_text = writer.write(journey, "report")
+    escaped = "\\<script\\>alert(1)\\</script\\> I think \\*bold\\* moves"
+    for text in (question_text, report_text):
+        assert escaped in text
+        assert "<script>" not in text
+        assert " *bold*" not in text
+    assert "\\_risk\\_ is \\#1" in report_text
+
+
+def test_curly_apostrophes_match_straight_signals(writer: OfflineWriter) -> None:
+    straight = "I can't afford to lose it, so I'll play it safe."
+    curly = straight.replace("'", "\u2019")
+    rules = {}
+    for answer in (straight, curly):
+        journey = replace(start("finance"), exchanges=(Exchange("Q?", answer),))
+        rules[answer] = {rule.label: rule for rule in writer.scores(journey)}
+    assert rules[curly] == rules[straight]
+    assert "can't afford to lose" in rules[curly]["Risk tolerance"].low_hits
+    assert rules[curly]["Risk tolerance"].score < 5
+
+
+def test_curly_apostrophes_match_reaction_markers(writer: OfflineWriter, bank: Bank) -> None:
+    answer = "I\u2019m sure about it: the night ferry"
+    journey = replace(start("finance"), exchanges=(Exchange("Q?", answer),))
+    text = question_gen.parse(writer.write(journey, "question")).text
+    certainty = [t.split("\u201c")[0] for t in bank.common.reactions["certainty"]]
+    assert text.startswith(tuple(certainty)), text
+    assert "\u201cI\u2019m sure about it: the night ferry\u201d" in text
+
+
+def test_negated_signals_do_not_count(writer: OfflineWriter) -> None:
+    answer = "I would never gamble, and I don't want to invest. Not worth the risk."
+    journey = replace(start("finance"), exchanges=(Exchange("Q?", answer),))
+    risk = {rule.label: rule for rule in writer.scores(journey)}["Risk tolerance"]
+    assert risk.high_hits == ()
+
+
+@pytest.mark.parametrize(
+    ("category_id", "label", "answer", "high", "low"),
+    [
+        (
+            "family",
+            "Responsibility",
+            "I am not responsible for his debts.",
+            (),
+            ("not responsible",),
+        ),
+        ("family", "Flexibility", "We can change the plan.", ("change the plan",), ()),
+        (
+            "health",
+            "Prevention",
+            "I'd see a doctor sooner rather than later.",
+            ("sooner rather than later",),
+            (),
+        ),
+    ],
+)
+def test_a_longer_signal_hides_the_shorter_one_inside_it(
+    writer: OfflineWriter,
+    category_id: str,
+    label: str,
+    answer: str,
+    high: tuple[str, ...],
+    low: tuple[str, ...],
+) -> None:
+    """Regression: "change the plan" also counted its own "the plan" the other way."""
+    journey = replace(start(category_id), exchanges=(Exchange("Q?", answer),))
+    rule = {rule.label: rule for rule in writer.scores(journey)}[label]
+    assert (rule.high_hits, rule.low_hits) == (high, low)
+
+
+def test_the_first_question_opens_differently_across_seeds(
+    bank: Bank, writer: OfflineWriter
+) -> None:
+    openings = set()
+    bare = 0
+    for seed in range(30):
+        text = question_gen.parse(writer.write(start("finance", seed=seed), "question")).text
+        asked = bank_question(bank, "finance", text).text
+        opening = text.removesuffix(asked).strip()
+        openings.add(opening)
+        bare += opening == ""
+        assert text[0].isupper() and text.endswith("?"), text
+        assert "\u201c" not in text  # nothing to react to yet
+    assert len(openings) >= 3
+    assert 0 < bare < 30
