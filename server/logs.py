@@ -9,7 +9,7 @@ import socket
 import sys
 import time
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 session_id: ContextVar[str | None] = ContextVar("session_id", default=None)
@@ -19,6 +19,9 @@ log = logging.getLogger("crossroads")
 
 # Read once: the machine's name does not change while a process runs.
 HOST = socket.gethostname()
+# Other libraries' records (asyncio, psycopg's pool, redis, httpx, uvicorn) are shown from
+# warning up: below that they are chatter (httpx logs every request to the model at info).
+LIBRARY_LEVEL = logging.WARNING
 
 
 def worker() -> str:
@@ -44,6 +47,8 @@ class JsonFormatter(logging.Formatter):
             "session_id": fields.pop("session_id", session_id.get()),
             "step": fields.pop("step", step.get()),
         }
+        if record.name != log.name:
+            line["logger"] = record.name  # whose line it is, when not ours
         line.update(fields)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
@@ -56,11 +61,29 @@ def event(level: int, name: str, /, **fields: Any) -> None:
     log.log(level, name, extra={"fields": {**context, **fields}})
 
 
-def configure(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    for name in ("crossroads", "uvicorn.error"):
+class JsonHandler(logging.StreamHandler[TextIO]):
+    """The one handler of a process: every record it gets becomes one JSON line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.setFormatter(JsonFormatter())
+
+
+def configure(level: str = "info", stream: TextIO | None = None) -> None:
+    """Send every record of this process to stderr as JSON lines, so an operator's pipeline
+    reads one format: ours from `level`, other libraries' from warning (or `level` if higher),
+    and warnings too. uvicorn's access log stays as its config chose: `access_log=False` cuts its
+    logger off from the root, so nothing is logged; on, each request is a JSON line."""
+    handler = JsonHandler(sys.stderr if stream is None else stream)
+    root = logging.getLogger()
+    # Only a handler of ours is replaced (configure may run twice in one process).
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, JsonHandler)] + [handler]
+    threshold = logging.getLevelNamesMapping()[level.upper()]
+    root.setLevel(max(threshold, LIBRARY_LEVEL))
+    for name in (log.name, "uvicorn.error"):
         logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(level.upper())
-        logger.propagate = False
+        logger.handlers[:] = []
+        logger.setLevel(threshold)
+        logger.propagate = True
+    # Python's warnings (a DeprecationWarning in a library) otherwise print plain text.
+    logging.captureWarnings(True)

@@ -41,7 +41,9 @@ class ServerSettings(_Section):
         description="Seconds open streams get to finish when the server stops (SIGTERM).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="Log level: debug, info, warning or error."
+        "info",
+        description="Log level: debug, info, warning or error. Other libraries' records are "
+        "logged from warning up, or from this level if it is higher.",
     )
 
 
