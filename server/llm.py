@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import random
+import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import httpx2
@@ -68,6 +69,8 @@ class OpenAIModel:
         self._clock = clock
         self._jitter = jitter
         self._sleep = sleep
+        # The request's URL and headers, taken from the client at the first request.
+        self._target: tuple[str, list[tuple[str, str]]] | None = None
 
     async def stream(
         self, prompt: Prompt, *, deadline: float, watcher: Watcher = UNWATCHED
@@ -128,11 +131,6 @@ class OpenAIModel:
         upstream: _Upstream | None = None
         try:
             with anyio.fail_after(budget):
-                # The raw response, not the SDK's chunk objects: building a pydantic model per
-                # chunk was a quarter of the app's CPU under load (bench/RESULTS.md). And the
-                # client's plain `post`, not `chat.completions.create`: its type-driven transform
-                # of ~40 parameters cost ~0.75 ms of CPU per request, a burst of sessions paid it
-                # in series. Status errors are raised by the SDK all the same.
                 body = {
                     "model": self.name,
                     "messages": list(prompt.messages),
@@ -140,15 +138,8 @@ class OpenAIModel:
                     "temperature": self._temperature,
                     self._max_tokens_param: prompt.max_tokens,
                 }
-                response = await self._client.post(
-                    "/chat/completions",
-                    cast_to=httpx2.Response,
-                    body=body,
-                    stream=True,
-                    stream_cls=openai.AsyncStream[Any],
-                )
-                # cast_to=httpx2.Response: the SDK hands back the response itself, body unread.
-                upstream = _Upstream(cast(httpx2.Response, response), attempt)
+                response = await self._send(body)
+                upstream = _Upstream(response, attempt)
                 first = await upstream.read()
                 while first is not None and not first.text and not first.finish_reason:
                     first = await upstream.read()
@@ -194,6 +185,40 @@ class OpenAIModel:
         except ModelError:
             await _close(upstream)
             raise
+
+    async def _send(self, body: dict[str, Any]) -> httpx2.Response:
+        """POST the chat completion on the SDK client's own HTTP client, as the SDK would (its
+        URL, headers and error types), and hand back the response with its body unread.
+
+        Built here rather than by the SDK's `post`: it copies its options and builds headers,
+        URL and an idempotency key for every request (~140 us more than this per request, paid
+        in series by a burst of sessions, bench/RESULTS.md); with the SDK's retries off, none
+        of that does anything here. Its errors are the SDK's: a status error is built by the
+        client itself from the response, a failed connection is an APIConnectionError."""
+        if self._target is None:
+            client = self._client
+            base = client.base_url
+            url = str(base.copy_with(raw_path=base.raw_path + b"chat/completions"))
+            merged = {**client.default_headers, **client.auth_headers}
+            # Omit() marks a header the SDK leaves out (no organization, no project).
+            headers = [(name, value) for name, value in merged.items() if isinstance(value, str)]
+            self._target = (url, headers)
+        url, headers = self._target
+        http = self._client._client
+        request = http.build_request("POST", url, content=orjson.dumps(body), headers=headers)
+        try:
+            response = await http.send(request, stream=True)
+        except httpx2.TimeoutException as exc:
+            raise openai.APITimeoutError(request=request) from exc
+        except (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream) as exc:
+            raise openai.APIConnectionError(request=request) from exc
+        if not response.is_success:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            raise self._client._make_status_error_from_response(response)
+        return response
 
     async def _tail(
         self, upstream: _Upstream, deadline: float, attempt: int

@@ -233,9 +233,27 @@ async def test_500_on_every_try_backs_off_then_fails(
 
 async def test_a_client_error_is_not_retried(fake: FakeUpstream, settings: Settings) -> None:
     fake.script(Script(status=400))
-    with pytest.raises(models.UpstreamStatus):
+    with pytest.raises(models.UpstreamStatus) as caught:
         await run(model_for(settings, fake.transport()))
     assert len(fake.requests) == 1
+    # The SDK's own status error, with the upstream's message from the error body.
+    assert caught.value.detail.startswith("400 from upstream: Error code: 400")
+    assert "Invalid request body (fake)." in caught.value.detail
+
+
+async def test_the_request_carries_the_sdk_s_headers(
+    fake: FakeUpstream, settings: Settings
+) -> None:
+    """The request is built from the client's own URL and headers, not by the SDK's `post`."""
+    keyed = settings.model_copy(update={"api_key": "sk-test-key"})
+    await run(model_for(keyed, fake.transport()))
+    await run(model_for(keyed, fake.transport()))
+    assert len(fake.request_headers) == 2
+    for headers in fake.request_headers:
+        assert headers["authorization"] == "Bearer sk-test-key"
+        assert headers["content-type"] == "application/json"
+        assert headers["user-agent"].startswith("AsyncOpenAI/Python")
+        assert headers["x-stainless-lang"] == "python"
 
 
 async def test_a_connection_dropped_after_text_is_an_incomplete_stream_not_retried(
