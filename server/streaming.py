@@ -86,6 +86,14 @@ class Generation:
             self._shown = (self.version, self._length, end)
         return end
 
+    @property
+    def hiding(self) -> bool:
+        """Whether the writer is past what viewers may see: a whole line is held back (a
+        question's quick replies, a report's score lines), not only a last line that may still
+        become one. The held part is short, so looking at it once a frame costs little."""
+        end = self.shown
+        return end < self._length and "\n" in self.text[end:].lstrip()
+
     # Writer side.
 
     def start(self, version: int) -> None:

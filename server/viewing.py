@@ -15,6 +15,14 @@ RESTARTING = "the server is restarting; this page reconnects by itself"
 # The last event of a stream cut short by the database (too busy to answer in time, or away):
 # the page says so and connects again from its Last-Event-ID.
 DATABASE_AWAY = "the database is not answering; this page reconnects by itself"
+# While the writer writes what the page does not show yet (quick replies, score lines), the text
+# on the page is complete and "writing" would look stuck: the page says what is being written
+# (static/js/app.js words it for the step's kind).
+FINISHING = "finishing"
+
+
+def status_of(gen: Generation) -> str:
+    return FINISHING if gen.status == "writing" and gen.hiding else gen.status
 
 
 async def follow(
@@ -23,8 +31,8 @@ async def follow(
     """Status at once, then a snapshot (or only the missing text on a resume), then coalesced chunks."""
     gen.join()
     try:
-        yield Event("status", gen.status)
-        sent_status = gen.status
+        sent_status = status_of(gen)
+        yield Event("status", sent_status)
         await gen.ready.wait()
         resume = parse_event_id(last_event_id)
         if resume is not None and resume[0] == gen.version and resume[1] <= gen.shown:
@@ -41,9 +49,10 @@ async def follow(
         last_frame = time.monotonic()
         while True:
             changed = gen.changed
-            if gen.status != sent_status:
-                sent_status = gen.status
-                yield Event("status", gen.status)
+            status = status_of(gen)
+            if status != sent_status:
+                sent_status = status
+                yield Event("status", status)
             if gen.version != sent_version:
                 snapshot = gen.snapshot()
                 sent_version, sent = gen.version, gen.shown

@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, BrowserContext, expect
 
 from server.app import create_app
+from tests.chromium import assert_no_violations, start
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
@@ -35,6 +36,7 @@ CHUNKS = [
     "It would be easy to let the date decide for you.",
 ]
 HELD_AFTER = 10  # the last paragraph is being written: everything before it is complete
+REPLIES = ["\n\n**Quick replies:**\n", "- Stay\n", "- Go\n", "- Not sure yet\n"]
 
 # Where the text sits just before `done` replaces the live step, and just after.
 MEASURE = """
@@ -104,3 +106,34 @@ def test_a_scenario_streams_formatted_and_nothing_moves_at_done(
     before, after = rects["before"], rects["after"]
     for key in ("heading", "top", "first", "height"):
         assert abs(before[key] - after[key]) <= 8, (key, before, after)
+
+
+def test_while_the_quick_replies_are_written_the_status_says_so(
+    make_settings: SettingsFactory, context: BrowserContext
+) -> None:
+    """The question on the page is complete while its quick replies, which are shown only when
+    the step is done, are still being written: "Writing…" would look stuck."""
+    question = Script(
+        chunks=["Which way do you lean, ", "and what would change your mind?", *REPLIES],
+        hold_after=3,  # the replies' heading is written
+    )
+    upstream = FakeUpstream()
+    upstream.script(Script(), question)
+    with serve(upstream) as upstream_url:
+        settings = make_settings(
+            llm={"base_url": upstream_url},
+            limits={"first_token_timeout_s": 60.0, "chunk_timeout_s": 60.0, "max_attempts": 1},
+        )
+        with serve_app(create_app(settings)) as base:
+            page = context.new_page()
+            start(page, base, "Money")
+            live = page.locator("#step-1.is-live")
+            status = live.locator("[data-role='status-text']")
+            expect(status).to_have_text("Writing the quick replies…", timeout=30000)
+            expect(live.locator("[data-role='text']")).to_have_text(
+                "Which way do you lean, and what would change your mind?"
+            )
+            question.release.set()
+            done = page.locator("#step-1.is-done")
+            expect(done.get_by_role("button", name="Stay")).to_be_visible(timeout=20000)
+            assert_no_violations(page)

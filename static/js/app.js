@@ -46,10 +46,14 @@
     return c;
   }
 
+  // What the writer writes after the text shown is complete (server/viewing.py's FINISHING).
+  var FINISHING = { question: "Writing the quick replies…", report: "Writing the scores…" };
+
   // What a server status means to a person, and the state name CSS and tests key on.
-  function describe(status) {
+  function describe(status, kind) {
     if (!status || status === "connecting") return { state: "connecting", text: "Connecting…" };
     if (status === "writing") return { state: "writing", text: "Writing…" };
+    if (status === "finishing") return { state: "writing", text: FINISHING[kind] || "Finishing…" };
     var queued = /^queued:\s*(.*)$/i.exec(status);
     if (queued) {
       return { state: "queued", text: "In the queue: " + queued[1] };
@@ -76,7 +80,7 @@
         text: "Connection lost. Reconnecting… (the text so far is kept)",
       };
     } else {
-      shown = describe(c.server);
+      shown = describe(c.server, root.getAttribute("data-step-kind"));
       if (c.back && shown.state !== "reconnecting") {
         shown = { state: "back", text: "Connected again. " + shown.text };
       }
