@@ -6,11 +6,10 @@ import random
 from collections import OrderedDict
 from pathlib import Path
 
-import anyio
-import anyio.to_thread
 import diskcache
 
 from server.cache import POOL_SIZE, REFRESH_ONE_IN
+from server.serial_thread import SerialThread
 
 MB = 1024 * 1024
 RECENT_ENTRIES = 2000
@@ -30,7 +29,9 @@ class DiskCache:
             eviction_policy="least-recently-used",
             tag_index=True,
         )
-        self._limiter = anyio.CapacityLimiter(4)
+        # diskcache's calls on one thread of their own: the cache's SQLite connection is per
+        # thread, and one long-lived thread hands calls over cheaply (server/serial_thread.py).
+        self._thread = SerialThread("diskcache")
         self.hits = 0
         self.misses = 0
         self._full_pools: set[str] = set()
@@ -42,7 +43,8 @@ class DiskCache:
         self._pools: dict[str, list[tuple[str, str]]] = {}
 
     async def close(self) -> None:
-        self._cache.close()
+        await self._thread.close(self._cache.close)
+        self._cache.close()  # the connection opened on this thread at start-up
 
     async def recent(self, key: str) -> str | None:
         """What this process stored under `key` lately, from memory only."""
@@ -51,9 +53,7 @@ class DiskCache:
     async def get(self, key: str) -> str | None:
         value = self._recent.get(key)
         if value is None:
-            value = await anyio.to_thread.run_sync(
-                self._cache.get, key, None, limiter=self._limiter
-            )
+            value = await self._thread.run(lambda: self._cache.get(key))
         if isinstance(value, str):
             self.hits += 1
             return value
@@ -63,9 +63,7 @@ class DiskCache:
     async def put(self, key: str, text: str, *, tag: str, expire_s: float | None = None) -> None:
         """`tag` is the session id, so a session's entries can be forgotten with it; entries
         keyed on a person's answers expire with their session."""
-        await anyio.to_thread.run_sync(
-            lambda: self._cache.set(key, text, tag=tag, expire=expire_s), limiter=self._limiter
-        )
+        await self._thread.run(lambda: self._cache.set(key, text, tag=tag, expire=expire_s))
         self._recent[key] = text
         if len(self._recent) > RECENT_ENTRIES:
             self._recent.popitem(last=False)
@@ -85,7 +83,7 @@ class DiskCache:
                 self._cache.set(f"pool:{category}", pool)
                 return pool
 
-        pool = await anyio.to_thread.run_sync(add, limiter=self._limiter)
+        pool = await self._thread.run(add)
         self._pools[category] = pool
         if len(pool) >= POOL_SIZE:
             self._full_pools.add(category)
@@ -93,8 +91,8 @@ class DiskCache:
     async def from_pool(self, category: str, session_id: str) -> str | None:
         """A completed scenario of this category written for another session."""
         if category not in self._pools:
-            self._pools[category] = await anyio.to_thread.run_sync(
-                self._cache.get, f"pool:{category}", [], limiter=self._limiter
+            self._pools[category] = await self._thread.run(
+                lambda: self._cache.get(f"pool:{category}", [])
             )
         pool = self._pools[category]
         others = [text for owner, text in pool if owner != session_id]
@@ -114,7 +112,7 @@ class DiskCache:
             return removed
 
         self._forget_in_memory(category)
-        removed = await anyio.to_thread.run_sync(drop, limiter=self._limiter)
+        removed = await self._thread.run(drop)
         # Again after the disk: a pool read meanwhile may have loaded the old entries.
         self._forget_in_memory(category)
         return removed
@@ -126,7 +124,7 @@ class DiskCache:
             tags = (self._cache.get(key, tag=True) for key in self._cache.iterkeys())
             return sum(1 for found in tags if isinstance(found, tuple) and found[1] == session_id)
 
-        return await anyio.to_thread.run_sync(count, limiter=self._limiter)
+        return await self._thread.run(count)
 
     def _forget_in_memory(self, category: str) -> None:
         self._recent.clear()
@@ -144,6 +142,6 @@ class DiskCache:
             return bool(self._cache.get("ping") == 1)
 
         try:
-            return await anyio.to_thread.run_sync(probe, limiter=self._limiter)
+            return await self._thread.run(probe)
         except Exception:
             return False

@@ -1,19 +1,16 @@
 """The SQLite connection for the store: WAL mode, the schema's migrations, and every call
-serialised on one worker thread, off the event loop."""
+serialised on one long-lived thread of its own, off the event loop."""
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import anyio
-import anyio.to_thread
-
 from server import schema
+from server.serial_thread import SerialThread, ThreadClosed
 
 T = TypeVar("T")
 WAL_WAIT_S = 5.0
@@ -34,22 +31,19 @@ class SQLiteDatabase:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         _migrate(self._db)
-        self._lock = threading.Lock()
-        self._limiter = anyio.CapacityLimiter(1)
+        # Every call after this one runs on this thread: the connection is never shared.
+        self._thread = SerialThread(f"sqlite {path.name}")
 
     async def close(self) -> None:
-        def close() -> None:
-            with self._lock:
-                self._db.close()
-
-        await anyio.to_thread.run_sync(close, limiter=self._limiter)
+        await self._thread.close(self._db.close)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            with self._lock:
-                return fn(self._db)
-
-        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+        db = self._db
+        try:
+            return await self._thread.run(lambda: fn(db))
+        except ThreadClosed:
+            # What the connection itself says when used after closing.
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.") from None
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call(db: sqlite3.Connection) -> T:
