@@ -45,16 +45,26 @@ def decide(rss_mb: float, thresholds: Thresholds, current: Level) -> Level:
 
 
 def process_rss_mb() -> float:
-    return float(_process(os.getpid()).memory_info().rss) / (1024 * 1024)
+    """This process's resident memory. Every request reads it twice (server/middleware.py), so
+    it is read with one system call on a file kept open, /proc/self/statm on Linux: psutil opens,
+    reads and parses a /proc file per reading, 26 us against 3 us, and building its process
+    handle read another (together 7-9 % of the app's CPU under a burst of sessions,
+    bench/RESULTS.md). Elsewhere, psutil."""
+    pid = os.getpid()
+    try:
+        return int(os.pread(_statm(pid), 64, 0).split()[1]) * _PAGE / (1024 * 1024)
+    except (OSError, ValueError, IndexError):
+        return float(psutil.Process(pid).memory_info().rss) / (1024 * 1024)
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 @functools.lru_cache(maxsize=1)
-def _process(pid: int) -> psutil.Process:
-    """The handle of this process, made once per pid (a forked worker gets its own): every
-    request reads the RSS twice, and building the handle, which reads /proc/<pid>/stat for the
-    process's start time, cost more than the reading (7 % of the app's CPU under a burst of
-    sessions, bench/RESULTS.md)."""
-    return psutil.Process(pid)
+def _statm(pid: int) -> int:
+    """The open statm file of this process, opened once per pid (a forked worker opens its own:
+    /proc/self named the parent when the parent opened it)."""
+    return os.open(f"/proc/{pid}/statm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
 
 
 def heap_trimmer() -> Callable[[], None]:

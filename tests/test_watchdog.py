@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import httpx
+import psutil
 import pytest
 
 from server.app import create_app
@@ -205,8 +206,10 @@ def test_the_rss_reading_follows_the_process_as_its_memory_grows() -> None:
     block = bytearray(64 * 1024 * 1024)
     block[::4096] = b"x" * len(block[::4096])  # touch every page so it is resident
     grown = process_rss_mb()
+    by_psutil = psutil.Process().memory_info().rss / (1024 * 1024)
     del block
     assert grown - before >= 48
+    assert abs(grown - by_psutil) < 8  # the same figure psutil reads
 
 
 async def test_run_samples_every_interval_until_cancelled() -> None:
