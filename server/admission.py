@@ -58,6 +58,11 @@ class ModelAdmission(Protocol):
 
     def observe(self, outcome: str, *, started: float, first_token_s: float | None) -> None: ...
 
+    @property
+    def refusing(self) -> FailureReason | None:
+        """Why new model calls are refused now (their steps fall back), None while admitted."""
+        ...
+
     def drain(self, reason: FailureReason) -> None: ...
 
     def resume(self) -> None: ...
@@ -212,6 +217,10 @@ class Admission:
             if waiter.position != position:
                 waiter.position = position
                 waiter.on_position(position)
+
+    @property
+    def refusing(self) -> FailureReason | None:
+        return self.paused_reason
 
     def drain(self, reason: FailureReason) -> None:
         """Pause admission (memory pressure): waiters and new calls fall back."""

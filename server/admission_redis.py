@@ -356,6 +356,12 @@ class RedisAdmission:
             self._unavailable = False
             logs.event(logging.INFO, "Admission queue reachable again: admitting model calls")
 
+    @property
+    def refusing(self) -> FailureReason | None:
+        if self.paused_reason is not None:
+            return self.paused_reason
+        return UNAVAILABLE_REASON if self._unavailable else None
+
     def drain(self, reason: FailureReason) -> None:
         """Pause admission on this worker (memory pressure): its waiters and new calls fall back."""
         self.paused_reason = reason

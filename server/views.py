@@ -130,6 +130,12 @@ class Views:
         self.env.globals["settings"] = settings
         self.env.globals["live_model"] = settings.uses_live_model
         self.env.globals["model_name"] = settings.llm.model
+        # Asked at each render: while model calls are refused (Redis away, memory pressure)
+        # the built-in writer writes every step, and the header must not say the model does.
+        self.env.globals["model_refused"] = self.model_refused
+
+    def model_refused(self) -> bool:
+        return self.journeys.writer.admission.refusing is not None
 
     def render(self, template: str, **context: Any) -> str:
         return self.env.get_template(template).render(**context)

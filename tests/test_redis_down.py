@@ -15,6 +15,7 @@ from tests.fake_upstream import FakeUpstream, serve
 from tests.redis_server import RedisServer
 from tests.servers import serve_app
 from tests.test_metrics import families, value
+from tests.test_views import banner
 from tests.visitor import Visitor
 
 pytestmark = pytest.mark.anyio
@@ -56,6 +57,8 @@ async def test_with_redis_gone_pages_and_journeys_work_and_nothing_fails(
             sids = [await visitor.start() for _ in range(6)]  # past the limit of 5
             report = await visitor.finish(sids[0], 1, ["I would ask first."])
             assert report.names()[-1] == "done"
+            # Every step is the built-in writer's now, and the header says so.
+            away_page = (await visitor.http.get(f"/s/{sids[0]}")).text
             deleted = await visitor.http.post(
                 f"/s/{sids[1]}/delete", data={"csrf_token": visitor.token}
             )
@@ -68,6 +71,9 @@ async def test_with_redis_gone_pages_and_journeys_work_and_nothing_fails(
             after = await visitor.start()
             await visitor.stream(after, 0)
             assert stored.cached_for(settings, after) >= 1  # the cache works again by itself
+            back_page = (await visitor.http.get(f"/s/{after}")).text
+    assert banner(away_page) == "For now the built-in offline writer is writing, not fake-model"
+    assert banner(back_page) == "Written live by fake-model"
     unchecked = metrics["crossroads_ratelimit_unavailable"]
     assert value(unchecked, "_total", limit="sessions") == 6
     rejected = metrics["crossroads_rejected_requests"]

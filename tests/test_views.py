@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import anyio
@@ -70,3 +71,43 @@ async def test_the_report_page_says_which_scores_the_model_left_out(
     for html in (done, page.text):
         assert "The model did not score Empathy, Courage or Pragmatism" in html
         assert "Scores (0-10)" not in html and "Principle: 6/10" not in html
+
+
+def banner(page: str) -> str:
+    """The header's words about who writes, as a person sees them (hidden parts left out)."""
+    found = re.search(r'<p class="model-banner[^"]*"[^>]*>(.*?)</p>', page, re.DOTALL)
+    assert found is not None
+    shown = re.sub(r"<span [^>]*\bhidden\b[^>]*>.*?</span>", "", found.group(1), flags=re.DOTALL)
+    return " ".join(re.sub(r"<[^>]+>", "", shown).split())
+
+
+@pytest.mark.anyio
+async def test_the_header_names_the_built_in_writer_while_model_calls_are_refused(
+    make_settings: SettingsFactory,
+) -> None:
+    """Regression: it said "Written live by <model>" while every step was the built-in writer's."""
+    with serve(FakeUpstream()) as upstream_url:
+        settings = make_settings(llm={"base_url": upstream_url, "model": "fake-model"})
+        app = create_app(settings)
+        with serve_app(app) as base:
+            async with Visitor(base) as visitor:
+                assert banner((await visitor.home()).text) == "Written live by fake-model"
+                # Memory pressure: new model calls are refused and their steps fall back.
+                app.state.services.admission.drain("memory_soft")
+                refused = (await visitor.home()).text
+                app.state.services.admission.resume()
+                again = (await visitor.home()).text
+    assert banner(refused) == "For now the built-in offline writer is writing, not fake-model"
+    assert 'class="model-banner is-offline"' in refused
+    assert banner(again) == "Written live by fake-model"
+
+
+@pytest.mark.anyio
+async def test_without_a_live_model_the_header_names_only_the_built_in_writer(
+    make_settings: SettingsFactory,
+) -> None:
+    with serve_app(create_app(make_settings())) as base:
+        async with Visitor(base) as visitor:
+            page = (await visitor.home()).text
+    assert banner(page).startswith("Running on the built-in offline writer:")
+    assert "data-writer" not in page  # nothing for the page to switch

@@ -193,11 +193,33 @@
     if (root) clearTimeout(conn(root).silence);
   });
 
+  // The header says who writes (templates/base.html): the model while a step's status says it
+  // writes or a step it wrote arrives, the built-in writer once a step falls back to it.
+  function writerOfStatus(status) {
+    if (/^using /i.test(status)) return "built-in";
+    return status === "writing" || status === "finishing" ? "model" : null;
+  }
+
+  var WRITER_OF_SOURCE = { model: "model", offline: "built-in", pool: "built-in" };
+
+  function showWriter(writer) {
+    if (!writer) return;
+    var builtIn = writer === "built-in";
+    var banner = document.querySelector('[data-role="model-banner"]');
+    var model = banner && banner.querySelector('[data-writer="model"]');
+    var standIn = banner && banner.querySelector('[data-writer="built-in"]');
+    if (!model || !standIn) return; // no live model: the built-in writer is all there is
+    model.hidden = builtIn;
+    standIn.hidden = !builtIn;
+    banner.classList.toggle("is-offline", builtIn);
+  }
+
   document.addEventListener("status", function (event) {
     var root = streamRoot(event);
     if (!root) return;
     conn(root).server = event.detail.data;
     render(root);
+    showWriter(writerOfStatus(event.detail.data));
     // While the step waits (queued, or the model is asked again), the person may take the
     // prepared text instead: the same two marks as server/attempts.py's waiting().
     var prepared = part(root, "prepared");
@@ -296,7 +318,10 @@
     template.innerHTML = event.detail.data;
     var fresh = Array.prototype.slice.call(template.content.children);
     root.replaceWith(template.content);
-    fresh.forEach(function (el) { htmx.process(el); });
+    fresh.forEach(function (el) {
+      htmx.process(el);
+      showWriter(WRITER_OF_SOURCE[el.getAttribute("data-source")]);
+    });
     // ui.js restores drafts, moves focus and scrolls.
     document.dispatchEvent(new CustomEvent("crossroads:done", { detail: { fresh: fresh, hadFocus: hadFocus } }));
   });
