@@ -34,18 +34,20 @@ document.addEventListener('DOMContentLoaded', () => {
 """
 
 
-def scenario_fails(request: dict[str, Any]) -> Script:
-    if "decision scenario" in request["messages"][1]["content"]:
-        return Script(status=500)
-    return Script(chunks=["Which way do you lean, ", "and why?"])
-
-
 def test_the_header_follows_who_writes_each_step(
     make_settings: SettingsFactory, context: BrowserContext
 ) -> None:
     """Regression: it said "Written live by <model>" while the built-in writer wrote the steps."""
+    # The scenario's stream is cut once the page shows its first words (when the test says so).
+    cut = Script(chunks=["You stand at a fork "], hold_after=1, drop_after=1)
+
+    def respond(request: dict[str, Any]) -> Script:
+        if "decision scenario" in request["messages"][1]["content"]:
+            return cut
+        return Script(chunks=["Which way do you lean, ", "and why?"])
+
     upstream = FakeUpstream()
-    upstream.responder = scenario_fails
+    upstream.responder = respond
     context.add_init_script(HEADER)
     with serve(upstream) as upstream_url:
         settings = make_settings(
@@ -55,6 +57,9 @@ def test_the_header_follows_who_writes_each_step(
         with serve_app(create_app(settings)) as base:
             page = context.new_page()
             start(page, base, "Money")
+            live = page.locator("#step-0.is-live [data-role='text']")
+            expect(live).to_contain_text("You stand at a fork", timeout=WAIT_MS)
+            cut.release.set()
             # The scenario falls back to a prepared one; the first question is the model's.
             expect(page.locator("#step-0.is-done")).to_have_attribute("data-source", "offline")
             expect(page.locator("#step-1.is-done")).to_have_attribute(
