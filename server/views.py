@@ -87,6 +87,14 @@ class SessionView:
         return f"Question {current} of {total}"
 
 
+def _outline(step: Step, answers: dict[int, str]) -> StepView:
+    """A step as a page that is not showing it needs to know it: never rendered."""
+    live = step.status not in ("done", "stopped")
+    number = step.n if step.kind == "question" else 0
+    answer = answers.get(step.n) if step.kind == "question" and step.status == "done" else None
+    return StepView(step.n, step.kind, live=live, number=number, answer=answer)
+
+
 def scores_note(scores: list[Score], source: str | None) -> str | None:
     """Said next to the chart when a model-written report left scores out: the chart then
     mixes in the built-in rules, and the person should know which numbers are which."""
@@ -140,14 +148,22 @@ class Views:
     def render(self, template: str, **context: Any) -> str:
         return self.env.get_template(template).render(**context)
 
-    async def session_view(self, session: Session) -> SessionView:
+    async def session_view(
+        self, session: Session, only: tuple[int, ...] | None = None
+    ) -> SessionView:
+        """Every step's view; with `only`, the other steps are outlines (number, kind, whether
+        live, the answer) that are never rendered: a step's `done` element needs its own view
+        and the next step's, not the whole journey formatted again for every step."""
         store = self.journeys.store
         steps = await store.steps(session.id)
         answers = await store.answers(session.id)
         category = self.settings.categories.get(session.category)
         view = SessionView(session, category.title if category else session.category, category)
         for step in steps:
-            view.steps.append(await self._step_view(session, step, answers))
+            if only is None or step.n in only:
+                view.steps.append(await self._step_view(session, step, answers))
+            else:
+                view.steps.append(_outline(step, answers))
         if view.finished:
             view.feedback = await store.has_feedback(session.id)
         return view
@@ -228,7 +244,7 @@ class Views:
 
     async def step_fragment(self, session: Session, n: int, csrf_token: str) -> str:
         """The element of step n, followed by the element of a next step that is already open."""
-        view = await self.session_view(session)
+        view = await self.session_view(session, only=(n, n + 1))
         parts = [step for step in view.steps if step.n in (n, n + 1)]
         return self.render("_steps.html", view=view, steps=parts, csrf_token=csrf_token)
 

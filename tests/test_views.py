@@ -111,3 +111,35 @@ async def test_without_a_live_model_the_header_names_only_the_built_in_writer(
             page = (await visitor.home()).text
     assert banner(page).startswith("Running on the built-in offline writer:")
     assert "data-writer" not in page  # nothing for the page to switch
+
+
+@pytest.mark.anyio
+async def test_a_step_s_done_element_is_its_element_on_the_session_page(
+    make_settings: SettingsFactory,
+) -> None:
+    """`done` renders only the step and the next one (the others are outlines): what it sends
+    must still be exactly what the page shows for that step."""
+    upstream = FakeUpstream()
+    upstream.responder = report_without_some_scores
+    with serve(upstream) as upstream_url:
+        settings = make_settings(
+            llm={"base_url": upstream_url}, journey={"questions_per_session": 2}
+        )
+        with serve_app(create_app(settings)) as base:
+            async with Visitor(base) as visitor:
+                sid = await visitor.start("ethics")
+                with anyio.fail_after(30):
+                    await visitor.stream(sid, 0)
+                    first = await visitor.stream(sid, 1)
+                    asked = await visitor.http.get(f"/s/{sid}")
+                    for n in (1, 2):
+                        await visitor.stream(sid, n)
+                        await visitor.answer(sid, n, f"Answer {n}: because it matters to me.")
+                    report = await visitor.stream(sid, 3)
+                    finished = await visitor.http.get(f"/s/{sid}")
+    question = first.events[-1].data
+    assert 'id="step-1"' in question and 'id="step-0"' not in question
+    assert question in asked.text
+    done = report.events[-1].data
+    assert 'id="step-3"' in done and 'id="step-2"' not in done
+    assert done in finished.text
