@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -70,6 +71,37 @@ def _runs(text: str, size: int = ECHO_WORDS) -> set[tuple[str, ...]]:
     return runs
 
 
+@dataclass(frozen=True)
+class _Source:
+    """The runs of words of what we told the model, and the words they start with."""
+
+    runs: frozenset[tuple[str, ...]]
+    starts: frozenset[str]
+
+
+@functools.lru_cache(maxsize=32)
+def _source(text: str) -> _Source:
+    """Made once per text: the system prompt is the same for every step."""
+    runs = frozenset(_runs(text))
+    return _Source(runs, frozenset(run[0] for run in runs))
+
+
+def _repeated(
+    parts: list[list[str]], source: _Source, size: int = ECHO_WORDS
+) -> set[tuple[str, ...]]:
+    """The runs of the model's words that are runs of the source's: a run is only built where
+    a word could start one, not at every word of the text (a step's checks cost ~0.2 ms when
+    every run of the text was built and intersected, bench/RESULTS.md)."""
+    found: set[tuple[str, ...]] = set()
+    for words in parts:
+        for i in range(len(words) - size + 1):
+            if words[i] in source.starts:
+                run = tuple(words[i : i + size])
+                if run in source.runs:
+                    found.add(run)
+    return found
+
+
 def _instructions(prompt: Prompt) -> str:
     """The user message without the journey's own text (the scenario, questions and answers
     the model is asked to quote): what is left is what we told it to do."""
@@ -88,14 +120,17 @@ def echoed(prompt: Prompt, text: str) -> tuple[FailureReason, str] | None:
     lowered = text.casefold()
     # A short seed (a test's 7) is any number; a session's is up to ten digits, never chance.
     seed = str(prompt.journey.seed)
-    if "variation seed" in lowered or (len(seed) >= 5 and re.search(rf"(?<!\d){seed}(?!\d)", text)):
+    # The plain `in` first: the regex's look-around at every position was most of its cost.
+    if "variation seed" in lowered or (
+        len(seed) >= 5 and seed in text and re.search(rf"(?<!\d){seed}(?!\d)", text)
+    ):
         return "echoed_seed", "the variation seed appears in the text"
     label = LABEL_ANSWER.casefold()
-    if label in lowered or re.search(r"\banswer \d+ \(quoted", lowered):
+    if label in lowered or ("(quoted" in lowered and re.search(r"\banswer \d+ \(quoted", lowered)):
         return "echoed_labels", f"the label {LABEL_ANSWER!r} appears in the text"
-    said = _runs(text)
+    said = [_words(part) for part in text.split(_BREAK)]
     for source, name in ((SYSTEM_PROMPT, "system prompt"), (_instructions(prompt), "instructions")):
-        shared = said & _runs(source)
+        shared = _repeated(said, _source(source))
         if shared:
             return "echoed_prompt", f"{name} repeated: {' '.join(min(shared))!r}"
     return None

@@ -82,6 +82,11 @@ def test_an_echo_of_the_prompt_falls_back(text: str, reason: str) -> None:
     assert verdict.detail
 
 
+def test_the_seed_inside_a_longer_number_is_not_an_echo() -> None:
+    text = f"Account 9{SEED}0 is yours. What would you do with it?"
+    assert checks.check(question_prompt(), text, "stop").reason is None
+
+
 def test_quoting_the_scenario_and_the_answers_is_not_an_echo() -> None:
     text = (
         "You said \u201cI would talk to her first, calmly.\u201d Your colleague Anna took "
