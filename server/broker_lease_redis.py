@@ -77,7 +77,8 @@ class Lease:
         self._redis = leases.redis
         self.keys = keys
         self.token = secrets.token_hex(8)
-        self._sure = False  # held at the last answer from Redis, and none failed since
+        # Held at the last answer from Redis, and none failed since (the tick sets it too).
+        self.sure = False
 
     async def acquire(self) -> bool:
         """Set if absent: whether this writer holds the step now."""
@@ -87,13 +88,13 @@ class Lease:
                 lambda: self._redis.client.set(keys.lease, token, nx=True, px=ms)
             )
         )
-        self._sure = got
+        self.sure = got
         return got
 
     async def renew(self) -> int:
         """HELD (renewed), RETAKEN (nobody held it while Redis was out of reach: taken again),
         or 0 (not held: another writer holds it, or it lapsed)."""
-        args: list[str | int] = [self.token, self._leases.lease_ms, "0" if self._sure else "1"]
+        args: list[str | int] = [self.token, self._leases.lease_ms, "0" if self.sure else "1"]
         try:
             held = int(
                 await self._redis.call(
@@ -101,9 +102,9 @@ class Lease:
                 )
             )
         except UNAVAILABLE:
-            self._sure = False
+            self.sure = False
             raise
-        self._sure = held != 0
+        self.sure = held != 0
         return held
 
     async def release(self) -> None:

@@ -4,32 +4,22 @@ to local mirrors that `streaming.follow` reads unchanged (DESIGN section 11)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
 from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskGroup
 
-from server.broker_lease_redis import HELD, RETAKEN, Lease, Leases
+from server.broker_lease_redis import Lease, Leases
 from server.broker_publish_redis import Publisher
 from server.broker_stops_redis import Stop, announce, forget, listen
-from server.broker_stream_redis import (
-    Reader,
-    Shared,
-    StepKeys,
-    header,
-    sleep_until_ended,
-    streamed,
-)
+from server.broker_stream_redis import Reader, Shared, StepKeys, streamed
+from server.broker_tick_redis import Ticker
 from server.shared_redis import UNAVAILABLE, SharedRedis
 from server.store import Store, Unavailable
 from server.streaming import Generation, Key, Render, Visible, Work
 
 logger = logging.getLogger("crossroads")
-# While no version is known yet (the owner is still beginning), a mirror asks this often.
-EARLY_POLL_S = 0.05
 
 
 class RedisBroker:
@@ -53,7 +43,6 @@ class RedisBroker:
         self._redis = redis
         self._store = store
         self._grace_s = grace_s
-        self._renew_s = lease_s / 3
         # Takeover within lease + this; stops come by pub/sub, this only bounds a lost message.
         self.check_s = min(0.5, lease_s / 3)
         self._on_abandon = on_abandon
@@ -61,6 +50,16 @@ class RedisBroker:
         self._local: dict[Key, Shared] = {}
         self._reader = Reader(redis)
         self._leases = Leases(redis, lease_s)
+        # Every lease, "seen" key and mirrored header of this worker in one round trip.
+        self._ticker = Ticker(
+            redis,
+            store,
+            grace_s=grace_s,
+            lease_s=lease_s,
+            check_s=self.check_s,
+            abandon=self._abandon,
+            lost=self._lost,
+        )
         self._publisher = Publisher(
             store, frame_s=frame_s, live_ttl_s=live_ttl_s, check_s=self.check_s, lost=self._lost
         )
@@ -69,9 +68,11 @@ class RedisBroker:
         self.takeovers = 0
 
     async def run(self) -> None:
-        """The worker's one stream reader and its one stop listener (run in the task group)."""
+        """The worker's one stream reader, its one tick and its one stop listener (run in the
+        task group)."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._reader.run, name="broker stream reader")
+            tg.start_soon(self._ticker.run, name="broker tick")
             tg.start_soon(listen, self._redis, self._end_local, name="broker stop listener")
 
     # The Broker interface.
@@ -154,6 +155,7 @@ class RedisBroker:
                 logger.exception("Generation failed", extra={"fields": fields})
         finally:
             self._reader.unwatch(gen)
+            self._ticker.drop(gen)
             if not gen.ended:
                 gen._end()
             if self._local.get(gen.key) is gen:
@@ -164,34 +166,26 @@ class RedisBroker:
 
     async def _mirror(self, gen: Shared, keys: StepKeys) -> None:
         """Follow the owner's stream until the step ends or its lease is gone (then return, so
-        that this worker tries to take the step over)."""
+        that this worker tries to take the step over). The worker's tick reads the step's
+        header; while Redis is away it finishes the mirror once the store says the step ended
+        (its writer falls back once its model slot's lease lapses)."""
         gen.owned = False
-        while not gen.ended:
-            try:
-                version, leased = await self._redis.call(lambda: header(self._redis, keys))
-                if not leased:
-                    return
-                if version and version != gen.watched:
-                    await self._reader.watch(gen, keys, version)
-                await self._refresh_seen(gen, keys)
-            except UNAVAILABLE:
-                # Nothing comes through Redis now, but the store still says when the step has
-                # ended (its writer falls back once its model slot's lease lapses): this
-                # worker's viewers then get `done` from it instead of waiting for Redis.
-                if await self._ended_in_store(gen):
-                    gen.finish()
-                    return
-            await sleep_until_ended(gen, self.check_s if gen.watched else EARLY_POLL_S)
-
-    async def _ended_in_store(self, gen: Shared) -> bool:
         try:
-            step = await self._store.step(*gen.key)
-        except Exception:
-            return False  # the database away as well: keep waiting
-        return step is None or step.status != "generating"
+            while not gen.ended:
+                heard = await self._ticker.hear(gen)
+                if heard is None:
+                    continue
+                if not heard.leased:
+                    return
+                if heard.version and heard.version != gen.watched:
+                    try:
+                        await self._reader.watch(gen, keys, heard.version)
+                    except UNAVAILABLE:
+                        gen.watched = 0  # read from its start at the next tick
+        finally:
+            self._ticker.drop(gen)
 
     async def _own(self, gen: Shared, work: Work, lease: Lease) -> None:
-        keys = lease.keys
         taken_over = gen.ready.is_set()
         if taken_over:
             # A takeover: the step is written again from nothing under the version it begins;
@@ -203,13 +197,12 @@ class RedisBroker:
         gen.published = (0, 0)
         gen._cancel_grace()
         self.started += 1
-        away = True
-        with contextlib.suppress(*UNAVAILABLE):
-            away = not await self._refresh_seen(gen, keys, force=True)
+        # Its lease renewed, its "seen" key set at once then checked, and the store read at
+        # each renewal (a lost stop announcement delays a stop, never loses it): by the tick.
+        self._ticker.own(gen, lease)
         published = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._keep, gen, lease, away)
                 tg.start_soon(self._publisher.run, gen, lease, published)
                 if taken_over:
                     tg.start_soon(self._note_takeover, gen)
@@ -226,6 +219,7 @@ class RedisBroker:
                         await published.wait()
                     tg.cancel_scope.cancel()
         finally:
+            self._ticker.drop(gen)
             # Also when the worker shuts down (SIGTERM cancels everything): the step's lease is
             # handed back at once, so a worker with viewers takes it over now, not a lease later.
             await lease.release()
@@ -250,65 +244,6 @@ class RedisBroker:
                 }
             },
         )
-
-    async def _keep(self, gen: Shared, lease: Lease, away: bool) -> None:
-        """Renew the lease, keep the step alive while anyone watches it anywhere, and read the
-        store at each renewal: a lost stop announcement delays a stop, never loses it."""
-        renew_at = time.monotonic() + self._renew_s
-        while not gen.ended:
-            await anyio.sleep(self.check_s)
-            try:
-                # Back from Redis being away (its "seen" keys may be lost with it): the viewers
-                # elsewhere get a grace period to say so again before the step is abandoned.
-                if not await self._refresh_seen(gen, lease.keys, force=away):
-                    self._abandon(gen)
-                    return
-                away = False
-            except UNAVAILABLE:
-                away = True
-            if time.monotonic() < renew_at:
-                continue
-            renew_at = time.monotonic() + self._renew_s
-            try:
-                held = await lease.renew()
-            except UNAVAILABLE:
-                # Unknown while Redis is away: the step's version fences every write meanwhile,
-                # and the store is read all the same (a stop is not announced either).
-                held = HELD
-            if not held:
-                self._lost(gen)
-                return
-            try:
-                # Read within one renewal period: a busy database (a request may queue for a
-                # connection for many seconds) must not hold up the next renewal past the lease.
-                with anyio.fail_after(self._renew_s):
-                    step = await self._store.step(*gen.key)
-            except Exception:
-                # The database away for a moment must not end a step that is being written.
-                logger.warning("Step not read at lease renewal", exc_info=True)
-                continue
-            if not gen.ready.is_set() or gen.version == gen.stale:
-                continue
-            if step is None or step.status != "generating":
-                # Stopped, rewound or deleted: the viewers get what the step is now.
-                gen.finish()
-                gen.cancel_scope.cancel()
-                return
-            if held == RETAKEN and step.version != gen.version:
-                # The lease had lapsed and another worker wrote the step meanwhile. (With the
-                # lease held throughout, a newer version is this worker's own replaced text.)
-                self._lost(gen)
-                return
-
-    async def _refresh_seen(self, gen: Shared, keys: StepKeys, *, force: bool = False) -> bool:
-        """Someone here watches (or looked at) the step: it stays alive for another grace period.
-        Returns whether anyone anywhere still does (the owner abandons the step when not)."""
-        grace_ms = max(1, int(self._grace_s * 1000))
-        if force or gen.viewers or gen.touched:
-            gen.touched = False
-            await self._redis.call(lambda: self._redis.client.set(keys.seen, "1", px=grace_ms))
-            return True
-        return bool(await self._redis.call(lambda: self._redis.client.exists(keys.seen)))
 
     def _abandon(self, gen: Shared) -> None:
         self.abandoned += 1

@@ -77,6 +77,14 @@ class Step:
 
 
 @dataclass(frozen=True)
+class StepState:
+    """What a step's writer checks while it writes: its status and version (the fencing token)."""
+
+    status: StepStatus
+    version: int
+
+
+@dataclass(frozen=True)
 class JourneySummary:
     """A line of the owner's journeys list: the session, how far it got, how it began."""
 

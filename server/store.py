@@ -10,6 +10,7 @@ from server.records import (
     JourneySummary,
     Session,
     Step,
+    StepState,
     Unavailable,
     Unreachable,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "Finished",
     "Session",
     "Step",
+    "StepState",
     "Store",
     "Unavailable",
     "Unreachable",
@@ -75,6 +77,11 @@ class Store(Protocol):
         ...
 
     async def step(self, session_id: str, n: int) -> Step | None: ...
+
+    async def step_states(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], StepState]:
+        """The status and version of each of these (session id, n) steps that exists, in one
+        read however many there are (a distributed worker checks every step it writes at once)."""
+        ...
 
     async def answers(self, session_id: str) -> dict[int, str]: ...
 

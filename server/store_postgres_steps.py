@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from server.db_postgres import Connection, PostgresDatabase
-from server.records import Conflict, Finished, Step, step_record
+from server.records import Conflict, Finished, Step, StepState, step_record
 
 
 class PostgresSteps:
@@ -26,6 +26,18 @@ class PostgresSteps:
             "SELECT * FROM steps WHERE session_id = %s AND n = %s", (session_id, n)
         )
         return step_record(row) if row else None
+
+    async def step_states(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], StepState]:
+        if not keys:
+            return {}
+        # One query for every step a worker writes (its lease renewal), however many.
+        rows = await self._db.all(
+            "SELECT s.session_id, s.n, s.status, s.version FROM steps AS s "
+            "JOIN unnest(%s::text[], %s::int[]) AS k (session_id, n) "
+            "ON s.session_id = k.session_id AND s.n = k.n",
+            ([sid for sid, _ in keys], [n for _, n in keys]),
+        )
+        return {(r["session_id"], r["n"]): StepState(r["status"], r["version"]) for r in rows}
 
     async def answers(self, session_id: str) -> dict[int, str]:
         rows = await self._db.all(

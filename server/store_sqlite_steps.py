@@ -7,7 +7,10 @@ import sqlite3
 from collections.abc import Callable
 
 from server.db_sqlite import SQLiteDatabase
-from server.records import Conflict, Finished, Step, step_record
+from server.records import Conflict, Finished, Step, StepState, step_record
+
+# Steps read by one statement of step_states (two parameters each; SQLite allows 999 at least).
+STATES_PER_QUERY = 400
 
 
 class SQLiteSteps:
@@ -31,6 +34,24 @@ class SQLiteSteps:
             ).fetchone()
         )
         return step_record(dict(row)) if row else None
+
+    async def step_states(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], StepState]:
+        def read(db: sqlite3.Connection) -> dict[tuple[str, int], StepState]:
+            found: dict[tuple[str, int], StepState] = {}
+            # In slices: SQLite bounds the parameters of one statement.
+            for at in range(0, len(keys), STATES_PER_QUERY):
+                part = keys[at : at + STATES_PER_QUERY]
+                pairs = ", ".join("(?, ?)" for _ in part)
+                rows = db.execute(
+                    "SELECT session_id, n, status, version FROM steps "
+                    f"WHERE (session_id, n) IN (VALUES {pairs})",
+                    [value for key in part for value in key],
+                ).fetchall()
+                for row in rows:
+                    found[(row["session_id"], row["n"])] = StepState(row["status"], row["version"])
+            return found
+
+        return await self._db.run(read) if keys else {}
 
     async def answers(self, session_id: str) -> dict[int, str]:
         rows = await self._db.run(
