@@ -1,6 +1,7 @@
 """A step's lease in the distributed broker: one writer per step across the workers. The
-holder's token fences every frame it appends (one script per write), so a writer paused past
-its lease changes nothing in Redis, as the step's stored version fences it in the store."""
+holder's token fences every frame it appends (broker_publish_redis's script checks it), so a
+writer paused past its lease changes nothing in Redis, as the step's stored version fences it
+in the store."""
 
 from __future__ import annotations
 
@@ -12,24 +13,6 @@ import anyio
 from server.broker_stream_redis import StepKeys
 from server.shared_redis import UNAVAILABLE, SharedRedis
 
-# The frame is appended only while ARGV[1] holds the step's lease. ARGV[5] = "1" when the
-# version is new (the header names it; the old version's stream, ARGV[6] its entry id or "",
-# tells its readers where the text went).
-PUBLISH = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[5] == '1' then
-  redis.call('HSET', KEYS[3], 'version', ARGV[4])
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
-  if ARGV[6] ~= '' then
-    redis.call('XADD', KEYS[4], ARGV[6], 'v', ARGV[4])
-    redis.call('PEXPIRE', KEYS[4], ARGV[3])
-  end
-end
-redis.call('XADD', KEYS[2], ARGV[2], unpack(ARGV, 7))
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-if ARGV[5] ~= '1' then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
-return 1
-"""
 # Renew the lease (1), or, when ARGV[3] = "1", take it again if nobody holds it (2); 0 when
 # this writer does not hold it (another worker does, or it lapsed).
 RENEW = """
@@ -55,7 +38,6 @@ class Leases:
     def __init__(self, redis: SharedRedis, lease_s: float) -> None:
         self.redis = redis
         self.lease_ms = max(1, int(lease_s * 1000))
-        self.publish = redis.client.register_script(PUBLISH)
         self.renew = redis.client.register_script(RENEW)
         self.release = redis.client.register_script(RELEASE)
 
@@ -115,24 +97,3 @@ class Lease:
         ):
             args = [self.token]
             await self._redis.call(lambda: self._leases.release(keys=[self.keys.lease], args=args))
-
-    async def append(
-        self,
-        version: int,
-        fields: list[str],
-        *,
-        offset: int,
-        ttl_ms: int,
-        new: bool,
-        previous: tuple[int, int] | None,
-    ) -> bool:
-        """One entry on `version`'s stream at code-point `offset`, only while this writer holds
-        the lease (False when not). `new`: the header names this version from now on, and
-        `previous` (version, offset) gets an entry saying where the text went."""
-        keys = self.keys
-        old = keys.stream(previous[0] if previous else version)
-        marker = f"{previous[1]}-*" if previous else ""
-        args: list[str | int] = [self.token, f"{offset}-*", ttl_ms, version]
-        args += ["1" if new else "0", marker, *fields]
-        step_keys = [keys.lease, keys.stream(version), keys.header, old]
-        return bool(await self._redis.call(lambda: self._leases.publish(keys=step_keys, args=args)))

@@ -1,28 +1,97 @@
-"""The writing side of the distributed broker: an owned generation's text published to its
-step's stream, one entry per frame, each fenced by the step's lease; when Redis was away, the
-step claimed again and published whole under a new version once it is back."""
+"""The writing side of the distributed broker: the text of the generations one worker writes,
+published to their steps' streams in one round trip per frame tick for all of them (first text
+at once), each entry fenced by its step's lease; when Redis was away, a step claimed again and
+published whole under a new version once it is back."""
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import anyio
 
 from server.broker_lease_redis import Lease
 from server.broker_stream_redis import DONE_TTL_S, Shared, sleep_until_ended
-from server.shared_redis import UNAVAILABLE
+from server.broker_tick_redis import run_scripts
+from server.shared_redis import UNAVAILABLE, SharedRedis
 from server.store import Store
+from server.streaming import Generation
 
 logger = logging.getLogger("crossroads")
 
+# One entry per step. KEYS per step: its lease, its version's stream, its header, the previous
+# version's stream. ARGV per step: the lease's token, the entry's id, the keys' expiry in ms,
+# the version, '1' when the version is new (the header names it; the previous version's
+# stream, when there is a marker id, gets an entry saying where the text went) or '0', that
+# marker id or '', how many field strings follow, the fields. 1 per step appended, 0 where this
+# writer does not hold the lease (nothing is written for that step), -1 where Redis refused the
+# entry (its error does not keep the other steps' entries out).
+PUBLISH = """
+local out = {}
+local a = 1
+for i = 0, #KEYS / 4 - 1 do
+  local lease, stream, header, old = KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 3], KEYS[4 * i + 4]
+  local token, id, ttl, version = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local new, marker, count = ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6])
+  local first = a + 7
+  a = first + count
+  if redis.call('GET', lease) ~= token then
+    out[i + 1] = 0
+  else
+    if new == '1' then
+      redis.call('HSET', header, 'version', version)
+      redis.call('PEXPIRE', header, ttl)
+      if marker ~= '' then
+        redis.pcall('XADD', old, marker, 'v', version)
+        redis.call('PEXPIRE', old, ttl)
+      end
+    end
+    local added = redis.pcall('XADD', stream, id, unpack(ARGV, first, a - 1))
+    if type(added) == 'table' and added.err then
+      out[i + 1] = -1
+    else
+      redis.call('PEXPIRE', stream, ttl)
+      if new ~= '1' then redis.call('PEXPIRE', header, ttl) end
+      out[i + 1] = 1
+    end
+  end
+end
+return out
+"""
+# Steps per script call; a frame tick's calls go in one pipeline.
+STEPS_PER_CALL = 100
+
+
+@dataclass(eq=False)
+class Outbox:
+    """What Redis has of one generation: of which version, how much text, which status."""
+
+    gen: Shared
+    lease: Lease
+    version: int = 0
+    sent: int = 0
+    status: str = ""
+    closed: anyio.Event = field(default_factory=anyio.Event)  # nothing more goes out
+    away: bool = False  # closed because Redis went away
+
+    @property
+    def urgent(self) -> bool:
+        """Goes out at once, not at the next frame: the first text, a new version, the end."""
+        gen = self.gen
+        return self.sent == 0 or gen.version != self.version or gen.ended
+
 
 class Publisher:
-    """Publishes the generations one worker writes. `lost(gen)` ends a generation whose lease
-    another writer holds now."""
+    """Publishes the generations one worker writes: `run` is the worker's one frame tick,
+    `publish` follows one generation. `lost(gen)` ends a generation whose lease another
+    writer holds now."""
 
     def __init__(
         self,
+        redis: SharedRedis,
         store: Store,
         *,
         frame_s: float,
@@ -30,15 +99,22 @@ class Publisher:
         check_s: float,
         lost: Callable[[Shared], None],
     ) -> None:
+        self._redis = redis
         self._store = store
         self._frame_s = frame_s
         self._live_ttl_ms = int(live_ttl_s * 1000)
         self._check_s = check_s
         self._lost = lost
+        self._script = redis.client.register_script(PUBLISH)
+        self._dirty: dict[Shared, Outbox] = {}
+        self._wake = anyio.Event()  # something to publish
+        self._urgent = anyio.Event()  # something to publish at once
+        self.flushes = 0  # round trips (the tests read it)
 
-    async def run(self, gen: Shared, lease: Lease, published: anyio.Event) -> None:
-        """Publish the generation's frames; while Redis is away this worker's viewers still
-        read it, and when Redis is back the step is claimed and published again, whole."""
+    async def publish(self, gen: Shared, lease: Lease, published: anyio.Event) -> None:
+        """Publish the generation's frames until its end; while Redis is away this worker's
+        viewers still read it, and when Redis is back the step is claimed and published again,
+        whole."""
         try:
             while not gen.ended and (not gen.ready.is_set() or gen.version == gen.stale):
                 await gen.changed.wait()
@@ -47,62 +123,141 @@ class Publisher:
                 # finished): the stream is the old owner's, and an entry at this text's offset
                 # (none yet) is below its top, which XADD refuses.
                 return
-            while not await self._frames(gen, lease):
+            while True:
+                box = Outbox(gen, lease)
+                gen.on_change = lambda box=box: self._mark(box)
+                self._mark(box)
+                await box.closed.wait()
+                gen.on_change = None
+                if not box.away:
+                    return
                 gen.published = None  # nobody elsewhere can follow now: show all here
                 gen._notify()
                 if not await self._reclaim(gen, lease):
                     return
         finally:
+            gen.on_change = None
             published.set()
 
-    async def _frames(self, gen: Shared, lease: Lease) -> bool:
-        """One entry per frame with the text added since the last one (first text at once),
-        a new stream per version; the last entry says how the generation ended. False when
-        Redis went away."""
-        version, sent, status = 0, 0, ""
+    def _mark(self, box: Outbox) -> None:
+        # On every change of the text (once per token): cheap, no task switch.
+        self._dirty[box.gen] = box
+        self._wake.set()
+        if box.urgent or self._frame_s <= 0:
+            self._urgent.set()
+
+    async def run(self) -> None:
+        """The worker's frame tick: what changed since the last, for every generation, in one
+        round trip; at most one tick a frame, but a first text or an end goes out at once."""
+        last = -math.inf
+        while True:
+            if not self._dirty:
+                await self._wake.wait()
+            wait = last + self._frame_s - time.monotonic()
+            if wait > 0 and not self._urgent.is_set():
+                with anyio.move_on_after(wait):
+                    await self._urgent.wait()
+            boxes = list(self._dirty.values())
+            self._dirty.clear()
+            self._wake = anyio.Event()
+            self._urgent = anyio.Event()
+            last = time.monotonic()
+            try:
+                await self._flush(boxes)
+            except Exception as exc:
+                # Never the app's task group down: as when Redis is away, each generation's
+                # viewers here read it all, and it is claimed and published again, whole.
+                logger.warning("Frames not published", exc_info=True)
+                for box in boxes:
+                    self._away(box, exc, said=True)
+
+    async def _flush(self, boxes: list[Outbox]) -> None:
+        """One entry for each generation with something new: the text added since its last
+        entry, a new stream per version; its last entry says how it ended."""
+        sending: list[tuple[Outbox, int, bool]] = []  # the box, its text's length, ended
+        calls: list[tuple[list[str], list[str | int]]] = []
+        for box in boxes:
+            entry = self._entry(box)
+            if entry is None:
+                continue
+            keys, args, length, ended = entry
+            if len(sending) % STEPS_PER_CALL == 0:
+                calls.append(([], []))
+            calls[-1][0].extend(keys)
+            calls[-1][1].extend(args)
+            sending.append((box, length, ended))
+        if not calls:
+            return
+        self.flushes += 1
         try:
-            while True:
-                changed = gen.changed
-                text, ended = gen.text, gen.ended
-                fields: list[str] = []
-                previous: tuple[int, int] | None = None
-                new_version = gen.version != version
-                if new_version:
-                    # Readers of the old version's stream learn where the text went.
-                    previous = (version, sent) if version else None
-                    version, sent = gen.version, 0
-                if len(text) > sent or new_version:
-                    fields += ["t", text[sent:]]
-                if gen.status != status or new_version:
-                    status = gen.status
-                    fields += ["s", status]
-                if ended:
-                    fields += ["e", "finished" if gen.finished else "ended"]
-                if fields:
-                    ttl = DONE_TTL_S * 1000 if ended else self._live_ttl_ms
-                    appended = await lease.append(
-                        version,
-                        fields,
-                        offset=len(text),
-                        ttl_ms=ttl,
-                        new=new_version,
-                        previous=previous,
-                    )
-                    if not appended:
-                        self._lost(gen)
-                        return True
-                    sent = len(text)
-                    gen.published = (version, sent)
-                    gen._notify()
-                if ended:
-                    return True
-                await changed.wait()
-                if self._frame_s > 0 and sent > 0 and not gen.ended:
-                    await anyio.sleep(self._frame_s)
+            answers = await self._redis.call(lambda: run_scripts(self._redis, self._script, calls))
         except UNAVAILABLE as exc:
+            for box, _, _ in sending:
+                self._away(box, exc)
+            return
+        appended = [int(ok) for part in answers for ok in part]
+        for (box, length, ended), ok in zip(sending, appended, strict=True):
+            gen = box.gen
+            if ok < 0:
+                refused = RuntimeError("Redis refused the entry")
+                self._away(box, refused, message="Generation not published: entry refused")
+                continue
+            if not ok:
+                self._lost(gen)
+                box.closed.set()
+                continue
+            box.sent = length
+            gen.published = (box.version, length)
+            Generation._notify(gen)  # the viewers here may show it now; not marked again
+            if ended:
+                box.closed.set()
+
+    def _entry(self, box: Outbox) -> tuple[list[str], list[str | int], int, bool] | None:
+        """The generation's next entry (keys, args, its text's length, whether it ends it), or
+        None when nothing changed. Takes what it says as sent: a failed call closes the box."""
+        gen = box.gen
+        if box.closed.is_set():
+            return None
+        text, ended = gen.text, gen.ended
+        fields: list[str] = []
+        previous: tuple[int, int] | None = None
+        new_version = gen.version != box.version
+        if new_version:
+            # Readers of the old version's stream learn where the text went.
+            previous = (box.version, box.sent) if box.version else None
+            box.version, box.sent = gen.version, 0
+        if len(text) > box.sent or new_version:
+            fields += ["t", text[box.sent :]]
+        if gen.status != box.status or new_version:
+            box.status = gen.status
+            fields += ["s", box.status]
+        if ended:
+            fields += ["e", "finished" if gen.finished else "ended"]
+        if not fields:
+            return None
+        keys = box.lease.keys
+        ttl = DONE_TTL_S * 1000 if ended else self._live_ttl_ms
+        old = keys.stream(previous[0] if previous else box.version)
+        marker = f"{previous[1]}-*" if previous else ""
+        args: list[str | int] = [box.lease.token, f"{len(text)}-*", ttl, box.version]
+        args += ["1" if new_version else "0", marker, len(fields), *fields]
+        return [keys.lease, keys.stream(box.version), keys.header, old], args, len(text), ended
+
+    def _away(
+        self,
+        box: Outbox,
+        exc: Exception,
+        *,
+        message: str = "Generation not published: Redis is unreachable",
+        said: bool = False,
+    ) -> None:
+        """Nothing more goes out of this box: its generation is shown whole here, and claimed
+        and published again under a new version (the publisher's `_reclaim`)."""
+        gen = box.gen
+        if not said:
             # Its one-line text: the traceback of a refused connection says nothing more.
             logger.warning(
-                "Generation not published: Redis is unreachable",
+                message,
                 extra={
                     "fields": {
                         "session_id": gen.key[0],
@@ -111,7 +266,8 @@ class Publisher:
                     }
                 },
             )
-            return False
+        box.away = True
+        box.closed.set()
 
     async def _reclaim(self, gen: Shared, lease: Lease) -> bool:
         """Redis is back (or this worker began the step while it was away): hold the step's

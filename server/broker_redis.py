@@ -61,7 +61,12 @@ class RedisBroker:
             lost=self._lost,
         )
         self._publisher = Publisher(
-            store, frame_s=frame_s, live_ttl_s=live_ttl_s, check_s=self.check_s, lost=self._lost
+            redis,
+            store,
+            frame_s=frame_s,
+            live_ttl_s=live_ttl_s,
+            check_s=self.check_s,
+            lost=self._lost,
         )
         self.abandoned = 0
         self.started = 0
@@ -73,6 +78,7 @@ class RedisBroker:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._reader.run, name="broker stream reader")
             tg.start_soon(self._ticker.run, name="broker tick")
+            tg.start_soon(self._publisher.run, name="broker frame tick")
             tg.start_soon(listen, self._redis, self._end_local, name="broker stop listener")
 
     # The Broker interface.
@@ -203,7 +209,7 @@ class RedisBroker:
         published = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._publisher.run, gen, lease, published)
+                tg.start_soon(self._publisher.publish, gen, lease, published)
                 if taken_over:
                     tg.start_soon(self._note_takeover, gen)
                 try:

@@ -4,6 +4,7 @@ generation written elsewhere, and the worker's one reader task that feeds every 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,8 @@ class Shared(Generation):
     # Owned: how much of which version Redis has. Viewers here are shown no more, so that any
     # event id they hold can be resumed on any worker. None: not limited (Redis is away).
     published: tuple[int, int] | None = None
+    # Owned: the worker's publisher is told of every change (Publisher._mark).
+    on_change: Callable[[], None] | None = None
 
     @property
     def shown(self) -> int:
@@ -101,6 +104,11 @@ class Shared(Generation):
         if text:
             self.restarting = False  # its own status said what the new text is
         super().replace(text, version)
+
+    def _notify(self) -> None:
+        super()._notify()
+        if self.on_change is not None:
+            self.on_change()
 
     def _schedule_grace(self) -> None:
         if not self.owned:

@@ -1,6 +1,6 @@
-"""The distributed broker's one tick per worker: the round trips to Redis and the reads of the
-store that keep a worker's steps (leases, "seen" keys, mirrored headers, stops read from the
-store) do not grow with how many steps it writes or follows."""
+"""The distributed broker's ticks, one of each per worker: the round trips to Redis and the reads
+of the store that keep a worker's steps (leases, "seen" keys, mirrored headers, stops read from
+the store) and that publish their frames do not grow with how many steps it writes or follows."""
 
 from __future__ import annotations
 
@@ -88,3 +88,38 @@ async def test_a_workers_round_trips_do_not_grow_with_its_steps(
 async def _view(gen: Any) -> None:
     async for _ in follow(gen, None, frame_s=0.02, done=_done):
         pass
+
+
+async def test_the_frames_of_many_steps_go_out_in_one_round_trip(
+    redis_url: str, postgres_url: str
+) -> None:
+    async with workers(redis_url, postgres_url, 2) as (a, b), anyio.create_task_group() as tg:
+        writers: list[Writer] = []
+        owned, mirrors = [], []
+        for _ in range(20):
+            sid = await _session(a.store)
+            writer = Writer(a.store, sid)
+            owned.append(a.broker.start((sid, 0), writer))
+            writer.give("0")
+            writers.append(writer)
+        await _until(lambda: all(gen.text == "0" for gen in owned))
+        for writer in writers:
+            mirror = b.broker.start((writer.session_id, 0), Writer(b.store, writer.session_id))
+            tg.start_soon(_view, mirror)
+            mirrors.append(mirror)
+        await _until(lambda: all(m.text == "0" for m in mirrors))
+        rounds = 5
+        calls = a.redis.calls
+        for piece in range(1, rounds + 1):
+            for writer in writers:
+                writer.give(f" {piece}")
+            expected = "0" + "".join(f" {p}" for p in range(1, piece + 1))
+            await _until(lambda expected=expected: all(m.text == expected for m in mirrors))  # type: ignore[misc]
+        # A frame of twenty steps is one round trip (the worker's tick may come in between),
+        # not twenty.
+        assert a.redis.calls - calls <= 2 * rounds + 4, a.redis.calls - calls
+        for writer in writers:
+            writer.give("<end>")
+        with anyio.fail_after(10):
+            await _until(lambda: all(gen.finished for gen in mirrors))
+        assert all(m.text == "0 1 2 3 4 5" for m in mirrors)
