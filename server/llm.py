@@ -70,7 +70,7 @@ class OpenAIModel:
         self._jitter = jitter
         self._sleep = sleep
         # The request's URL and headers, taken from the client at the first request.
-        self._target: tuple[str, list[tuple[str, str]]] | None = None
+        self._target: tuple[httpx2.URL, list[tuple[str, str]]] | None = None
 
     async def stream(
         self, prompt: Prompt, *, deadline: float, watcher: Watcher = UNWATCHED
@@ -198,7 +198,8 @@ class OpenAIModel:
         if self._target is None:
             client = self._client
             base = client.base_url
-            url = str(base.copy_with(raw_path=base.raw_path + b"chat/completions"))
+            # A URL object, not its text: the client parses a text URL again for each request.
+            url = base.copy_with(raw_path=base.raw_path + b"chat/completions")
             merged = {**client.default_headers, **client.auth_headers}
             # Omit() marks a header the SDK leaves out (no organization, no project).
             headers = [(name, value) for name, value in merged.items() if isinstance(value, str)]
