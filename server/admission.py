@@ -63,6 +63,10 @@ class ModelAdmission(Protocol):
         """Why new model calls are refused now (their steps fall back), None while admitted."""
         ...
 
+    async def refresh(self) -> None:
+        """Read in_use, waiting and slots anew where they are kept (before a scrape)."""
+        ...
+
     def drain(self, reason: FailureReason) -> None: ...
 
     def resume(self) -> None: ...
@@ -221,6 +225,9 @@ class Admission:
     @property
     def refusing(self) -> FailureReason | None:
         return self.paused_reason
+
+    async def refresh(self) -> None:
+        """Nothing to read: this process's own counts are always current."""
 
     def drain(self, reason: FailureReason) -> None:
         """Pause admission (memory pressure): waiters and new calls fall back."""

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
+from redis.exceptions import MaxConnectionsError
 
 from server import logs
 from server.admission import NotAdmitted
@@ -17,7 +18,7 @@ from server.capacity import AdaptiveLimit, Sample
 from server.capacity_redis import KEY as LIMIT_KEY
 from server.capacity_redis import RedisLimit
 from server.reasons import FailureReason
-from server.shared_redis import UNAVAILABLE, SharedRedis
+from server.shared_redis import UNAVAILABLE, RedisBusy, SharedRedis
 
 PREFIX = "crossroads:admission:"
 SLOTS = PREFIX + "slots"  # sorted set: ticket -> its lease's end (ms, Redis's clock)
@@ -308,6 +309,26 @@ class RedisAdmission:
             if ticket in self._held and ticket not in lost:
                 self._held[ticket].live_until = asked + self._lease_s
         self._lose(lost, "Model slot lost: its lease lapsed and was taken")
+
+    async def refresh(self) -> None:
+        """Read the deployment's counts now, for a scrape: they are otherwise read only when
+        this worker asks, renews or releases, so an idle worker kept showing slots that other
+        workers had long given back. With Redis away no call is admitted anywhere, and those
+        running stop once their lease ends: the slots this worker holds are all it can count."""
+        args: list[str | int] = [*self._limit_args(), self._lease_ms, self._ttl_ms]
+        try:
+            k, in_use, waiting, _ = await self._redis.call(
+                lambda: self._renew(keys=KEYS, args=args)
+            )
+        except (RedisBusy, MaxConnectionsError):
+            return  # this worker's own load, not Redis away: the last reading stands
+        except UNAVAILABLE as exc:
+            self._note_unavailable(exc)
+            self.in_use, self.waiting = len(self._held), 0
+            self.read_at = time.time()
+            return
+        self._note_available()
+        self._seen(int(k), int(in_use), int(waiting))
 
     def _lose(self, tickets: list[str], message: str) -> None:
         """Cancel the calls holding these tickets: each raises NotAdmitted and falls back."""

@@ -227,6 +227,8 @@ def _gauges(
         # With distributed admission these figures are the deployment's, read from Redis.
         return admission.read_at
 
+    metrics.refresh_on_scrape("admission", admission.refresh)
+
     metrics.gauge(
         "crossroads_queue_depth",
         "Generations waiting for a model slot.",

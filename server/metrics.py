@@ -9,7 +9,7 @@ takes nothing back); each gauge is combined as GAUGE_MODES says."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -142,6 +142,7 @@ class Metrics:
             registry=r,
         )
         self._gauges: dict[str, _Live] = {}
+        self._refreshes: dict[str, Callable[[], Awaitable[None]]] = {}
         # Deployment gauges: the reading (its time, or its value) this worker last wrote.
         self._published: dict[str, float] = {}
 
@@ -164,6 +165,17 @@ class Metrics:
         self._gauges[name] = _Live(gauge, read, read_at)
         if self.multiprocess_dir is None:
             gauge.set_function(read)
+
+    def refresh_on_scrape(self, name: str, refresh: Callable[[], Awaitable[None]]) -> None:
+        """Await `refresh` before each scrape, so that values kept elsewhere (the deployment's
+        slots, in Redis) are read then; a name registered again is re-pointed."""
+        self._refreshes[name] = refresh
+
+    async def scrape(self) -> bytes:
+        """/metrics: the values kept elsewhere read anew, then the text."""
+        for refresh in self._refreshes.values():
+            await refresh()
+        return self.render()
 
     def publish(self) -> None:
         """Multiprocess mode: write each gauge's reading to this worker's file. A deployment

@@ -235,7 +235,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(services(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(await services(request).metrics.scrape(), media_type=CONTENT_TYPE_LATEST)
 
 
 def routes() -> list[Route | Mount]:

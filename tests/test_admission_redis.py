@@ -312,6 +312,41 @@ async def test_a_running_call_whose_lease_lapses_while_redis_is_away_falls_back(
         assert book.most == 1
 
 
+async def test_an_idle_worker_reads_the_slots_anew_when_asked_and_counts_its_own_without_redis(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    """Regression: crossroads_slots_in_use stayed at an idle worker's last reading (1 while
+    nothing ran), and stayed there while Redis was away."""
+    book = Book()
+    async with AsyncExitStack() as stack:
+        busy, idle = [await _worker(stack, redis_url, 2, pause_s=0.2) for _ in range(2)]
+        holder = Call(busy, "holder", book)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(holder.run)
+            await holder.entered.wait()
+            seen = Call(idle, "seen", book)
+            seen.leave.set()
+            await seen.run()  # in and out: its release read the holder's slot
+            assert (idle.in_use, idle.waiting) == (1, 0)
+            holder.leave.set()
+            await holder.ended.wait()
+            assert idle.in_use == 1  # nothing since: the old reading stands
+            before = idle.read_at
+            await idle.refresh()
+            assert (idle.in_use, idle.waiting) == (0, 0)
+            assert idle.read_at > before
+
+            mine = Call(idle, "mine", book)
+            tg.start_soon(mine.run)
+            await mine.entered.wait()
+            redis_server.stop()
+            await idle.refresh()
+            # Nothing is admitted anywhere while Redis is away: the slot held here is all it knows.
+            assert (idle.in_use, idle.waiting) == (1, 0)
+            assert idle.refusing == "admission_unavailable"
+            tg.cancel_scope.cancel()
+
+
 def _holds(url: str) -> bool:
     with _check(url) as check:
         return bool(check.zcard(SLOTS))

@@ -197,3 +197,19 @@ def test_a_gauge_registered_again_reads_its_new_source() -> None:
     metrics.gauge("crossroads_viewers", "Viewers.", lambda: 1.0)
     metrics.gauge("crossroads_viewers", "Viewers.", lambda: 2.0)
     assert value(families(metrics.render().decode())["crossroads_viewers"]) == 2
+
+
+@pytest.mark.anyio
+async def test_a_scrape_reads_values_kept_elsewhere_anew_first() -> None:
+    kept = {"in_use": 3.0}
+    read = {"in_use": 3.0}  # what the worker last read of it
+
+    async def refresh() -> None:
+        read["in_use"] = kept["in_use"]
+
+    metrics = Metrics()
+    metrics.gauge("crossroads_slots_in_use", "Slots.", lambda: read["in_use"], read_at=lambda: 1)
+    metrics.refresh_on_scrape("admission", refresh)
+    kept["in_use"] = 0.0  # given back elsewhere while this worker looked at nothing
+    scraped = families((await metrics.scrape()).decode())
+    assert value(scraped["crossroads_slots_in_use"]) == 0
