@@ -22,10 +22,10 @@ from server.errors import Problem
 from server.events import Event
 from server.forms import answer_text, form
 from server.guards import limit, refuse_when_short_of_memory
+from server.opening import StreamOpening, open_wait_s
 from server.pages import go_to, owned_session, page, services, step_number, step_or_page
-from server.sse import sse
 from server.store import Session, Step
-from server.viewing import finished_events, follow
+from server.viewing import finished, follow
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -119,28 +119,28 @@ async def session_page(request: Request) -> Response:
 
 async def stream(request: Request) -> Response:
     svc = services(request)
-    session = await owned_session(request)
     n = step_number(request)
-    found = await svc.journeys.ensure(session, n)
-    if isinstance(found, Step):
-        done_html = await svc.views.done_html(session, n)
-        state = "done" if found.status == "done" else "stopped"
-        visible = svc.journeys.visible(session, n)
-        events = finished_events(state, found.version, found.text, done_html, visible=visible)
-        return sse(svc, _replay(events))
-    frame_s = svc.settings.stream.frame_ms / 1000
-
-    async def done() -> str:
-        # The step's element as the store has it now, for the stream's last event.
-        return await svc.views.done_html(session, n)
-
     last_event_id = request.headers.get("last-event-id")
-    return sse(svc, follow(found, last_event_id, frame_s=frame_s, done=done))
 
+    async def open_stream() -> AsyncGenerator[Event]:
+        # The store's checks: whose journey, and whether step n is open (starting it if needed).
+        session = await owned_session(request)
+        found = await svc.journeys.ensure(session, n)
 
-async def _replay(events: list[Event]) -> AsyncGenerator[Event]:
-    for event in events:
-        yield event
+        async def done() -> str:
+            # The step's element as the store has it now, for the stream's last event.
+            return await svc.views.done_html(session, n)
+
+        if isinstance(found, Step):
+            state = "done" if found.status == "done" else "stopped"
+            visible = svc.journeys.visible(session, n)
+            return finished(state, found.version, found.text, done, visible=visible)
+        frame_s = svc.settings.stream.frame_ms / 1000
+        return follow(found, last_event_id, frame_s=frame_s, done=done)
+
+    # Refusals keep their status codes when the store answers in time; when it does not, the
+    # response starts anyway, so no stream request waits silent behind a busy store.
+    return StreamOpening(svc, open_stream, wait_s=open_wait_s(svc.settings.stream.heartbeat_s))
 
 
 async def answer(request: Request) -> Response:

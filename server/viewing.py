@@ -89,13 +89,12 @@ async def follow(
         gen.leave()
 
 
-def finished_events(
-    status: str, version: int, text: str, done_html: str, *, visible: Visible = len
-) -> list[Event]:
-    """What a stream on a finished step sends: status, snapshot, done."""
+async def finished(
+    status: str, version: int, text: str, done: Done, *, visible: Visible = len
+) -> AsyncGenerator[Event]:
+    """What a stream on a finished step sends: status, snapshot, done. The status goes out
+    before `done`'s element is rendered from the store, so the stream is never silent on it."""
+    yield Event("status", status)
     end = min(max(visible(text), 0), len(text))
-    return [
-        Event("status", status),
-        Event("snapshot", html.escape(text[:end]), event_id(version, end)),
-        Event("done", done_html),
-    ]
+    yield Event("snapshot", html.escape(text[:end]), event_id(version, end))
+    yield Event("done", await done())

@@ -62,6 +62,8 @@ async def parse(
             if event == "heartbeat":
                 # Its comment line was counted too; the name is what a browser can see.
                 stream.heartbeats.append(time.monotonic())
+                if until is not None and until(stream):
+                    return
             elif data or event != "message":
                 stream.events.append(Received(event, "\n".join(data), ident, time.monotonic()))
                 if stop_after is not None and len(stream.events) >= stop_after:
