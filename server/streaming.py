@@ -13,6 +13,7 @@ from anyio.abc import TaskGroup
 
 from server.blocks import complete_end
 from server.events import Event, event_id
+from server.generators.formats import tail_begun
 from server.reasons import FailureReason
 
 logger = logging.getLogger("crossroads")
@@ -88,11 +89,11 @@ class Generation:
 
     @property
     def hiding(self) -> bool:
-        """Whether the writer is past what viewers may see: a whole line is held back (a
-        question's quick replies, a report's score lines), not only a last line that may still
-        become one. The held part is short, so looking at it once a frame costs little."""
+        """Whether the writer is writing what viewers see only once the step is done (a
+        question's quick replies, a report's scores): its heading is held back, whole. The held
+        part is short, so looking at it once a frame costs little."""
         end = self.shown
-        return end < self._length and "\n" in self.text[end:].lstrip()
+        return end < self._length and tail_begun(self.text[end:])
 
     # Writer side.
 

@@ -215,6 +215,15 @@ _SCORE_LINE = re.compile(SCORE_LINE, re.IGNORECASE)
 _TABLE = re.compile(TABLE_LINE)
 
 
+def tail_begun(held: str) -> bool:
+    """Whether the text held back from a live step (what follows live_end) is its tail for
+    certain: its first line is whole and no list item, so it is the replies' or the scores'
+    heading (or a score table), the only such lines held once whole. Held items alone may
+    still turn out to be a list of the text itself."""
+    line, newline, _ = held.lstrip().partition("\n")
+    return bool(newline) and _ITEM.fullmatch(line) is None
+
+
 def reply_items(tail: str) -> list[str]:
     """The replies in a question's tail: its list items, or its short unmarked lines when the
     model wrote them under a heading without markers."""
