@@ -11,12 +11,7 @@ from server.generators import question as question_gen
 from server.generators.bank import Bank, load_bank
 from server.generators.journey import Exchange
 from server.generators.offline import OfflineWriter
-from tests.offline_journey import (
-    bank_question,
-    quotes_in,
-    run,
-    start,
-)
+from tests.offline_journey import CATEGORIES, QUESTIONS, bank_question, quotes_in, run, start
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +152,34 @@ def test_the_first_question_opens_differently_across_seeds(
         assert "\u201c" not in text  # nothing to react to yet
     assert len(openings) >= 3
     assert 0 < bare < 30
+
+
+@pytest.mark.parametrize("category_id", sorted(CATEGORIES))
+def test_a_question_does_not_repeat_the_verb_its_scene_line_opens_with(
+    bank: Bank, writer: OfflineWriter, category_id: str
+) -> None:
+    """Regression: "Picture yourself in the row house. If this went badly, what is the worst
+    outcome you can picture, and how would you cope with it?" (the lines that open a question
+    and bring the scene back)."""
+    common = bank.common
+    lines = [
+        *common.openings,
+        *common.scene_openings,
+        *(t for ts in common.bridges.values() for t in ts),
+    ]
+    verbs = {line.split()[0] for line in lines}
+    opens = re.compile(rf"(?:^|[.?!\u201d]\s+)({'|'.join(verbs)})\b")
+    checked = 0
+    for seed in range(12):
+        journey = start(category_id, seed=seed)
+        for _ in range(QUESTIONS):
+            parsed = question_gen.parse(writer.write(journey, "question"))
+            asked = bank_question(bank, category_id, parsed.text).text
+            for verb in opens.findall(parsed.text.removesuffix(asked)):
+                checked += 1
+                assert not re.search(rf"\b{verb.lower()}\b", asked.lower()), parsed.text
+            answer = parsed.replies[0]
+            journey = replace(
+                journey, exchanges=(*journey.exchanges, Exchange(parsed.text, answer))
+            )
+    assert checked > 10

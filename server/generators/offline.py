@@ -107,8 +107,9 @@ class OfflineWriter:
             # and name the scenario where the bank knows it; some seeds ask straight away.
             common = self._bank.common
             scene_openings = [_fill_scene(t, scene, number) for t in common.scene_openings]
-            usable = [t for t in scene_openings if t]
-            lead = rng.choice((*usable, *usable, *common.openings, ""))
+            usable = [t for t in scene_openings if t and not _echoes(t, chosen.text)]
+            openings = [t for t in common.openings if not _echoes(t, chosen.text)]
+            lead = rng.choice((*usable, *usable, *openings, ""))
         else:
             lead = self._reaction(journey, journey.exchanges[-1], rng)
             bridge = self._bridge(scene, number, rng, before=chosen.text)
@@ -276,7 +277,9 @@ class OfflineWriter:
             return ""
         kind = kinds[number % len(kinds)]
         opening = " ".join(before.split()[:2])
-        fitting = [t for t in bridges[kind] if not t.startswith(opening)] or list(bridges[kind])
+        fitting = [
+            t for t in bridges[kind] if not t.startswith(opening) and not _echoes(t, before)
+        ] or list(bridges[kind])
         return _fill_scene(rng.choice(fitting), scene, number)
 
     def _scene(self, journey: Journey) -> Scenario | None:
@@ -305,6 +308,13 @@ def _reaction_kind(reading: Reading) -> str:
     if "irony" in reading.cues:
         return "exasperation"
     return next((kind for kind in REACTION_KINDS if kind in reading.cues), "plain")
+
+
+def _echoes(lead: str, question: str) -> bool:
+    """Whether a lead's first word comes back in the question it opens: "Picture yourself in
+    the row house. … the worst outcome you can picture" reads as a slip."""
+    verb = lead.split(maxsplit=1)[0].lower() if lead.strip() else ""
+    return bool(verb) and re.search(rf"\b{re.escape(verb)}\b", question.lower()) is not None
 
 
 def _has(scene: Scenario, kind: str) -> bool:
