@@ -380,3 +380,13 @@ def test_several_workers_need_the_distributed_backend() -> None:
     )
     with pytest.raises(SettingsError, match=r"scale\.backend = 'embedded'"):
         settings.load(environ={"CROSSROADS_SERVER__WORKERS": "4"})
+
+
+def test_each_support_resource_reads_as_its_name_then_its_contact() -> None:
+    """The page shows "name: contact"; a colon in the name read as "Your doctor, nurse or
+    pharmacist: for any question about your own health: your local practice"."""
+    categories = settings.load(environ={}).categories
+    resources = [r for category in categories.values() for r in category.resources]
+    assert resources
+    for resource in resources:
+        assert ":" not in resource.name, resource.name
