@@ -143,3 +143,22 @@ async def test_a_step_s_done_element_is_its_element_on_the_session_page(
     done = report.events[-1].data
     assert 'id="step-3"' in done and 'id="step-2"' not in done
     assert done in finished.text
+
+
+@pytest.mark.anyio
+async def test_a_live_step_says_its_state_in_words_before_the_script_runs(
+    make_settings: SettingsFactory,
+) -> None:
+    """Regression: the page as served (and without JavaScript) said "connecting" or "writing",
+    lower case, where the script says "Connecting…" and "Writing…"."""
+    script = Script(chunks=["You stand at a fork. ", "Night falls."], hold_after=0)
+    with serve(FakeUpstream(script)) as upstream_url:
+        settings = make_settings(llm={"base_url": upstream_url}, stream={"abandon_grace_s": 30.0})
+        with serve_app(create_app(settings)) as base:
+            async with Visitor(base) as visitor:
+                sid = await visitor.start()
+                page = (await visitor.http.get(f"/s/{sid}")).text
+                script.release.set()
+    found = re.search(r'data-role="status-text">([^<]*)<', page)
+    assert found is not None
+    assert found.group(1) in ("Connecting…", "Writing…")
