@@ -13,7 +13,6 @@ from server.generators.journey import StepKind
 
 QUESTION = "What would you do with the money first?"
 BODY = "## Summary\nYou weigh things before you act.\n\n## Suggestions\n- Sleep on it."
-APP_JS = Path(__file__).resolve().parent.parent / "static" / "js" / "app.js"
 
 
 def shown(kind: StepKind, text: str) -> str:

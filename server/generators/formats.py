@@ -2,9 +2,9 @@
 
 One definition serves the live text (``live_end``: what may be shown while the model writes)
 and the finished text (``tail_start``, used by question.parse and report.parse), so a line is
-never shown live and then taken away at ``done``. The patterns are written in the subset of
-regular expressions that Python and JavaScript read alike (``(?![\\s\\S])`` for "end of text",
-no named groups, no inline flags), so static/js/app.js can carry the same ``LIVE_TAILS``.
+never shown live and then taken away at ``done``. The server alone decides what is shown (the
+page gets only that), and ``LIVE_TAILS``, one pattern per kind, states the same rule as
+``live_end``'s line-by-line reading (a test keeps them equal).
 
 Accepted formats (each row is a case in tests/test_formats.py):
 
@@ -186,8 +186,8 @@ _FORMATS: dict[StepKind, _Format] = {
         rf"(?:{TABLE_LINE}|{_SCORE_PREFIX}|{_heading_prefix(_SCORE_WORDS, _SCORE_NOUNS)})",
     ),
 }
-# The patterns static/js/app.js carries as TAILS (a test keeps them equal): the offset of
-# their first match is live_end's answer.
+# Each kind's rule as one pattern (a test keeps it equal to live_end): the offset of its first
+# match is live_end's answer.
 LIVE_TAILS = {kind: form.pattern for kind, form in _FORMATS.items()}
 
 
