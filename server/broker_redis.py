@@ -5,6 +5,7 @@ to local mirrors that `streaming.follow` reads unchanged (DESIGN section 11)."""
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 
 import anyio
@@ -12,7 +13,16 @@ from anyio.abc import TaskGroup
 
 from server.broker_lease_redis import Lease, Leases
 from server.broker_publish_redis import Publisher
-from server.broker_stops_redis import Stop, announce, forget, listen
+from server.broker_stops_redis import (
+    Stop,
+    after_writer,
+    announce,
+    ends_at_once,
+    forget,
+    hand_back,
+    heard,
+    listen,
+)
 from server.broker_stream_redis import Reader, Shared, StepKeys, streamed
 from server.broker_tick_redis import Ticker
 from server.shared_redis import UNAVAILABLE, SharedRedis
@@ -48,7 +58,8 @@ class RedisBroker:
         self._on_abandon = on_abandon
         self._on_takeover = on_takeover
         self._local: dict[Key, Shared] = {}
-        self._reader = Reader(redis)
+        self._origin = secrets.token_hex(4)  # in its announcements: it ignores its own
+        self._reader = Reader(redis, on_end=self._writer_ended)
         self._leases = Leases(redis, lease_s)
         # Every lease, "seen" key and mirrored header of this worker in one round trip.
         self._ticker = Ticker(
@@ -79,7 +90,7 @@ class RedisBroker:
             tg.start_soon(self._reader.run, name="broker stream reader")
             tg.start_soon(self._ticker.run, name="broker tick")
             tg.start_soon(self._publisher.run, name="broker frame tick")
-            tg.start_soon(listen, self._redis, self._end_local, name="broker stop listener")
+            tg.start_soon(listen, self._redis, self._heard, name="broker stop listener")
 
     # The Broker interface.
 
@@ -114,6 +125,7 @@ class RedisBroker:
         running = self._local.get(key)
         if running is not None and not running.ended:
             running.touch()
+            running.again = not running.owned  # its writer's end does not end it now
             return running
         gen = Shared(
             key, grace_s=self._grace_s, on_abandon=lambda _: None, visible=visible, render=render
@@ -133,7 +145,7 @@ class RedisBroker:
         """The store changed these steps (stopped, rewound, deleted): their generations end on
         this worker now and, through the announcement, on whichever worker writes them; a
         deleted session's keys are removed."""
-        stop = Stop(session_id, n, following, deleted)
+        stop = Stop(session_id, n, following, deleted, origin=self._origin)
         self._end_local(stop)
         self._tg.start_soon(self._announce, stop, name="announce stop")
 
@@ -183,7 +195,8 @@ class RedisBroker:
                     continue
                 if not heard.leased:
                     return
-                if heard.version and heard.version != gen.watched:
+                if heard.version and heard.version not in (gen.watched, gen.ended_version):
+                    gen.ended_version, gen.again = 0, False
                     try:
                         await self._reader.watch(gen, keys, heard.version)
                     except UNAVAILABLE:
@@ -193,14 +206,15 @@ class RedisBroker:
 
     async def _own(self, gen: Shared, work: Work, lease: Lease) -> None:
         taken_over = gen.ready.is_set()
-        if taken_over:
-            # A takeover: the step is written again from nothing under the version it begins;
-            # nothing is published or checked under the old one.
-            self._reader.unwatch(gen)
-            gen.replace("", gen.version)
-            gen.stale = gen.version
-        gen.owned = True
         gen.published = (0, 0)
+        if taken_over:
+            # A takeover: the step is written again from nothing under the version the work
+            # begins (Shared.start); nothing is published or checked under the old one, whose
+            # text (all in Redis) its viewers keep meanwhile.
+            self._reader.unwatch(gen)
+            gen.stale = gen.version
+            gen.published = (gen.version, len(gen.text))
+        gen.owned = True
         gen._cancel_grace()
         self.started += 1
         # Its lease renewed, its "seen" key set at once then checked, and the store read at
@@ -210,7 +224,8 @@ class RedisBroker:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._publisher.publish, gen, lease, published)
-                if taken_over:
+                tg.start_soon(hand_back, gen, lease.release, published)
+                if taken_over and not gen.ended_version:
                     tg.start_soon(self._note_takeover, gen)
                 try:
                     with gen.cancel_scope:
@@ -271,17 +286,41 @@ class RedisBroker:
 
     # Stop, delete, rewind: announced to every worker.
 
+    def _writer_ended(self, gen: Shared) -> None:
+        """A mirror read its writer's end: the store says whether the step ended with it, or
+        this worker writes it once the lease is free (the mirror finds it free and takes it)."""
+        self._tg.start_soon(after_writer, self._store, gen, name="writer ended")
+
+    def _heard(self, stop: Stop) -> None:
+        """Another worker's announcement (this one's own ended its generations already)."""
+        if stop.origin == self._origin:
+            return
+        for gen in list(self._local.values()):
+            if stop.ends(gen.key) and not gen.ended:
+                if ends_at_once(gen):
+                    _end_now(gen, deleted=stop.deleted)
+                else:
+                    self._tg.start_soon(self._end_if_told, gen, stop, name="stop heard")
+
+    async def _end_if_told(self, gen: Shared, stop: Stop) -> None:
+        if await heard(self._store, gen) and not gen.ended:
+            _end_now(gen, deleted=stop.deleted)
+
     def _end_local(self, stop: Stop) -> None:
         for gen in list(self._local.values()):
             if stop.ends(gen.key) and not gen.ended:
-                gen.forgotten = stop.deleted
-                gen.finish()
-                gen.cancel_scope.cancel()
+                _end_now(gen, deleted=stop.deleted)
 
     async def _announce(self, stop: Stop) -> None:
         await announce(self._redis, stop)
         if stop.deleted:
             await forget(self._redis, stop.session_id)
+
+
+def _end_now(gen: Shared, *, deleted: bool) -> None:
+    gen.forgotten = deleted
+    gen.finish()
+    gen.cancel_scope.cancel()
 
 
 async def _acquire(lease: Lease) -> bool:

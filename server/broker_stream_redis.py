@@ -62,6 +62,10 @@ class Shared(Generation):
     replacing = False  # the next entry read starts a new version: its text replaces this one's
     forgotten = False  # its session was deleted: its keys go when it ends
     restarting = False  # taken over and begun again: TAKEN_OVER stays until text comes
+    # A mirror: the version whose writer said it ended (0: none). The store says whether the
+    # step ended with it or is written again (broker_stops_redis.after_writer).
+    ended_version = 0
+    again = False  # asked for again (a start) after its writer ended: written, not ended
 
     # Owned: how much of which version Redis has. Viewers here are shown no more, so that any
     # event id they hold can be resumed on any worker. None: not limited (Redis is away).
@@ -83,10 +87,14 @@ class Shared(Generation):
 
     def start(self, version: int) -> None:
         if self.stale and version != self.stale:
-            # A takeover begins the step again: its viewers everywhere (the status goes out
-            # with the new version's first entry) are told why the text restarts.
-            self.status = TAKEN_OVER
-            self.restarting = True
+            # Taken and begun again: the old version's text goes now, not when the step was
+            # taken (a step found finished then keeps its text for its viewers).
+            self.replace("", version)
+            if not self.ended_version:
+                # Its writer went away unfinished: its viewers everywhere (the status goes out
+                # with the new version's first entry) are told why the text restarts.
+                self.status = TAKEN_OVER
+                self.restarting = True
         super().start(version)
 
     def set_status(self, status: str) -> None:
@@ -138,8 +146,11 @@ class Reader:
     """The worker's one reader: a single XREAD blocks on the streams of every mirror here
     (never one blocking connection per viewer) and applies each entry to its mirror."""
 
-    def __init__(self, redis: SharedRedis) -> None:
+    def __init__(
+        self, redis: SharedRedis, *, on_end: Callable[[Shared], None] = lambda gen: None
+    ) -> None:
         self._redis = redis
+        self._on_end = on_end  # a mirror read its writer's end
         self._streams: dict[str, tuple[Shared, str]] = {}  # stream key -> (mirror, last id)
         self._wake = anyio.Event()
         self._turn = 0  # where the next XREAD starts when more than MAX_STREAMS are watched
@@ -182,10 +193,12 @@ class Reader:
             # Replaced under a new version: read the new stream from its start.
             self._follow_next(gen, keys, int(fields["v"]))
             return False
-        end = fields.get("e")
-        if end is not None:
+        if "e" in fields:
+            # Its writer ended. Whether the step ended with it, or is written again (stopped
+            # and "Write it again" pressed at once), is the store's to say: the broker asks it.
+            gen.ended_version = gen.watched
             self.unwatch(gen)
-            gen.finish() if end == "finished" else gen._end()
+            self._on_end(gen)
             return False
         return True
 

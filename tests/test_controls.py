@@ -193,12 +193,6 @@ async def test_stop_and_retry_with_htmx_on_the_paced_offline_model(
             assert stored.step_status(settings, sid, 0) == "done"
 
 
-# On the distributed backend this race loses the retry now and then, not always, so it cannot be
-# a strict xfail: the defect is pinned deterministically, as a strict xfail naming its owner
-# (drills), by tests/test_streaming.py::
-# test_a_step_started_again_right_after_it_was_ended_is_written_and_finishes. Back on both
-# backends once that is fixed.
-@pytest.mark.embedded_only("loses the retry at random on distributed: see the comment above")
 async def test_write_it_again_right_after_stopping_finishes_the_step(
     make_settings: SettingsFactory,
 ) -> None:
