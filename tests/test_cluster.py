@@ -149,6 +149,38 @@ async def test_a_stream_resumed_through_nginx_goes_on_at_the_next_worker_with_ex
     assert_exact_everywhere(cluster, sid, whole[0], [first, second, third])
 
 
+async def test_a_step_stopped_and_written_again_at_once_arrives_whole_wherever_it_is_read(
+    shared_cluster: RunningCluster,
+) -> None:
+    """A step stopped, then written again at once: on the worker that writes it (its writer
+    still letting go of the step) and through nginx (each request on the next worker), the new
+    text arrives whole in the stream, in `done` and in the database."""
+    cluster = shared_cluster
+    cluster.upstream.script(default=SLOW)
+    expected = "".join(CHUNKS)
+    async with Visitor(cluster.workers[0].url) as visitor:  # worker A writes each scenario
+        await visitor.home()  # its cookie, for nginx's requests too
+        via_nginx = httpx.AsyncClient(
+            base_url=cluster.url, cookies=visitor.http.cookies, timeout=30
+        )
+        async with via_nginx:
+            for where in (visitor.http, via_nginx):
+                sid = await visitor.start()
+                url = f"/s/{sid}/steps/0/stream"
+                form = {"csrf_token": visitor.token}
+                with anyio.fail_after(LIMIT_S):
+                    await read_on(via_nginx, url, chunks=3)
+                    stop = await where.post(f"/s/{sid}/steps/0/stop", data=form)
+                    again = await where.post(f"/s/{sid}/steps/0/retry", data=form)
+                    assert stop.status_code == again.status_code == 303
+                    whole, _ = await read_on(via_nginx, url)
+                silence_bound(whole)
+                assert whole.names()[-1] == "done" and done_text(whole) == expected
+                assert whole.text() == expected
+                step = stored.step(cluster.settings, sid, 0)
+                assert step is not None and (step.status, step.text) == ("done", expected)
+
+
 def children_of(pid: int) -> set[int]:
     """The PIDs of a process's children (every thread's), from /proc (none once it is gone)."""
     found: set[int] = set()
