@@ -53,7 +53,7 @@
   function describe(status, kind) {
     if (!status || status === "connecting") return { state: "connecting", text: "Connecting…" };
     if (status === "writing") return { state: "writing", text: "Writing…" };
-    if (status === "finishing") return { state: "writing", text: FINISHING[kind] || "Finishing…" };
+    if (status === "finishing") return { state: "finishing", text: FINISHING[kind] || "Finishing…" };
     var queued = /^queued:\s*(.*)$/i.exec(status);
     if (queued) {
       return { state: "queued", text: "In the queue: " + queued[1] };
