@@ -138,7 +138,7 @@ def test_while_the_quick_replies_are_written_the_status_says_so(
             carets = live.locator("[data-role='text'] *").evaluate_all(
                 "els => els.map(e => getComputedStyle(e, '::after').content)"
             )
-            assert not [c for c in carets if "\u258d" in c.lower() or "▍" in c], carets
+            assert not [c for c in carets if "\u258d" in c], carets
             question.release.set()
             done = page.locator("#step-1.is-done")
             expect(done.get_by_role("button", name="Stay")).to_be_visible(timeout=20000)
