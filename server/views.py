@@ -119,6 +119,20 @@ def _listed(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
+def status_words(status: str) -> str:
+    """A live step's state in the words static/js/app.js's describe() gives it, for the page
+    as served: what a person reads before the script runs, or without it."""
+    if status == "connecting":
+        return "Connecting…"
+    if status == "writing":
+        return "Writing…"
+    if status.startswith("queued: "):
+        return "In the queue: " + status.removeprefix("queued: ")
+    if status.startswith("using "):
+        return f"The model did not come through, so this is {status.removeprefix('using ')} instead"
+    return status[:1].upper() + status[1:]
+
+
 class Views:
     """Builds view models from the store and renders pages and step fragments."""
 
@@ -136,6 +150,7 @@ class Views:
             lstrip_blocks=True,
         )
         self.env.globals["settings"] = settings
+        self.env.filters["status_words"] = status_words
         self.env.globals["live_model"] = settings.uses_live_model
         self.env.globals["model_name"] = settings.llm.model
         # Asked at each render: while model calls are refused (Redis away, memory pressure)

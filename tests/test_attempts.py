@@ -205,7 +205,9 @@ async def test_a_person_in_the_queue_can_take_the_prepared_text_too(
             holder = await visitor.start("finance")
             await fake.wait_for(lambda f: f.open_streams == 1)
             sid = await visitor.start("career")
-            queued = re.compile(r"queued: you are next; the model is writing 1 answer at a time")
+            queued = re.compile(
+                r"In the queue: you are next; the model is writing 1 answer at a time"
+            )
             page = await wait_for_page(visitor, sid, queued)
             form = re.search(r'<form[^>]*action="[^"]*/steps/0/fallback"[^>]*>', page)
             assert form is not None and " hidden" not in form.group(0)

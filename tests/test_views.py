@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from server.app import create_app
-from server.views import Score, scores_note
+from server.views import Score, scores_note, status_words
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, Script, serve
 from tests.servers import serve_app
@@ -162,3 +162,21 @@ async def test_a_live_step_says_its_state_in_words_before_the_script_runs(
     found = re.search(r'data-role="status-text">([^<]*)<', page)
     assert found is not None
     assert found.group(1) in ("Connecting…", "Writing…")
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        ("connecting", "Connecting…"),
+        ("writing", "Writing…"),
+        ("queued: you are next; the model is writing 1 answer at a time",
+         "In the queue: you are next; the model is writing 1 answer at a time"),
+        ("using the built-in writer",
+         "The model did not come through, so this is the built-in writer instead"),
+        ("The model is busy; asking again (2 of 3)", "The model is busy; asking again (2 of 3)"),
+        ("the database is not answering; this page reconnects by itself",
+         "The database is not answering; this page reconnects by itself"),
+    ],
+)  # fmt: skip
+def test_a_status_is_served_in_the_words_the_script_gives_it(status: str, words: str) -> None:
+    assert status_words(status) == words
