@@ -8,6 +8,8 @@ import math
 import time
 from collections.abc import AsyncGenerator
 
+import anyio
+
 from server.events import Event, event_id, parse_event_id
 from server.streaming import Done, Generation, Visible
 
@@ -19,6 +21,9 @@ DATABASE_AWAY = "the database is not answering; this page reconnects by itself"
 # on the page is complete and "writing" would look stuck: the page says what is being written
 # (static/js/app.js words it for the step's kind).
 FINISHING = "finishing"
+# A mirror of a step written on another worker may be a read behind the writer whose text a
+# resuming viewer saw: it gets this long to catch up before the viewer gets the whole text.
+CATCH_UP_S = 1.0
 
 
 def status_of(gen: Generation) -> str:
@@ -35,6 +40,8 @@ async def follow(
         yield Event("status", sent_status)
         await gen.ready.wait()
         resume = parse_event_id(last_event_id)
+        if resume is not None and resume[0] == gen.version and resume[1] > gen.shown:
+            await _catch_up(gen, *resume)
         if resume is not None and resume[0] == gen.version and resume[1] <= gen.shown:
             sent_version, sent = resume
         else:
@@ -87,6 +94,13 @@ async def follow(
                     await gen.tick(due).wait()
     finally:
         gen.leave()
+
+
+async def _catch_up(gen: Generation, version: int, offset: int) -> None:
+    """Wait (a moment at most) until the generation shows what the viewer has seen."""
+    with anyio.move_on_after(CATCH_UP_S):
+        while gen.version == version and gen.shown < offset and not gen.ended:
+            await gen.changed.wait()
 
 
 async def finished(
