@@ -285,8 +285,11 @@ class RedisAdmission:
         self._nudge()
 
     async def renew(self) -> None:
-        """Renew every slot held here in one script; cancel the calls whose slot is gone."""
+        """Renew every slot held here in one script; cancel the calls whose slot is gone. Idle,
+        read the counts instead: whether Redis answers (what the page says writes) and the
+        gauges then stay current on every worker, for one call per renewal period."""
         if not self._held:
+            await self.refresh()
             return
         tickets = list(self._held)
         args: list[str | int] = [*self._limit_args(), self._lease_ms, self._ttl_ms, *tickets]
@@ -311,9 +314,9 @@ class RedisAdmission:
         self._lose(lost, "Model slot lost: its lease lapsed and was taken")
 
     async def refresh(self) -> None:
-        """Read the deployment's counts now, for a scrape: they are otherwise read only when
-        this worker asks, renews or releases, so an idle worker kept showing slots that other
-        workers had long given back. With Redis away no call is admitted anywhere, and those
+        """Read the deployment's counts now (a scrape; an idle worker's renewal): else they are
+        read only when this worker asks, renews or releases, and an idle worker kept showing
+        slots that other workers had long given back. With Redis away no call is admitted anywhere, and those
         running stop once their lease ends: the slots this worker holds are all it can count."""
         args: list[str | int] = [*self._limit_args(), self._lease_ms, self._ttl_ms]
         try:

@@ -347,6 +347,31 @@ async def test_an_idle_worker_reads_the_slots_anew_when_asked_and_counts_its_own
             tg.cancel_scope.cancel()
 
 
+async def test_an_idle_worker_notices_redis_go_and_come_back_by_itself(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    """With no call to make it ask, its renewals still read Redis: whether model calls are
+    refused (what the page's header says writes) is known at once on every worker."""
+    async with AsyncExitStack() as stack:
+        idle = await _worker(stack, redis_url, 2, lease_s=0.6, pause_s=0.2)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(idle.run)
+            with anyio.fail_after(BOUND_S):
+                while idle.read_at == 0:  # noqa: ASYNC110 (a reading, not an event)
+                    await anyio.sleep(0.05)
+            assert idle.refusing is None
+            redis_server.stop()
+            with anyio.fail_after(BOUND_S):
+                while idle.refusing is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            assert idle.refusing == "admission_unavailable"
+            redis_server.start()
+            with anyio.fail_after(BOUND_S):
+                while idle.refusing is not None:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+
+
 def _holds(url: str) -> bool:
     with _check(url) as check:
         return bool(check.zcard(SLOTS))
