@@ -4,6 +4,7 @@ once, says `connecting`, keeps its heartbeats, and the checks go on inside it.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
@@ -49,18 +50,32 @@ class StreamOpening(Response):
         self._events: AsyncGenerator[Event] | None = None
         self._error: Exception | None = None
         self._decided = anyio.Event()
+        self._started: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._check)
-            with anyio.move_on_after(self._wait_s):
-                await self._decided.wait()
-            if not self._decided.is_set():
-                # The store is slow: the browser hears from us now, and the checks go on.
-                await sse(self._svc, self._late())(scope, receive, send)
-                # Gone before the checks ended (the viewer left): they are no longer wanted.
-                tg.cancel_scope.cancel()
-                return
+        # The checks run in this task and the early start is a timer, not a task group: a
+        # store that answers in time costs no extra task and no extra turns of the event loop,
+        # each of which lasts long on a worker relaying a thousand streams (bench/RESULTS.md).
+        timer = asyncio.get_running_loop().call_later(
+            self._wait_s, self._start, scope, receive, send
+        )
+        try:
+            self._events = await self._open()
+        except Exception as exc:
+            self._error = exc
+        except BaseException:
+            # Cancelled (the server stops): a response already started ends with this task.
+            if self._started is not None:
+                self._started.cancel()
+            raise
+        finally:
+            timer.cancel()
+            self._decided.set()
+        if self._started is not None:
+            # Already started: the response goes on with what the checks decided. (Awaiting
+            # it hands on this task's cancellation, at a server's shutdown, to it.)
+            await self._started
+            return
         if self._error is not None:
             # Decided in time: the refusal is this request's answer (a 404, 409 or 503),
             # raised for the route's error handling as if the handler had raised it.
@@ -68,13 +83,10 @@ class StreamOpening(Response):
         assert self._events is not None
         await sse(self._svc, self._events)(scope, receive, send)
 
-    async def _check(self) -> None:
-        try:
-            self._events = await self._open()
-        except Exception as exc:
-            self._error = exc
-        finally:
-            self._decided.set()
+    def _start(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The store is slow: the browser hears from us now, and the checks go on."""
+        response = sse(self._svc, self._late())
+        self._started = asyncio.get_running_loop().create_task(response(scope, receive, send))
 
     async def _late(self) -> AsyncGenerator[Event]:
         yield Event("status", CONNECTING)
@@ -92,7 +104,8 @@ class StreamOpening(Response):
             return
         if self._error is not None:
             raise self._error
-        assert self._events is not None
+        if self._events is None:
+            return  # the request was cancelled before its checks ended
         async with aclosing(self._events) as events:
             async for event in events:
                 yield event
