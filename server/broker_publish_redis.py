@@ -76,6 +76,7 @@ class Outbox:
     status: str = ""
     closed: anyio.Event = field(default_factory=anyio.Event)  # nothing more goes out
     away: bool = False  # closed because Redis went away
+    sent_at: float = -math.inf  # when its last entry went out: the next waits a frame
 
     @property
     def urgent(self) -> bool:
@@ -147,21 +148,30 @@ class Publisher:
             self._urgent.set()
 
     async def run(self) -> None:
-        """The worker's frame tick: what changed since the last, for every generation, in one
-        round trip; at most one tick a frame, but a first text or an end goes out at once."""
-        last = -math.inf
+        """The worker's frame tick: what changed, for every generation whose frame is due, in
+        one round trip. A generation's entries come a frame apart, but its first text, a new
+        version or its end go out at once (with whichever others are due then)."""
         while True:
             if not self._dirty:
                 await self._wake.wait()
-            wait = last + self._frame_s - time.monotonic()
-            if wait > 0 and not self._urgent.is_set():
-                with anyio.move_on_after(wait):
+            if not self._urgent.is_set():
+                due = min(box.sent_at for box in self._dirty.values()) + self._frame_s
+                with anyio.move_on_after(due - time.monotonic()):
                     await self._urgent.wait()
-            boxes = list(self._dirty.values())
-            self._dirty.clear()
-            self._wake = anyio.Event()
             self._urgent = anyio.Event()
-            last = time.monotonic()
+            now = time.monotonic()
+            boxes = [
+                box
+                for box in self._dirty.values()
+                if box.urgent or now - box.sent_at >= self._frame_s
+            ]
+            for box in boxes:
+                del self._dirty[box.gen]
+                box.sent_at = now
+            if not self._dirty:
+                self._wake = anyio.Event()  # set again by the next change
+            if not boxes:
+                continue
             try:
                 await self._flush(boxes)
             except Exception as exc:
