@@ -10,6 +10,8 @@ import anyio
 import pytest
 
 from server.broker_stream_redis import StepKeys
+from server.broker_tick_redis import run_scripts
+from server.shared_redis import SharedRedis
 from server.store import Store
 from server.viewing import follow
 from tests.test_broker_redis import LEASE_S, Writer, _done, _session, _until, workers
@@ -123,3 +125,17 @@ async def test_the_frames_of_many_steps_go_out_in_one_round_trip(
         with anyio.fail_after(10):
             await _until(lambda: all(gen.finished for gen in mirrors))
         assert all(m.text == "0 1 2 3 4 5" for m in mirrors)
+
+
+async def test_scripts_lost_by_redis_are_loaded_again_alone_or_in_a_pipeline(
+    redis_url: str,
+) -> None:
+    redis = await SharedRedis.connect(redis_url)
+    try:
+        script = redis.client.register_script("return tonumber(ARGV[1]) + #KEYS")
+        for calls in ([(["k"], [1])], [(["k"], [1]), (["k", "l"], [2])]):
+            await redis.client.script_flush()  # as a restarted Redis has none
+            assert await run_scripts(redis, script, calls) == [2, 4][: len(calls)]
+            assert await run_scripts(redis, script, calls) == [2, 4][: len(calls)]
+    finally:
+        await redis.close()
