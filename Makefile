@@ -55,8 +55,10 @@ cluster: SYSTEM_DEPS := nginx postgresql redis-server
 cluster: $(RUN_STAMP) system-deps
 	$(BIN)/python -m server.cluster $(if $(PORT),--port $(PORT))
 
+# Two processes (the machine's two cores; the suite mostly waits on real time): tests/parallel.py
+# says how the modules are shared, Chromium and the clusters one at a time in one of them.
 test: install system-deps
-	env -u OPENAI_API_KEY $(BIN)/python -m pytest
+	env -u OPENAI_API_KEY $(BIN)/python -m pytest -n 2 --dist loadfile
 
 check: install
 	$(BIN)/ruff check server tests $(wildcard bench) run.py

@@ -22,7 +22,8 @@ SettingsFactory = Callable[..., Settings]
 # PostgreSQL server for the session with a fresh database per test, both backends as `backend`,
 # `database` and `store` (and which tests run on both), the generation broker of the test's
 # backend as `brokers`, a Redis server for the session, emptied for each test, and the process
-# harness (`cluster`, `start_cluster`: workers, nginx and the fake upstream as processes).
+# harness (`cluster`, `start_cluster`: workers, nginx and the fake upstream as processes), and how
+# `make test` shares the modules between its two processes.
 pytest_plugins = [
     "tests.chromium",
     "tests.pg",
@@ -30,6 +31,7 @@ pytest_plugins = [
     "tests.brokers",
     "tests.redis_server",
     "tests.cluster",
+    "tests.parallel",
 ]
 
 
