@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import pytest
@@ -33,10 +34,12 @@ EVIL_ANSWER = (
 )
 
 
-def evil(request: dict[str, Any]) -> Script:
+def evil(request: dict[str, Any], seen_live: threading.Event) -> Script:
     prompt = request["messages"][1]["content"]
     if "decision scenario" in prompt:
-        return Script(chunks=EVIL, chunk_delay_s=0.05)
+        # Held after the script tag until the test has seen it in the live text: however slow
+        # the page is to open, the step is still being written when it looks.
+        return Script(chunks=EVIL, chunk_delay_s=0.05, hold_after=2, release=seen_live)
     if "follow-up question" in prompt:
         return Script(chunks=EVIL_QUESTION, chunk_delay_s=0.05)
     return Script(
@@ -58,10 +61,13 @@ def test_model_text_and_answers_never_run_as_script(
     make_settings: SettingsFactory, browser: Browser
 ) -> None:
     upstream = FakeUpstream()
-    upstream.responder = evil
+    seen_live = threading.Event()
+    upstream.responder = lambda request: evil(request, seen_live)
     with serve(upstream) as upstream_url:
         settings = make_settings(
-            llm={"base_url": upstream_url}, journey={"questions_per_session": 1}
+            llm={"base_url": upstream_url},
+            journey={"questions_per_session": 1},
+            limits={"chunk_timeout_s": 30.0},  # the held scenario is not a stalled model
         )
         with serve_app(create_app(settings)) as base:
             context = browser.new_context()
@@ -75,6 +81,7 @@ def test_model_text_and_answers_never_run_as_script(
             live = page.locator("#step-0 [data-role='text']")
             expect(live).to_contain_text("<script>", timeout=10000)  # shown as text while streaming
             assert_nothing_ran(page, dialogs, console)
+            seen_live.set()
             expect(page.locator("#step-0.is-done")).to_be_visible(timeout=10000)
             expect(page.locator("#step-0 .prose")).to_contain_text("<script>window.__pwned")
             expect(page.locator("#step-1.is-done")).to_be_visible(timeout=10000)
