@@ -21,11 +21,13 @@ from __future__ import annotations
 import ast
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from xdist.remote import Producer
-from xdist.scheduler import LoadFileScheduling
-from xdist.workermanage import WorkerController
+
+if TYPE_CHECKING:
+    from xdist.remote import Producer
+    from xdist.scheduler import LoadFileScheduling
 
 # The fixtures that start Chromium (`context` is a page's, on the module's `browser`) or a cluster.
 SERIAL_FIXTURES = frozenset({"browser", "context", "cluster", "start_cluster", "shared_cluster"})
@@ -57,24 +59,11 @@ def scope(root: Path, nodeid: str) -> str:
     return SERIAL_UNIT if serial(root / path) else path
 
 
-class SerialUnitScheduling(LoadFileScheduling):
-    """loadfile, with every serial module in one unit of work, handed out first."""
-
-    def __init__(self, config: pytest.Config, log: Producer | None = None) -> None:
-        super().__init__(config, log)
-        self._root = config.rootpath
-
-    def _split_scope(self, nodeid: str) -> str:
-        return scope(self._root, nodeid)
-
-    def _assign_work_unit(self, node: WorkerController) -> None:
-        if SERIAL_UNIT in self.workqueue:
-            self.workqueue.move_to_end(SERIAL_UNIT, last=False)
-        super()._assign_work_unit(node)
-
-
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: xdist is in the dev dependencies
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadFileScheduling | None:
     if config.getvalue("dist") != "loadfile":
         return None  # another --dist asked for on the command line: xdist's own
+    # Imported here, where xdist runs: a plain run works in a venv made before xdist was added.
+    from tests.parallel_xdist import SerialUnitScheduling
+
     return SerialUnitScheduling(config, log)
