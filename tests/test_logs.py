@@ -31,6 +31,10 @@ def stream() -> Iterator[io.StringIO]:
         (logger, logger.handlers[:], logger.level, logger.propagate)
         for logger in (logging.getLogger(name) for name in TOUCHED)
     ]
+    # As in a fresh process: an earlier uvicorn of this test process built with access_log=False
+    # cut the access logger off for good (a later Config with True does not join it again).
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:], access.propagate = [], True
     out = io.StringIO()
     try:
         yield out
