@@ -183,3 +183,38 @@ def test_a_question_does_not_repeat_the_verb_its_scene_line_opens_with(
                 journey, exchanges=(*journey.exchanges, Exchange(parsed.text, answer))
             )
     assert checked > 10
+
+
+LONG_ANSWERS = [
+    "Investing feels like gambling to me. I would rather keep the money in a savings account "
+    "where I know it is safe, even if it earns less, because losing it would keep me up at night.",
+    "I would talk to my sister first and then decide, because she knows the family better than "
+    "anyone and she would tell me honestly what she thinks of the whole plan.",
+    "My partner and I argued about it for weeks. In the end we agreed to wait a year and save "
+    "more before we commit to anything that big.",
+    "Honestly I am not sure what I would do here, I keep going back and forth between the two "
+    "options and neither of them feels right to me at the moment.",
+    "The advice from my father matters most; he has made this kind of decision before and he "
+    "knows what it costs when it goes wrong for a family like ours.",
+]
+
+
+@pytest.mark.parametrize("category_id", ["finance", "relationships"])
+def test_long_answers_are_quoted_to_a_sentence_or_a_clause_not_cut_mid_clause(
+    writer: OfflineWriter, category_id: str
+) -> None:
+    """A quote cut anywhere ("and she would…") reads as if the person trailed off: a long
+    answer is quoted to the end of a sentence, else to a clause's end with an ellipsis."""
+    result = run(writer, start(category_id), LONG_ANSWERS)
+    texts = [*result.questions, result.report]
+    answers = [" ".join(answer.split()) for answer in LONG_ANSWERS]
+    quoted = [q.replace("\\", "") for text in texts for q in quotes_in(text) if len(q) > 40]
+    assert len(quoted) >= 3, texts
+    for q in quoted:
+        said = q.removeprefix("\u2026").removesuffix("\u2026")
+        found = [a for a in answers if said in a]
+        assert found, q
+        after = found[0][found[0].index(said) + len(said) :]
+        # The quote ends a sentence, or what follows it in the answer is nothing or the mark
+        # that ends its clause.
+        assert said.endswith((".", "!", "?")) or after == "" or after[0] in ".,;:!?", q

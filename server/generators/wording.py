@@ -243,12 +243,32 @@ def _compared(
     return sorted(result)
 
 
+# Where a long answer may be cut: after a whole sentence, else after a clause; never so early
+# that the quote says less than a third of what fits.
+_SENTENCE_CUT = re.compile(r"[.!?][\u201d\u2019\"')]*(?= )")
+_CLAUSE_CUT = re.compile(r"[,;:\u2013\u2014](?= )")
+
+
 def excerpt(text: str, limit: int = QUOTE_CHARS) -> str:
-    """The text on one line, cut at a word boundary with an ellipsis when it is long."""
+    """The text on one line; when it is long, its first whole sentences that fit (one may run a
+    quarter over), else cut after a clause or a word with an ellipsis. A quote that stops mid-clause ("she would…")
+    reads as if the person had trailed off."""
     flat = " ".join(text.split())
     if len(flat) <= limit:
         return flat
-    cut = flat[: limit + 1].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
+    room = flat[: limit + 1]
+    least = limit // 3
+    sentences = [m.end() for m in _SENTENCE_CUT.finditer(room) if m.end() >= least]
+    if sentences:
+        return room[: sentences[-1]]
+    # A sentence that ends a little past the limit is quoted whole rather than cut short.
+    over = _SENTENCE_CUT.search(flat[: limit + limit // 4 + 1] + " ", limit)
+    if over:
+        return flat[: over.end()]
+    clauses = [m.start() for m in _CLAUSE_CUT.finditer(room) if m.start() >= least]
+    if clauses:
+        return room[: clauses[-1]].rstrip(_TRAILING) + "\u2026"
+    cut = room.rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
     return cut.rstrip(_TRAILING) + "\u2026"
 
 
@@ -263,7 +283,8 @@ def clause_around(answer: str, marker: str) -> str:
         if len(sentence) > QUOTE_CHARS and at > 0:
             sentence = sentence[at:]
         # A question or exclamation keeps its mark; a full stop or comma is the template's job.
-        return excerpt(sentence.rstrip(".,;:-\u2013\u2014 ") or sentence)
+        cut = excerpt(sentence)
+        return cut if cut.endswith("\u2026") else cut.rstrip(".,;:-\u2013\u2014 ") or cut
     return excerpt(flat)
 
 
