@@ -100,6 +100,13 @@ def test_the_longest_signal_wins_across_dimensions(bank: Bank) -> None:
     assert hits["Risk tolerance"] == ((), ())
 
 
+def test_waiting_and_saving_before_a_big_step_reads_as_long_term_thinking(bank: Bank) -> None:
+    dims = list(bank.categories["finance"].dimensions.values())
+    answer = "In the end we agreed to wait a year and save more before we commit to anything."
+    hits = category_hits(normal(answer), dims)
+    assert hits["Long-term thinking"] == (("wait a year", "save more"), ())
+
+
 def test_look_alike_phrases_are_masked_without_moving_indexes(bank: Bank) -> None:
     text = normal("that kind of thing happens, to be fair, now and then")
     hidden = masked(text, bank.common.masks)
