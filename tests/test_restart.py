@@ -78,6 +78,8 @@ async def test_kill_minus_nine_mid_question_loses_no_answer(
             assert partial.names()[-1] == "chunk"
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
+        # Slow only to be killed mid-stream: written again, the question need not take 10 s.
+        fake.responder = None
         assert stored.intact(settings)
         assert stored.step_status(settings, sid, 2) == "generating"
         with run_process(env, port):
