@@ -30,6 +30,9 @@ class _AppThread(threading.Thread):
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=max(1, int(graceful_s)),
+            # Longer than any test: uvicorn's 5 s default closed an idle pooled connection just
+            # as a busy test's client sent its next request on it (ReadError, no response).
+            timeout_keep_alive=300,
         )
         self.server = uvicorn.Server(config)
         self._sock = sock
