@@ -188,6 +188,33 @@ def test_the_page_follows_the_text_until_the_person_scrolls_up_then_shows_a_cue(
         ctx.close()
 
 
+def test_the_pages_own_follow_arriving_after_a_wheel_up_does_not_pull_the_person_back(
+    make_settings: SettingsFactory, browser: Browser
+) -> None:
+    """The scroll event of the page's own last follow can come after the person's wheel-up
+    (the wheel's own scroll lands a frame later); it must not switch following back on."""
+    settings = make_settings(journey={"questions_per_session": 2}, offline={"chars_per_s": 120.0})
+    ctx = new_context(browser, viewport=PHONE)
+    try:
+        with serve_app(create_app(settings)) as base:
+            page = ctx.new_page()
+            start(page, base, "Money")
+            page.wait_for_function("() => window.scrollY > 150", timeout=WAIT_MS)
+            held, later, live = page.evaluate(
+                """async () => {
+                    window.dispatchEvent(new WheelEvent("wheel", { deltaY: -100 }));
+                    window.dispatchEvent(new Event("scroll"));  // the follow's own, late
+                    const held = window.scrollY;
+                    await new Promise((done) => setTimeout(done, 1500));
+                    return [held, window.scrollY, !!document.querySelector("#step-0.is-live")];
+                }"""
+            )
+            assert live, "the scenario ended before the check: make it slower"
+            assert later == held
+    finally:
+        ctx.close()
+
+
 # Keys.
 
 

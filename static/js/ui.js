@@ -254,6 +254,9 @@
   // again once the end of the text is back in view.
   var following = true;
   var touchY = null;
+  // Where the page's own last follow left it: the scroll event of that move may arrive after
+  // the person's wheel-up, and must not count as them coming back to the end.
+  var ownY = null;
 
   window.addEventListener("wheel", function (event) { if (event.deltaY < 0) following = false; }, { passive: true });
   window.addEventListener("touchstart", function (event) { touchY = event.touches[0].clientY; }, { passive: true });
@@ -267,7 +270,8 @@
   });
   window.addEventListener("scroll", function () {
     var live = liveText();
-    if (!following && live && live.getBoundingClientRect().bottom <= window.innerHeight) following = true;
+    var back = live && live.getBoundingClientRect().bottom <= window.innerHeight;
+    if (!following && back && window.scrollY !== ownY) following = true;
     var target = cueTarget && document.getElementById(cueTarget);
     if (target && inView(target)) hideCue();
   }, { passive: true });
@@ -287,7 +291,10 @@
     var live = liveText();
     if (!following || !live) return;
     var bottom = live.getBoundingClientRect().bottom;
-    if (bottom > window.innerHeight - MARGIN) window.scrollBy(0, bottom - window.innerHeight + MARGIN);
+    if (bottom > window.innerHeight - MARGIN) {
+      window.scrollBy(0, bottom - window.innerHeight + MARGIN);
+      ownY = window.scrollY;
+    }
   });
 
   function scrollBehavior() {
