@@ -32,6 +32,7 @@ pytest_plugins = [
     "tests.redis_server",
     "tests.cluster",
     "tests.parallel",
+    "tests.offline_journey",
 ]
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+import pytest
+
 from server import settings
 from server.generators import question as question_gen
-from server.generators.bank import Bank, BankQuestion
+from server.generators.bank import Bank, BankQuestion, load_bank
 from server.generators.journey import Exchange, Journey
 from server.generators.offline import OfflineWriter
 
@@ -22,6 +24,18 @@ PHRASES = (
     "the broken metronome",
 )
 QUOTE = re.compile("\u201c([^\u201d]*)\u201d")
+
+
+# The offline tests' fixtures (a pytest plugin, tests/conftest.py): one bank and one writer per
+# module, read from the files the app reads.
+@pytest.fixture(scope="module")
+def bank() -> Bank:
+    return load_bank()
+
+
+@pytest.fixture(scope="module")
+def writer(bank: Bank) -> OfflineWriter:
+    return OfflineWriter(bank)
 
 
 def start(category_id: str, seed: int = 11) -> Journey:

@@ -8,7 +8,7 @@ import pytest
 
 from server.generators import question as question_gen
 from server.generators import report as report_gen
-from server.generators.bank import Bank, load_bank
+from server.generators.bank import Bank
 from server.generators.journey import Exchange, Journey
 from server.generators.offline import OfflineWriter
 from tests.offline_journey import (
@@ -20,16 +20,6 @@ from tests.offline_journey import (
     signal_answers,
     start,
 )
-
-
-@pytest.fixture(scope="module")
-def bank() -> Bank:
-    return load_bank()
-
-
-@pytest.fixture(scope="module")
-def writer(bank: Bank) -> OfflineWriter:
-    return OfflineWriter(bank)
 
 
 @pytest.mark.parametrize("category_id", sorted(CATEGORIES))

@@ -9,23 +9,13 @@ from typing import Any
 import pytest
 
 from server.generators import question as question_gen
-from server.generators.bank import LEANS, Bank, Reply, _reply, load_bank
+from server.generators.bank import LEANS, Bank, Reply, _reply
 from server.generators.offline import OfflineWriter
 from tests.offline_journey import (
     CATEGORIES,
     QUESTIONS,
     start,
 )
-
-
-@pytest.fixture(scope="module")
-def bank() -> Bank:
-    return load_bank()
-
-
-@pytest.fixture(scope="module")
-def writer(bank: Bank) -> OfflineWriter:
-    return OfflineWriter(bank)
 
 
 def all_strings(value: Any) -> list[str]:

@@ -23,7 +23,7 @@ import pytest
 from server import settings
 from server.generators import question as question_gen
 from server.generators import report as report_gen
-from server.generators.bank import Bank, load_bank
+from server.generators.bank import Bank
 from server.generators.journey import Exchange, Journey
 from server.generators.offline import OfflineWriter
 from server.generators.reading import read
@@ -47,11 +47,6 @@ class Outcome:
     report: str
     directions: str
     style: str
-
-
-@pytest.fixture(scope="module")
-def bank() -> Bank:
-    return load_bank()
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.generators.bank import Bank, load_bank, normal
+from server.generators.bank import Bank, normal
 from server.generators.reading import read
 from server.generators.wording import category_hits, masked, negation_distance
-
-
-@pytest.fixture(scope="module")
-def bank() -> Bank:
-    return load_bank()
 
 
 @pytest.mark.parametrize(

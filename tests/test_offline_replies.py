@@ -9,7 +9,7 @@ import pytest
 
 from server.generators import question as question_gen
 from server.generators import report as report_gen
-from server.generators.bank import Bank, load_bank
+from server.generators.bank import Bank
 from server.generators.journey import Exchange, Journey
 from server.generators.offline import OfflineWriter
 from tests.offline_journey import (
@@ -18,16 +18,6 @@ from tests.offline_journey import (
     bank_question,
     start,
 )
-
-
-@pytest.fixture(scope="module")
-def bank() -> Bank:
-    return load_bank()
-
-
-@pytest.fixture(scope="module")
-def writer(bank: Bank) -> OfflineWriter:
-    return OfflineWriter(bank)
 
 
 def reply_run(

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
-
 from server import settings
 from server.generators import question as question_gen
-from server.generators.bank import Bank, load_bank
+from server.generators.bank import Bank
 from server.generators.journey import Exchange, Journey
 from server.generators.offline import OfflineWriter
 from server.generators.offline_report import NO_STRENGTH, NO_STRENGTH_READ, score_line
 from server.generators.scoring import DimensionScore
 
 CATEGORIES = settings.load(environ={}).categories
-
-
-@pytest.fixture(scope="module")
-def bank() -> Bank:
-    return load_bank()
 
 
 def report_for(bank: Bank, category_id: str, seed: int, answers: tuple[str, ...]) -> str:

@@ -8,21 +8,10 @@ from dataclasses import replace
 import pytest
 
 from server.generators import question as question_gen
-from server.generators.bank import Bank, load_bank
+from server.generators.bank import Bank
 from server.generators.journey import Exchange
 from server.generators.offline import OfflineWriter
 from tests.offline_journey import CATEGORIES, QUESTIONS, bank_question, quotes_in, run, start
-
-
-@pytest.fixture(scope="module")
-def bank() -> Bank:
-    return load_bank()
-
-
-@pytest.fixture(scope="module")
-def writer(bank: Bank) -> OfflineWriter:
-    return OfflineWriter(bank)
-
 
 ODD_PUNCTUATION = re.compile(r"\?\.|!\.|(?<!\.)\.\.(?!\.)|[.?!]\u201d\.|\s[,.;:?!]|,,")
 
