@@ -14,7 +14,16 @@ from server.events import Event
 from server.records import Finished
 from server.store import Conflict
 from server.streaming import Generation
-from tests.test_broker_redis import LEASE_S, Writer, _read, _session, _step, _text, _until, workers
+from tests.test_broker_redis import (
+    LEASE_S,
+    Writer,
+    _read,
+    _step,
+    _text,
+    _until,
+    _writing,
+    workers,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -24,11 +33,7 @@ async def test_a_step_stopped_and_written_again_at_once_is_written(
     redis_url: str, postgres_url: str, where: str
 ) -> None:
     async with workers(redis_url, postgres_url, 2) as (a, b):
-        sid = await _session(a.store)
-        first = Writer(a.store, sid)
-        old = a.broker.start((sid, 0), first)
-        first.give("Stopped half")
-        await _until(lambda: old.text == "Stopped half")
+        sid, first, old = await _writing(a, "Stopped half")
         # Stopped on the owner's worker, or on another one (announced to the owner).
         there = a if where == "same worker" else b
         assert await there.store.stop_step(sid, 0, "Stopped half")
@@ -52,11 +57,7 @@ async def test_a_stop_announced_late_does_not_end_the_step_written_again(
     redis_url: str, postgres_url: str
 ) -> None:
     async with workers(redis_url, postgres_url, 2) as (a, b):
-        sid = await _session(a.store)
-        first = Writer(a.store, sid)
-        old = a.broker.start((sid, 0), first)
-        first.give("Stopped half")
-        await _until(lambda: old.text == "Stopped half")
+        sid, _first, _old = await _writing(a, "Stopped half")
         assert await a.store.stop_step(sid, 0, "Stopped half")
         a.broker.end(sid, 0)
         await _until(lambda: a.broker.get((sid, 0)) is None)  # the old writer let go
@@ -89,11 +90,7 @@ async def test_a_viewer_of_a_step_taken_over_and_found_finished_never_sees_its_t
     redis_url: str, postgres_url: str
 ) -> None:
     async with workers(redis_url, postgres_url, 2) as (a, b):
-        sid = await _session(a.store)
-        first = Writer(a.store, sid)
-        gen_a = a.broker.start((sid, 0), first)
-        first.give("The whole text")
-        await _until(lambda: gen_a.text == "The whole text")
+        sid, first, _gen_a = await _writing(a, "The whole text")
         may_begin = anyio.Event()
         begun: list[int] = []
 

@@ -14,7 +14,7 @@ from server.events import Event
 from server.records import Finished
 from server.store import Conflict, Step, Store
 from server.streaming import Generation
-from tests.test_broker_redis import LEASE_S, Writer, _read, _session, _until, workers
+from tests.test_broker_redis import LEASE_S, Writer, _read, _session, _until, _writing, workers
 
 pytestmark = pytest.mark.anyio
 
@@ -23,11 +23,7 @@ async def test_a_takeover_of_a_step_finished_meanwhile_publishes_nothing_under_t
     redis_url: str, postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with workers(redis_url, postgres_url, 2) as (a, b):
-        sid = await _session(a.store)
-        first = Writer(a.store, sid)
-        gen_a = a.broker.start((sid, 0), first)
-        first.give("The whole text")
-        await _until(lambda: gen_a.text == "The whole text")
+        sid, first, _gen_a = await _writing(a, "The whole text")
         begun: list[int] = []
 
         async def work(gen: Generation) -> None:

@@ -127,6 +127,17 @@ async def _session(store: Store) -> str:
     return session.id
 
 
+async def _writing(worker: Worker, *pieces: str) -> tuple[str, Writer, Generation]:
+    """A new session whose step 0 `worker` writes, `pieces` written and seen there."""
+    sid = await _session(worker.store)
+    writer = Writer(worker.store, sid)
+    gen = worker.broker.start((sid, 0), writer)
+    writer.give(*pieces)
+    text = "".join(pieces)
+    await _until(lambda: gen.text == text)
+    return sid, writer, gen
+
+
 async def _done() -> str:
     return "<p>done</p>"
 
@@ -158,11 +169,7 @@ async def test_a_resume_on_another_worker_gets_exactly_the_missing_text(
     redis_url: str, postgres_url: str
 ) -> None:
     async with workers(redis_url, postgres_url, 2) as (a, b):
-        sid = await _session(a.store)
-        writer = Writer(a.store, sid)
-        gen_a = a.broker.start((sid, 0), writer)
-        writer.give("Hello ", "there")
-        await _until(lambda: gen_a.text == "Hello there")
+        sid, writer, gen_a = await _writing(a, "Hello ", "there")
         seen_on_a: list[Event] = []
         with anyio.move_on_after(0.3):
             await _read(gen_a, None, seen_on_a)
@@ -222,11 +229,7 @@ async def test_a_lost_lease_is_taken_over_under_a_new_version(
 ) -> None:
     caplog.set_level(logging.INFO, logger="crossroads")
     async with workers(redis_url, postgres_url, 2) as (a, b):
-        sid = await _session(a.store)
-        first = Writer(a.store, sid)
-        gen_a = a.broker.start((sid, 0), first)
-        first.give("The old text")
-        await _until(lambda: gen_a.text == "The old text")
+        sid, first, gen_a = await _writing(a, "The old text")
         second = Writer(b.store, sid)
         gen_b = b.broker.start((sid, 0), second)
         seen: list[Event] = []
@@ -266,11 +269,7 @@ async def test_a_viewer_elsewhere_is_told_why_a_taken_over_step_starts_again(
     redis_url: str, postgres_url: str
 ) -> None:
     async with workers(redis_url, postgres_url, 3) as (a, b, c):
-        sid = await _session(a.store)
-        first = Writer(a.store, sid)
-        gen_a = a.broker.start((sid, 0), first)
-        first.give("The old text")
-        await _until(lambda: gen_a.text == "The old text")
+        sid, _first, _gen_a = await _writing(a, "The old text")
         others = [Writer(worker.store, sid) for worker in (b, c)]
         gens = [w.broker.start((sid, 0), writer) for w, writer in zip((b, c), others, strict=True)]
         seen: list[list[Event]] = [[], []]
@@ -328,11 +327,7 @@ async def test_a_stop_on_another_worker_ends_the_owners_generation_within_a_seco
     redis_url: str, postgres_url: str
 ) -> None:
     async with workers(redis_url, postgres_url, 2) as (a, b):
-        sid = await _session(a.store)
-        writer = Writer(a.store, sid)
-        gen_a = a.broker.start((sid, 0), writer)
-        writer.give("Half a ")
-        await _until(lambda: gen_a.text == "Half a ")
+        sid, _writer, gen_a = await _writing(a, "Half a ")
         seen: list[Event] = []
         async with anyio.create_task_group() as tg:
             tg.start_soon(_read, gen_a, None, seen)
@@ -351,11 +346,7 @@ async def test_a_viewer_on_another_worker_keeps_the_step_alive_past_its_grace(
 ) -> None:
     grace_s = 1.5
     async with workers(redis_url, postgres_url, 2, grace_s=grace_s) as (a, b):
-        sid = await _session(a.store)
-        writer = Writer(a.store, sid)
-        gen_a = a.broker.start((sid, 0), writer)
-        writer.give("Still here")
-        await _until(lambda: gen_a.text == "Still here")  # A owns the step, B will follow it
+        sid, _writer, gen_a = await _writing(a, "Still here")  # A owns the step, B will follow it
         gen_b = b.broker.start((sid, 0), Writer(b.store, sid))
         async with anyio.create_task_group() as tg:
             tg.start_soon(_read, gen_b, None, [])

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from server.events import Event
-from tests.test_broker_redis import Writer, _read, _session, _until, workers
+from tests.test_broker_redis import Writer, _read, _until, _writing, workers
 
 pytestmark = pytest.mark.anyio
 
@@ -18,11 +18,7 @@ async def test_a_resume_on_a_mirror_that_lags_its_writer_gets_only_the_missing_t
     redis_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with workers(redis_url, postgres_url, 2) as (a, b):
-        sid = await _session(a.store)
-        writer = Writer(a.store, sid)
-        gen_a = a.broker.start((sid, 0), writer)
-        writer.give("Hello ")
-        await _until(lambda: gen_a.text == "Hello ")
+        sid, writer, gen_a = await _writing(a, "Hello ")
         gen_b = b.broker.start((sid, 0), Writer(b.store, sid))
         await _until(lambda: gen_b.text == "Hello ")
         # B's reader falls behind (a busy worker): what A publishes now reaches B later.
