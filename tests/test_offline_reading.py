@@ -102,6 +102,18 @@ def test_waiting_and_saving_before_a_big_step_reads_as_long_term_thinking(bank: 
     assert hits["Long-term thinking"] == (("wait a year", "save more"), ())
 
 
+def test_what_a_person_goes_ahead_despite_is_not_how_they_lean(bank: Bank) -> None:
+    """ "Even if it's awkward" names what the person overrides: not a sign of avoiding it."""
+    dims = list(bank.categories["relationships"].dimensions.values())
+    said = "I'd tell her the truth, even if it's awkward."
+    assert category_hits(normal(said), dims)["Conflict handling"] == ((), ())
+    avoided = "It's awkward, so I'd stay quiet."
+    assert category_hits(normal(avoided), dims)["Conflict handling"] == (
+        (),
+        ("awkward", "stay quiet"),
+    )
+
+
 def test_look_alike_phrases_are_masked_without_moving_indexes(bank: Bank) -> None:
     text = normal("that kind of thing happens, to be fair, now and then")
     hidden = masked(text, bank.common.masks)

@@ -79,6 +79,16 @@ def negation_distance(text: str, start: int) -> int | None:
     return None
 
 
+# Words that open a concession: what follows is a circumstance the person goes ahead despite
+# ("I'd tell her, even if it's awkward"), not how they lean.
+_CONCESSIONS = re.compile(r"(?<!\w)(?:even if|even though|even when|despite|in spite of)(?!\w)")
+
+
+def conceded(text: str, start: int) -> bool:
+    """Whether the words at `start` stand in a concession within their clause."""
+    return bool(_CONCESSIONS.search(_CLAUSE_END.split(text[:start])[-1]))
+
+
 def masked(text: str, masks: tuple[str, ...]) -> str:
     """The text with look-alike phrases ("kind of", "to be fair") blanked out, so they match
     no signal; blanks of the same length keep every index pointing at the original."""
@@ -106,6 +116,8 @@ def _matches(text: str, signal: str) -> list[tuple[int, int, bool]]:
     found = []
     # Not inside a longer word, nor before a contraction ("say it" is not in "say it's").
     for match in re.finditer(rf"(?<!\w){_pattern(signal)}(?![\w'])", text):
+        if conceded(text, match.start()):
+            continue
         distance = negation_distance(text, match.start())
         if distance is None or distance <= _TURNING_REACH:
             found.append((match.start(), match.end(), distance is not None))
