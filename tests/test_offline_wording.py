@@ -207,3 +207,22 @@ def test_long_answers_are_quoted_to_a_sentence_or_a_clause_not_cut_mid_clause(
         # The quote ends a sentence, or what follows it in the answer is nothing or the mark
         # that ends its clause.
         assert said.endswith((".", "!", "?")) or after == "" or after[0] in ".,;:!?", q
+
+
+PLAIN_ANSWERS = [
+    "The kitchen table where we talk about money.",
+    "My brother and his family next door.",
+    "A small flat with a garden behind it.",
+    "The bus ride to work every morning.",
+    "Our old car and the trips we took in it.",
+]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_journey_never_hears_two_answers_the_same_way(writer: OfflineWriter, seed: int) -> None:
+    """Five plain answers: each question opens by hearing the last one in words no earlier
+    question of the journey used ("Taking that in: …" three times read as a form)."""
+    result = run(writer, start("finance", seed=seed), PLAIN_ANSWERS)
+    openings = [q.split("\u201c")[0] for q in result.questions[1:] if "\u201c" in q]
+    assert len(openings) >= 3, result.questions
+    assert len(set(openings)) == len(openings), openings

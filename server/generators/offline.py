@@ -244,27 +244,34 @@ class OfflineWriter:
         an answer without words or a bare yes/no is not quoted, another language is said
         to be one, and typed words are quoted by the first cue found in them."""
         common = self._bank.common
-        reactions = common.reactions
+        asked = [e.question for e in journey.exchanges]
+
+        def pick(kind: str) -> str:
+            # Not a way of hearing the answer that an earlier question already used.
+            templates = common.reactions[kind]
+            fresh = [t for t in templates if not any(_opening(t) in q for q in asked)]
+            return rng.choice(fresh or templates)
+
         if self._quick_reply(journey, exchange) is not None:
-            return fill(rng.choice(reactions["quick"]), excerpt(exchange.answer))
+            return fill(pick("quick"), excerpt(exchange.answer))
         reading = read(exchange.answer, common)
         if reading.kind == "wordless":
-            return rng.choice(reactions["emoji"])
+            return pick("emoji")
         if reading.kind == "bare":
-            return rng.choice(reactions["bare"])
+            return pick("bare")
         if reading.kind == "foreign":
-            template = rng.choice(reactions["language"]).replace("<language>", reading.language)
+            template = pick("language").replace("<language>", reading.language)
             return fill(template, excerpt(exchange.answer))
         kind = _reaction_kind(reading)
         if kind == "doubt" and reading.words <= SHORT_DOUBT_WORDS:
-            return rng.choice(reactions["doubt_short"])
+            return pick("doubt_short")
         if kind == "plain":
-            return fill(rng.choice(reactions["plain"]), excerpt(exchange.answer))
+            return fill(pick("plain"), excerpt(exchange.answer))
         lowered = normal(exchange.answer)
         markers = (*common.markers.get(kind, ()), *common.markers.get("irony", ()))
         marker = next((m for m in markers if mentions(lowered, m)), "")
         quoted = clause_around(exchange.answer, marker) if marker else excerpt(exchange.answer)
-        return fill(rng.choice(reactions[kind]), quoted)
+        return fill(pick(kind), quoted)
 
     def _bridge(self, scene: Scenario | None, number: int, rng: random.Random, before: str) -> str:
         """A sentence that brings the scenario's people, stakes or place back in, never one
@@ -378,3 +385,8 @@ def _generic_dimension(label: str) -> Dimension:
         suggestions_low=(f"Next time, ask yourself where {name} fits before you decide.",),
         suggestions_high=(f"Notice when {name} helps you, and when it narrows your view.",),
     )
+
+
+def _opening(template: str) -> str:
+    """What a reaction says before its quote (or all of it): how to know it in a question."""
+    return template.split("<", 1)[0].strip()
